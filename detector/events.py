@@ -1,0 +1,352 @@
+"""The event contract (schema version 1): parse inputs, build outputs. ``docs/events.md`` documents it.
+
+Parsing is hand-written rather than pydantic because it runs on every message; each
+rejection raises :class:`InvalidEvent` whose message is the dead-letter reason.
+
+>>> p = EventParser(RecipientHasher("k" * 16))
+>>> e = p.parse_sms(b'{"msg_id": "m1", "ts": "2024-11-11T20:00:00+08:00", "port": "10690001",'
+...                 b' "recipient": "13812345678", "content": "\\u3010\\u4eac\\u4e1c\\u3011\\u4f60\\u597d"}')
+>>> e.ts_ms, e.signature, e.recipient.startswith("r_")
+(1731326400000, '京东', True)
+>>> p.parse_sms(b'{"msg_id": "m1", "ts": 1, "port": "1069"}')
+Traceback (most recent call last):
+...
+detector.errors.InvalidEvent: missing required field(s): content, recipient
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from detector.errors import InvalidEvent
+from detector.privacy import RecipientHasher, mask_numbers, scrub_msisdns
+
+SCHEMA_VERSION = 1
+
+# Topic base names; Settings.topic() adds the configured prefix.
+TOPIC_OUTBOUND = "sms.outbound"
+TOPIC_OPTOUTS = "sms.optouts"
+TOPIC_COMPLAINTS = "sms.complaints"
+TOPIC_DECISIONS = "sms.decisions"
+TOPIC_PORT_ACTIONS = "sms.port-actions"
+TOPIC_DEAD_LETTER = "sms.dead-letter"
+TOPIC_FEEDBACK = "sms.feedback"
+
+CATEGORIES = ("verification", "notification", "marketing")
+ACTIONS = ("allow", "flag", "block")
+PORT_STATES = ("normal", "watch", "throttle", "block")
+OPTOUT_KEYWORDS = ("T", "TD", "退订", "R", "N", "0000", "STOP", "QX", "取消")
+
+_SIGNATURE = re.compile(r"^\s*[【\[]([^】\]]{2,16})[】\]]|[【\[]([^】\]]{2,16})[】\]]\s*$")
+_PORT = re.compile(r"^[0-9]{3,24}$")
+_MSISDN = re.compile(r"^\+?[0-9][0-9\- ]{4,22}$")
+_MSG_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_MIN_TS_MS = 946_684_800_000      # 2000-01-01: anything earlier is a unit mistake
+_MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
+
+
+def format_ts(ts_ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC.
+
+    >>> format_ts(1731326400000)
+    '2024-11-11T12:00:00.000Z'
+    """
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_ts(value: Any) -> int:
+    """RFC 3339 with an offset, or epoch milliseconds, to epoch milliseconds.
+
+    >>> parse_ts("2024-11-11T12:00:00Z"), parse_ts(1731326400000)
+    (1731326400000, 1731326400000)
+    >>> parse_ts("2024-11-11 12:00:00")
+    Traceback (most recent call last):
+    ...
+    detector.errors.InvalidEvent: ts: RFC 3339 timestamp needs an offset (Z or +08:00)
+    """
+    if isinstance(value, bool):
+        raise InvalidEvent("ts: expected RFC 3339 string or epoch milliseconds, got bool")
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        ts_ms = int(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+        except ValueError:
+            raise InvalidEvent(f"ts: not an RFC 3339 timestamp: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent("ts: RFC 3339 timestamp needs an offset (Z or +08:00)")
+        ts_ms = int(parsed.timestamp() * 1000)
+    else:
+        raise InvalidEvent(f"ts: expected RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
+    if not _MIN_TS_MS <= ts_ms <= _MAX_TS_MS:
+        raise InvalidEvent(f"ts: {ts_ms} ms is outside 2000..2100 (seconds instead of milliseconds?)")
+    return ts_ms
+
+
+def signature_from_content(content: str) -> str | None:
+    """The merchant signature in a leading or trailing 【…】 (or [...]).
+
+    >>> signature_from_content("【京东】您的订单已发货"), signature_from_content("验证码1234【阿里云】")
+    ('京东', '阿里云')
+    >>> signature_from_content("没有签名") is None
+    True
+    """
+    m = _SIGNATURE.search(content)
+    if not m:
+        return None
+    return (m.group(1) or m.group(2)).strip() or None
+
+
+@dataclass(slots=True)
+class SmsEvent:
+    msg_id: str
+    ts_ms: int
+    port: str
+    recipient: str            # keyed hash, never the MSISDN
+    content: str
+    sp_id: str | None = None
+    signature: str | None = None
+    category: str | None = None
+
+
+@dataclass(slots=True)
+class OptOutEvent:
+    ts_ms: int
+    recipient: str
+    port: str
+    signature: str | None = None
+    keyword: str | None = None
+
+
+@dataclass(slots=True)
+class ComplaintEvent:
+    ts_ms: int
+    recipient: str
+    port: str
+    content: str | None = None
+
+
+@dataclass(slots=True)
+class Reason:
+    """One named signal that fired: its value and the weight the policy gave it."""
+    signal: str
+    value: float
+    weight: float
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"signal": self.signal, "value": round(float(self.value), 4), "weight": self.weight}
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass(slots=True)
+class Decision:
+    msg_id: str
+    port: str
+    ts_ms: int
+    action: str
+    score: float                      # the classifier's spam probability
+    risk: float                       # sum of the reasons' value x weight
+    reasons: list[Reason]
+    port_state: str
+    model_version: str
+    recipient: str
+    content: str
+    signature: str | None = None
+    sp_id: str | None = None
+    category: str | None = None
+
+    def as_dict(self, decided_at_ms: int | None = None) -> dict[str, Any]:
+        d = {
+            "v": SCHEMA_VERSION, "type": "decision", "msg_id": self.msg_id, "port": self.port,
+            "ts": format_ts(self.ts_ms), "ts_ms": self.ts_ms, "action": self.action,
+            "score": round(float(self.score), 4), "risk": round(float(self.risk), 3),
+            "reasons": [r.as_dict() for r in self.reasons], "port_state": self.port_state,
+            "model_version": self.model_version, "recipient": self.recipient,
+            "signature": self.signature, "sp_id": self.sp_id, "category": self.category,
+            "content": mask_numbers(self.content[:500]),
+        }
+        if decided_at_ms is not None:
+            d["decided_at_ms"] = decided_at_ms
+        return d
+
+
+@dataclass(slots=True)
+class PortAction:
+    port: str
+    ts_ms: int
+    state: str
+    reasons: list[Reason]
+    since_ms: int
+    expires_at_ms: int | None
+    decided_by: str                   # "engine" or an operator id
+    rate_limit_per_min: int | None = None
+    previous_state: str | None = None
+    note: str | None = None           # an operator's reason, free text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION, "type": "port_action", "port": self.port, "ts": format_ts(self.ts_ms),
+            "ts_ms": self.ts_ms, "state": self.state, "previous_state": self.previous_state,
+            "rate_limit_per_min": self.rate_limit_per_min, "reasons": [r.as_dict() for r in self.reasons],
+            "since": format_ts(self.since_ms), "since_ms": self.since_ms,
+            "expires_at": format_ts(self.expires_at_ms) if self.expires_at_ms else None,
+            "expires_at_ms": self.expires_at_ms, "decided_by": self.decided_by, "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PortAction":
+        return cls(
+            port=d["port"], ts_ms=int(d["ts_ms"]), state=d["state"],
+            reasons=[Reason(r["signal"], r["value"], r["weight"], r.get("detail")) for r in d.get("reasons", [])],
+            since_ms=int(d.get("since_ms") or d["ts_ms"]), expires_at_ms=d.get("expires_at_ms"),
+            decided_by=d.get("decided_by", "engine"), rate_limit_per_min=d.get("rate_limit_per_min"),
+            previous_state=d.get("previous_state"), note=d.get("note"),
+        )
+
+
+def dead_letter(raw: bytes, reason: str, hasher: RecipientHasher, *, topic: str = "", partition: int = -1,
+                offset: int = -1, now_ms: int | None = None) -> dict[str, Any]:
+    """A dead-letter record: the rejected bytes (MSISDNs replaced by their hash), where they came from, why."""
+    scrubbed = scrub_msisdns(raw, hasher)
+    return {
+        "v": SCHEMA_VERSION, "type": "dead_letter", "reason": reason,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "raw_b64": base64.b64encode(scrubbed).decode(), "raw_bytes": len(raw),
+        "msisdns_redacted": scrubbed != raw, "received_at_ms": now_ms,
+    }
+
+
+class EventParser:
+    """Validates raw input bytes against the contract and hashes recipients at ingress."""
+
+    def __init__(self, hasher: RecipientHasher, *, max_event_bytes: int = 65_536, max_content_chars: int = 2_000,
+                 now_ms: int | None = None, max_future_ms: int | None = None, max_age_ms: int | None = None):
+        self.hasher = hasher
+        self.max_event_bytes = max_event_bytes
+        self.max_content_chars = max_content_chars
+        # Clock bounds are optional so replay of old recordings stays deterministic.
+        self.now_ms = now_ms
+        self.max_future_ms = max_future_ms
+        self.max_age_ms = max_age_ms
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _load(self, raw: bytes | str | dict) -> dict[str, Any]:
+        if isinstance(raw, dict):
+            obj = raw
+        else:
+            if isinstance(raw, str):
+                raw = raw.encode("utf-8", "surrogatepass")
+            if len(raw) > self.max_event_bytes:
+                raise InvalidEvent(f"event is {len(raw)} bytes, more than the {self.max_event_bytes} allowed")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidEvent(f"not valid UTF-8 at byte {exc.start}") from None
+            try:
+                obj = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise InvalidEvent(f"not valid JSON: {str(exc)[:80]}") from None
+        if not isinstance(obj, dict):
+            raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
+        v = obj.get("v", SCHEMA_VERSION)
+        if v != SCHEMA_VERSION:
+            raise InvalidEvent(f"unsupported schema version {v!r} (this worker speaks {SCHEMA_VERSION})")
+        return obj
+
+    @staticmethod
+    def _require(obj: dict[str, Any], names: tuple[str, ...]) -> None:
+        missing = [n for n in names if obj.get(n) is None]
+        if missing:
+            raise InvalidEvent(f"missing required field(s): {', '.join(sorted(missing))}")
+
+    @staticmethod
+    def _str(obj: dict[str, Any], name: str, *, optional: bool = False, pattern: re.Pattern | None = None,
+             max_len: int = 256) -> str | None:
+        value = obj.get(name)
+        if value is None:
+            if optional:
+                return None
+            raise InvalidEvent(f"missing required field(s): {name}")
+        if not isinstance(value, str):
+            raise InvalidEvent(f"{name}: expected string, got {type(value).__name__}")
+        if len(value) > max_len:
+            raise InvalidEvent(f"{name}: longer than {max_len} characters")
+        if pattern is not None and not pattern.match(value):
+            raise InvalidEvent(f"{name}: {value[:40]!r} is not a valid {name}")
+        if "\x00" in value:
+            raise InvalidEvent(f"{name}: contains a NUL character")
+        return value
+
+    def _ts(self, obj: dict[str, Any]) -> int:
+        ts_ms = parse_ts(obj.get("ts"))
+        if self.now_ms is not None:
+            if self.max_future_ms is not None and ts_ms > self.now_ms + self.max_future_ms:
+                raise InvalidEvent(f"ts: {format_ts(ts_ms)} is too far in the future")
+            if self.max_age_ms is not None and ts_ms < self.now_ms - self.max_age_ms:
+                raise InvalidEvent(f"ts: {format_ts(ts_ms)} is too old")
+        return ts_ms
+
+    def _recipient(self, obj: dict[str, Any]) -> str:
+        value = self._str(obj, "recipient", pattern=_MSISDN, max_len=32)
+        return self.hasher(value)
+
+    # -- public ----------------------------------------------------------------------------------
+    def parse_sms(self, raw: bytes | str | dict) -> SmsEvent:
+        obj = self._load(raw)
+        self._require(obj, ("msg_id", "ts", "port", "recipient", "content"))
+        content = self._str(obj, "content", max_len=self.max_content_chars)
+        if not content.strip():
+            raise InvalidEvent("content: empty")
+        category = self._str(obj, "category", optional=True, max_len=32)
+        if category is not None and category not in CATEGORIES:
+            raise InvalidEvent(f"category: {category[:32]!r} is not one of {', '.join(CATEGORIES)}")
+        signature = self._str(obj, "signature", optional=True, max_len=32)
+        signature = (signature.strip("【】[] ") or None) if signature else signature_from_content(content)
+        return SmsEvent(
+            msg_id=self._str(obj, "msg_id", pattern=_MSG_ID, max_len=128),
+            ts_ms=self._ts(obj),
+            port=self._str(obj, "port", pattern=_PORT, max_len=24),
+            recipient=self._recipient(obj),
+            content=content,
+            sp_id=self._str(obj, "sp_id", optional=True, max_len=64),
+            signature=signature,
+            category=category,
+        )
+
+    def parse_optout(self, raw: bytes | str | dict) -> OptOutEvent:
+        obj = self._load(raw)
+        self._require(obj, ("ts", "recipient", "port"))
+        return OptOutEvent(
+            ts_ms=self._ts(obj), recipient=self._recipient(obj),
+            port=self._str(obj, "port", pattern=_PORT, max_len=24),
+            signature=(self._str(obj, "signature", optional=True, max_len=32) or "").strip("【】[] ") or None,
+            keyword=self._str(obj, "keyword", optional=True, max_len=32),
+        )
+
+    def parse_complaint(self, raw: bytes | str | dict) -> ComplaintEvent:
+        obj = self._load(raw)
+        self._require(obj, ("ts", "recipient", "port"))
+        return ComplaintEvent(
+            ts_ms=self._ts(obj), recipient=self._recipient(obj),
+            port=self._str(obj, "port", pattern=_PORT, max_len=24),
+            content=self._str(obj, "content", optional=True, max_len=self.max_content_chars),
+        )
+
+    def parse_any(self, raw: bytes | str | dict) -> SmsEvent | OptOutEvent | ComplaintEvent:
+        """A replay line: ``type`` is ``sms`` (default), ``optout`` or ``complaint``."""
+        obj = self._load(raw)
+        kind = obj.get("type", "sms")
+        if kind == "sms":
+            return self.parse_sms(obj)
+        if kind == "optout":
+            return self.parse_optout(obj)
+        if kind == "complaint":
+            return self.parse_complaint(obj)
+        raise InvalidEvent(f"type: {str(kind)[:20]!r} is not sms, optout or complaint")

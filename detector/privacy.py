@@ -1,0 +1,64 @@
+"""Keep MSISDNs out of every output: keyed hashes for recipients, masks for numbers in text.
+
+>>> h = RecipientHasher("k" * 16)
+>>> h("+8613812345678") == h("13812345678") == h("8613812345678")
+True
+>>> h("13812345678")[:2], len(h("13812345678"))
+('r_', 22)
+>>> mask_numbers("call 13812345678 or 021-62345678 now")
+'call 138****5678 or 021-****5678 now'
+>>> scrub_msisdns(b'{"recipient": "13812345678"}', h) == b'{"recipient": "' + h("13812345678").encode() + b'"}'
+True
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+# Mainland mobile numbers with an optional +86 / 86 / 0086 prefix, and other long digit runs.
+_MSISDN_BYTES = re.compile(rb"(?<!\d)(?:\+?86|0086)?(1[3-9]\d{9})(?!\d)")
+_NUMBER_TEXT = re.compile(r"(?<!\d)(\d{3}-?|\d{4}-)(\d{2,4})(\d{4})(?!\d)")
+
+
+def canonical_msisdn(value: str) -> str:
+    """Strip separators and the China country code so one subscriber has one hash."""
+    digits = re.sub(r"[\s\-()]", "", value)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    if digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return digits
+
+
+class RecipientHasher:
+    """HMAC-SHA256 of the canonical MSISDN, truncated: stable per subscriber, useless without the key."""
+
+    __slots__ = ("_key", "_cache")
+
+    def __init__(self, secret: str):
+        self._key = secret.encode()
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, msisdn: str) -> str:
+        hit = self._cache.get(msisdn)
+        if hit is not None:
+            return hit
+        digest = hmac.new(self._key, canonical_msisdn(msisdn).encode(), hashlib.sha256).hexdigest()[:20]
+        value = f"r_{digest}"
+        if len(self._cache) > 200_000:  # bounded: recipients are mostly distinct
+            self._cache.clear()
+        self._cache[msisdn] = value
+        return value
+
+
+def mask_numbers(text: str) -> str:
+    """Mask the middle of phone-like numbers for display (operators see 138****5678)."""
+    return _NUMBER_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+def scrub_msisdns(raw: bytes, hasher: RecipientHasher) -> bytes:
+    """Replace every mobile number in raw bytes by its keyed hash (dead letters keep everything else)."""
+    return _MSISDN_BYTES.sub(lambda m: hasher(m.group(1).decode()).encode(), raw)

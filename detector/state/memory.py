@@ -1,0 +1,199 @@
+"""In-process state store: for replay, unit tests and backtests. Exact, deterministic, event-time TTLs.
+
+>>> import asyncio
+>>> from detector.state.base import Window, Claim
+>>> s = MemoryStore()
+>>> asyncio.run(s.run([Window("k", 60_000, 1, 60, (60, 600)), Window("k", 130_000, 2, 60, (60, 600)),
+...                    Claim("m1", 0, 10), Claim("m1", 0, 10)]))
+[(1, 1), (2, 3), True, False]
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+from detector.events import PortAction
+from detector.state.base import (Baseline, Claim, Counter, Distinct, HashGet, HashSet, Op, StateStore,
+                                 Window)
+
+
+def fold_baseline(mean: float, var: float, seen: int, count: float, gap: int, alpha: float) -> tuple[float, float, int]:
+    """Fold a finished minute's ``count`` into the EWMA, then ``gap - 1`` empty minutes.
+
+    The Redis Lua script does exactly this arithmetic; keep them in step.
+
+    >>> fold_baseline(0.0, 0.0, 0, 10, 1, 0.5)
+    (5.0, 25.0, 1)
+    """
+    diff = count - mean
+    incr = alpha * diff
+    mean = mean + incr
+    var = (1 - alpha) * (var + diff * incr)
+    seen += 1
+    empty = min(gap - 1, 10_000)
+    for _ in range(min(empty, 120)):      # exact for short gaps
+        diff = -mean
+        incr = alpha * diff
+        mean += incr
+        var = (1 - alpha) * (var + diff * incr)
+    if empty > 120:                       # long silences: the baseline has decayed to nothing
+        mean *= (1 - alpha) ** (empty - 120)
+        var *= (1 - alpha) ** (empty - 120)
+    return mean, var, seen + empty
+
+
+class MemoryStore(StateStore):
+    """Dicts keyed like the Redis keys. Expiry runs on event time, pruned every ``prune_every`` ops."""
+
+    def __init__(self, prune_every: int = 200_000):
+        self._windows: dict[str, dict[int, int]] = {}
+        self._window_ttl: dict[str, int] = {}
+        self._baselines: dict[str, list[float]] = {}
+        self._distinct: dict[str, dict[int, set[str]]] = {}
+        self._distinct_ttl: dict[str, int] = {}
+        self._counters: dict[str, list[int]] = {}      # key -> [count, expires_ms]
+        self._claims: dict[str, int] = {}              # key -> expires_ms
+        self._hashes: dict[str, tuple[dict[str, str], int]] = {}
+        self._port_states: dict[str, PortAction] = {}
+        self._history: dict[str, list[PortAction]] = {}
+        self._registry: dict[str, frozenset[str]] = {}
+        self._clock_ms = 0
+        self._ops = 0
+        self._prune_every = prune_every
+
+    # -- ops -----------------------------------------------------------------------------------------
+    async def run(self, ops: Sequence[Op]) -> list[Any]:
+        return [self.apply(op) for op in ops]
+
+    def apply(self, op: Op) -> Any:
+        self._ops += 1
+        ts = getattr(op, "ts_ms", None)
+        if ts is not None and ts > self._clock_ms:
+            self._clock_ms = ts
+        if self._ops % self._prune_every == 0:
+            self.prune(self._clock_ms)
+        kind = type(op)
+        if kind is Window:
+            return self._window(op)
+        if kind is Distinct:
+            return self._distinct_op(op)
+        if kind is Counter:
+            return self._counter(op)
+        if kind is Claim:
+            expires = self._claims.get(op.key)
+            if expires is not None and expires > op.ts_ms:
+                return False
+            self._claims[op.key] = op.ts_ms + op.ttl_s * 1000
+            return True
+        if kind is Baseline:
+            return self._baseline(op)
+        if kind is HashGet:
+            entry = self._hashes.get(op.key)
+            if entry is None or entry[1] <= self._clock_ms:
+                return [None] * len(op.fields)
+            return [entry[0].get(f) for f in op.fields]
+        if kind is HashSet:
+            fields = self._hashes.get(op.key, ({}, 0))[0]
+            fields[op.field] = op.value
+            self._hashes[op.key] = (fields, op.ts_ms + op.ttl_s * 1000)
+            return None
+        raise TypeError(f"unknown op {op!r}")
+
+    def _window(self, op: Window) -> tuple[int, ...]:
+        buckets = self._windows.setdefault(op.key, {})
+        b = op.ts_ms // (op.bucket_s * 1000)
+        if op.amount:
+            buckets[b] = buckets.get(b, 0) + op.amount
+        longest = max(op.spans_s)
+        self._window_ttl[op.key] = max(self._window_ttl.get(op.key, 0), op.ts_ms + (longest + op.bucket_s) * 1000)
+        out = []
+        for span in op.spans_s:
+            n = max(1, span // op.bucket_s)
+            out.append(sum(buckets.get(b - i, 0) for i in range(n)))
+        if len(buckets) > 2 * (longest // op.bucket_s) + 4:
+            oldest = b - longest // op.bucket_s
+            for old in [k for k in buckets if k < oldest]:
+                del buckets[old]
+        return tuple(out)
+
+    def _distinct_op(self, op: Distinct) -> int:
+        buckets = self._distinct.setdefault(op.key, {})
+        b = op.ts_ms // (op.bucket_s * 1000)
+        buckets.setdefault(b, set()).add(op.member)
+        n = max(1, op.span_s // op.bucket_s)
+        self._distinct_ttl[op.key] = max(self._distinct_ttl.get(op.key, 0), op.ts_ms + (op.span_s + op.bucket_s) * 1000)
+        live = [buckets[b - i] for i in range(n) if (b - i) in buckets]
+        for old in [k for k in buckets if k <= b - n]:
+            del buckets[old]
+        if len(live) == 1:
+            return len(live[0])
+        return len(set().union(*live))
+
+    def _counter(self, op: Counter) -> int:
+        entry = self._counters.get(op.key)
+        if entry is None or entry[1] <= op.ts_ms:
+            if not op.amount:
+                return 0
+            entry = [0, op.ts_ms + op.ttl_s * 1000]
+            self._counters[op.key] = entry
+        entry[0] += op.amount
+        return entry[0]
+
+    def _baseline(self, op: Baseline) -> tuple[float, float, int, int]:
+        minute = op.ts_ms // 60_000
+        state = self._baselines.get(op.key)
+        if state is None:
+            state = [0.0, 0.0, 0, minute, 0]   # mean, var, seen, minute, count
+            self._baselines[op.key] = state
+        mean, var, seen, cur_minute, count = state
+        if minute > cur_minute:
+            mean, var, seen = fold_baseline(mean, var, int(seen), count, int(minute - cur_minute), op.alpha)
+            cur_minute, count = minute, 0
+        count += op.amount
+        state[:] = [mean, var, seen, cur_minute, count]
+        return (mean, var, int(seen), int(count))
+
+    def prune(self, now_ms: int) -> None:
+        """Drop everything whose TTL has passed in event time (keeps a long replay's memory bounded)."""
+        for store, ttl in ((self._windows, self._window_ttl), (self._distinct, self._distinct_ttl)):
+            for key in [k for k, t in ttl.items() if t <= now_ms]:
+                store.pop(key, None)
+                del ttl[key]
+        for key in [k for k, v in self._counters.items() if v[1] <= now_ms]:
+            del self._counters[key]
+        for key in [k for k, t in self._claims.items() if t <= now_ms]:
+            del self._claims[key]
+        for key in [k for k, v in self._hashes.items() if v[1] <= now_ms]:
+            del self._hashes[key]
+        stale = now_ms - 7 * 86_400_000      # a baseline untouched for a week has decayed to nothing
+        for key in [k for k, v in self._baselines.items() if v[3] * 60_000 < stale]:
+            del self._baselines[key]
+
+    def size(self) -> int:
+        """Number of live keys (for memory-bound tests)."""
+        return sum(len(d) for d in (self._windows, self._distinct, self._counters, self._claims, self._hashes,
+                                    self._baselines))
+
+    # -- port states --------------------------------------------------------------------------------
+    async def get_port_states(self, ports: Iterable[str]) -> dict[str, PortAction]:
+        return {p: self._port_states[p] for p in ports if p in self._port_states}
+
+    async def put_port_state(self, action: PortAction, history_limit: int = 200) -> None:
+        self._port_states[action.port] = action
+        hist = self._history.setdefault(action.port, [])
+        hist.insert(0, action)
+        del hist[history_limit:]
+
+    async def port_history(self, port: str, limit: int = 100) -> list[PortAction]:
+        return self._history.get(port, [])[:limit]
+
+    async def all_port_states(self) -> dict[str, PortAction]:
+        return dict(self._port_states)
+
+    async def registered_signatures(self, ports: Iterable[str]) -> dict[str, frozenset[str]]:
+        return {p: self._registry[p] for p in ports if p in self._registry}
+
+    async def register_signatures(self, port: str, signatures: Iterable[str], *, replace: bool = False) -> None:
+        current = set() if replace else set(self._registry.get(port, ()))
+        current.update(s.strip("【】[] ") for s in signatures if s.strip("【】[] "))
+        self._registry[port] = frozenset(current)
