@@ -46,10 +46,10 @@ class MemoryStore(StateStore):
     """Dicts keyed like the Redis keys. Expiry runs on event time, pruned every ``prune_every`` ops."""
 
     def __init__(self, prune_every: int = 200_000):
-        self._windows: dict[str, dict[int, int]] = {}
+        self._windows: dict[str, list] = {}
         self._window_ttl: dict[str, int] = {}
         self._baselines: dict[str, list[float]] = {}
-        self._distinct: dict[str, dict[int, set[str]]] = {}
+        self._distinct: dict[str, list] = {}
         self._distinct_ttl: dict[str, int] = {}
         self._counters: dict[str, list[int]] = {}      # key -> [count, expires_ms]
         self._claims: dict[str, int] = {}              # key -> expires_ms
@@ -93,41 +93,62 @@ class MemoryStore(StateStore):
                 return [None] * len(op.fields)
             return [entry[0].get(f) for f in op.fields]
         if kind is HashSet:
-            fields = self._hashes.get(op.key, ({}, 0))[0]
+            entry = self._hashes.get(op.key)
+            fields = entry[0] if entry is not None and entry[1] > self._clock_ms else {}   # expired: start empty
             fields[op.field] = op.value
             self._hashes[op.key] = (fields, op.ts_ms + op.ttl_s * 1000)
             return None
         raise TypeError(f"unknown op {op!r}")
 
     def _window(self, op: Window) -> tuple[int, ...]:
-        buckets = self._windows.setdefault(op.key, {})
+        # entry: [buckets {index: count}, last bucket index, cached sums for that index and spans]
+        entry = self._windows.get(op.key)
         b = op.ts_ms // (op.bucket_s * 1000)
+        if entry is None:
+            entry = self._windows[op.key] = [{}, None, None]
+        buckets = entry[0]
         if op.amount:
             buckets[b] = buckets.get(b, 0) + op.amount
         longest = max(op.spans_s)
-        self._window_ttl[op.key] = max(self._window_ttl.get(op.key, 0), op.ts_ms + (longest + op.bucket_s) * 1000)
-        out = []
+        self._window_ttl[op.key] = op.ts_ms + (longest + op.bucket_s) * 1000
+        if entry[1] == b and entry[2] is not None and len(entry[2]) == len(op.spans_s):
+            sums = entry[2] = tuple(x + op.amount for x in entry[2])    # same bucket: every span grows by amount
+            return sums
+        sums = []
         for span in op.spans_s:
             n = max(1, span // op.bucket_s)
-            out.append(sum(buckets.get(b - i, 0) for i in range(n)))
+            sums.append(sum(c for i, c in buckets.items() if b - n < i <= b))
         if len(buckets) > 2 * (longest // op.bucket_s) + 4:
             oldest = b - longest // op.bucket_s
             for old in [k for k in buckets if k < oldest]:
                 del buckets[old]
-        return tuple(out)
+        # cache only at the newest bucket: an out-of-order op must not poison it
+        newest = max(buckets) if buckets else b
+        entry[1], entry[2] = (b, tuple(sums)) if b >= newest else (None, None)
+        return tuple(sums)
 
     def _distinct_op(self, op: Distinct) -> int:
-        buckets = self._distinct.setdefault(op.key, {})
+        # entry: [member -> newest bucket it was seen in, bucket -> members whose newest bucket it is]
+        entry = self._distinct.get(op.key)
+        if entry is None:
+            entry = self._distinct[op.key] = [{}, {}]
+        latest, per_bucket = entry
         b = op.ts_ms // (op.bucket_s * 1000)
-        buckets.setdefault(b, set()).add(op.member)
         n = max(1, op.span_s // op.bucket_s)
-        self._distinct_ttl[op.key] = max(self._distinct_ttl.get(op.key, 0), op.ts_ms + (op.span_s + op.bucket_s) * 1000)
-        live = [buckets[b - i] for i in range(n) if (b - i) in buckets]
-        for old in [k for k in buckets if k <= b - n]:
-            del buckets[old]
-        if len(live) == 1:
-            return len(live[0])
-        return len(set().union(*live))
+        self._distinct_ttl[op.key] = op.ts_ms + (op.span_s + op.bucket_s) * 1000
+        seen = latest.get(op.member)
+        if seen is None or seen < b:
+            if seen is not None:
+                per_bucket[seen] -= 1
+            latest[op.member] = b
+            per_bucket[b] = per_bucket.get(b, 0) + 1
+        if len(per_bucket) > 2 * n + 4:
+            cutoff = b - n
+            for member in [m for m, mb in latest.items() if mb <= cutoff]:
+                del latest[member]
+            for old in [k for k in per_bucket if k <= cutoff]:
+                del per_bucket[old]
+        return sum(per_bucket.get(b - i, 0) for i in range(n))
 
     def _counter(self, op: Counter) -> int:
         entry = self._counters.get(op.key)

@@ -1,0 +1,316 @@
+"""The detection engine: a micro-batch of events in, decisions and port-state changes out.
+
+Plain Python around a :class:`~detector.state.base.StateStore`. The live worker and
+``smsguard replay`` call the same :meth:`Engine.process`; only the store differs.
+
+Per batch:
+ 1. claim every msg_id once (idempotency: a redelivered message is neither decided nor counted twice);
+ 2. score the new messages in one classifier call (template cache in front);
+ 3. build each message's state feeds, run them and read port states + signature registry, concurrently;
+ 4. evaluate the signals, apply the policy: one decision per message, port state changes.
+When the store is unreachable, messages are still decided on what needs no state, the decision
+says which signals were skipped (``degraded``), and port states come from the last ones seen.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+from detector import textnorm
+from detector.errors import StateUnavailable
+from detector.events import ComplaintEvent, Decision, OptOutEvent, PortAction, Reason, SmsEvent
+from detector.fingerprint import lsh_bands
+from detector.policy import Policy
+from detector.settings import Settings
+from detector.signals.base import MessageContext
+from detector.signals.feeds import DAY_S, FEEDS
+from detector.signals.port_health import complaint_value
+from detector.state.base import Claim, HashSet, StateStore, Window, tag
+
+Event = SmsEvent | OptOutEvent | ComplaintEvent
+OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
+
+# Unsubscribe wording seen in the wild: 回T退订, 退订回T, 拒收请回复R, 回复TD退订, 回N退订, 回0000 …
+_UNSUBSCRIBE = re.compile(r"(回复?|发送?|编辑)?\s*(t|td|r|n|0000|qx|stop)\s*(退订|拒收|取消)|退订回?复?\s*(t|td|r|n)\b|"
+                          r"拒收请?回复?\s*(r|t|n)|回复?退订|退订请|取消订阅|退订", re.I)
+_MARKETING_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折|抢购|秒杀|红包|领取|限时|会员日|大促|双11|双十一|618|"
+                             r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|咨询|热线|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
+
+
+class Scorer(Protocol):
+    version: str
+    threshold: float
+
+    def score(self, texts: Sequence[str]) -> Any: ...
+
+    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]: ...
+
+
+class NullScorer:
+    """No model loaded: every message scores 0 (the heuristics still run)."""
+    version = "none"
+    threshold = 1.01
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        return [0.0] * len(texts)
+
+    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        return []
+
+
+@dataclass
+class EngineResult:
+    decisions: list[Decision] = field(default_factory=list)
+    port_actions: list[PortAction] = field(default_factory=list)
+    duplicates: list[SmsEvent] = field(default_factory=list)
+    degraded: bool = False
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+class _TemplateFeatures:
+    """Per-template work (normalisation, MinHash) done once per template, LRU-cached."""
+
+    def __init__(self, size: int = 50_000):
+        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, bool]] = OrderedDict()
+        self._size = size
+
+    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, bool]:
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        folded = unicodedata.normalize("NFKC", content)
+        body = textnorm.normalize(content)
+        value = (_short_hash(key), lsh_bands(body or key), bool(_UNSUBSCRIBE.search(folded)),
+                 bool(_MARKETING_CUES.search(folded)))
+        self._cache[key] = value
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return value
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: StateStore, scorer: Scorer | None = None,
+                 policy: Policy | None = None):
+        self.settings = settings
+        self.store = store
+        self.scorer: Scorer = scorer or NullScorer()
+        self.policy = policy or Policy.load(settings.policy_file or None)
+        self._templates = _TemplateFeatures()
+        self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
+        self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
+        self._feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
+                                   for f in cfg.signal.feeds})
+        self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: StateStore) -> "Engine":
+        """The engine with the registry's promoted model behind a template cache."""
+        from detector.model import CachedScorer
+        from detector.registry import Registry
+        model = Registry(settings.models_dir).load_promoted()
+        return cls(settings, store, CachedScorer(model, settings.score_cache_size))
+
+    @property
+    def model_version(self) -> str:
+        return self.scorer.version
+
+    def swap_scorer(self, scorer: Scorer) -> None:
+        """Hot reload: the next batch is scored by ``scorer``; a batch in flight finishes with the old one."""
+        self.scorer = scorer
+        self._explanations.clear()
+
+    # -- the batch ---------------------------------------------------------------------------------
+    async def process(self, events: Sequence[Event]) -> EngineResult:
+        result = EngineResult()
+        sms = [e for e in events if type(e) is SmsEvent]
+        fresh = await self._claim(sms, result)
+        contexts = self._contexts(fresh)
+        by_msg = {id(c.event): c for c in contexts}
+        ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
+
+        ops, slots = [], []
+        for event in events:
+            ctx = by_msg.get(id(event))
+            if ctx is not None:
+                for name in self._feed_names:
+                    op = FEEDS[name](ctx)
+                    if op is not None:
+                        ops.append(op)
+                        slots.append((ctx, name))
+                    else:
+                        ctx.state[name] = None       # the feed does not apply (no signature, no provider)
+            elif type(event) is OptOutEvent:
+                field_name = f"s:{event.signature}" if event.signature else f"p:{event.port}"
+                ops.append(HashSet(tag("optout", event.recipient), event.ts_ms, field_name, str(event.ts_ms),
+                                   OPTOUT_TTL_S))
+                slots.append((event, None))
+            elif type(event) is ComplaintEvent:
+                ops.append(Window(tag("port", event.port, "cmp"), event.ts_ms, 1, 3600, (DAY_S,)))
+                slots.append((event, "complaints"))
+                ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
+                slots.append((event, "day"))
+
+        states: dict[str, PortAction] = {}
+        try:
+            outputs, states, registry = await asyncio.gather(
+                self.store.run(ops), self.store.get_port_states(ports), self.store.registered_signatures(ports))
+        except StateUnavailable:
+            result.degraded = True
+            outputs, registry = [], {}
+            states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
+        complaints: dict[int, dict[str, int]] = {}
+        for (owner, name), value in zip(slots, outputs):
+            if name is None:
+                continue
+            if type(owner) is ComplaintEvent:
+                complaints.setdefault(id(owner), {})[name] = value[0]
+            else:
+                owner.state[name] = value
+        for ctx in contexts:
+            ctx.registered_signatures = registry.get(ctx.event.port)
+        self._port_cache.update(states)
+
+        port_reasons = self._decide(contexts, states, result)
+        await self._port_transitions(events, contexts, port_reasons, complaints, states, result)
+        for decision in result.decisions:
+            decision.port_state = states[decision.port].state if decision.port in states else "normal"
+            if decision.port_state == "block" and decision.action != "block":
+                decision.action = "block"
+                decision.reasons.append(Reason("port_blocked", 1.0, 0.0, "the port is blocked"))
+        return result
+
+    async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:
+        if not sms:
+            return []
+        ttl = int(self.settings.dedup_ttl_s)
+        try:
+            first = await self.store.run([Claim(tag("msg", e.msg_id), e.ts_ms, ttl) for e in sms])
+        except StateUnavailable:
+            result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
+            first = [True] * len(sms)
+        fresh, seen = [], set()
+        for event, is_first in zip(sms, first):
+            if is_first and event.msg_id not in seen:
+                fresh.append(event)
+                seen.add(event.msg_id)
+            else:
+                result.duplicates.append(event)
+        return fresh
+
+    def _contexts(self, events: list[SmsEvent]) -> list[MessageContext]:
+        if not events:
+            return []
+        scores = self.scorer.score([e.content for e in events])
+        threshold = self.scorer.threshold
+        contexts = []
+        for event, score in zip(events, scores):
+            score = float(score)
+            key = textnorm.template_key(event.content)
+            template_id, bands, has_unsub, cues = self._templates.get(key, event.content)
+            is_spam = score >= threshold
+            declared = event.category
+            marketing = declared == "marketing" or is_spam or has_unsub or (declared is None and cues)
+            hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
+            contexts.append(MessageContext(
+                event=event, score=score, is_spam=is_spam, marketing=marketing, has_unsubscribe=has_unsub,
+                local_hour=hour, template_key=key, template_id=template_id,
+                content_id=_short_hash(event.content), lsh_bands=bands,
+                explanation=self._explain(key, event.content) if is_spam else ()))
+        return contexts
+
+    def _explain(self, key: str, content: str) -> tuple[tuple[str, float], ...]:
+        hit = self._explanations.get(key)
+        if hit is None:
+            hit = tuple(self.scorer.explain(content, 5))
+            self._explanations[key] = hit
+            if len(self._explanations) > 20_000:
+                self._explanations.popitem(last=False)
+        return hit
+
+    def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction],
+                result: EngineResult) -> dict[str, tuple[int, list[Reason]]]:
+        """Message decisions; returns each port's latest port-level reasons (with the event time they hold at)."""
+        port_reasons: dict[str, tuple[int, list[Reason]]] = {}
+        for ctx in contexts:
+            reasons: list[Reason] = []
+            p_reasons: list[Reason] = []
+            skipped: list[str] = []
+            hard_block = False
+            for name, cfg in self.policy.signals.items():
+                if not (cfg.weight or cfg.port_weight):
+                    continue
+                signal = cfg.signal
+                if signal.feeds and not signal.available(ctx):
+                    skipped.append(name)
+                    continue
+                fired = signal.evaluate(ctx)
+                if fired is None:
+                    continue
+                if cfg.weight:
+                    reasons.append(Reason(name, fired.value, cfg.weight, fired.detail))
+                    hard_block = hard_block or cfg.hard_block
+                if cfg.port_weight:
+                    p_reasons.append(Reason(name, fired.value, cfg.port_weight, fired.detail))
+            if skipped:
+                reasons.append(Reason("degraded", 1.0, 0.0, "state store unavailable; skipped: " + ", ".join(skipped)))
+            event = ctx.event
+            current = states.get(event.port)
+            action, risk = self.policy.message_action(reasons, current.state if current else "normal", hard_block)
+            reasons.sort(key=lambda r: -abs(r.value * r.weight))
+            result.decisions.append(Decision(
+                msg_id=event.msg_id, port=event.port, ts_ms=event.ts_ms, action=action, score=ctx.score, risk=risk,
+                reasons=reasons, port_state="normal", model_version=self.scorer.version, recipient=event.recipient,
+                content=event.content, signature=event.signature, sp_id=event.sp_id, category=event.category))
+            if not skipped:
+                port_reasons[event.port] = (event.ts_ms, p_reasons)
+        return port_reasons
+
+    async def _port_transitions(self, events: Sequence[Event], contexts: list[MessageContext],
+                                port_reasons: dict[str, tuple[int, list[Reason]]],
+                                complaints: dict[int, dict[str, int]], states: dict[str, PortAction],
+                                result: EngineResult) -> None:
+        if result.degraded:
+            return                               # cannot persist a state change; the next healthy batch will
+        changes: list[PortAction] = []
+        for port, (ts_ms, reasons) in port_reasons.items():
+            risk = sum(r.value * r.weight for r in reasons)
+            reasons.sort(key=lambda r: -r.value * r.weight)
+            change = self.policy.next_port_state(port, states.get(port), risk, reasons, ts_ms)
+            if change is not None:
+                states[port] = change
+                changes.append(change)
+        complaint_cfg = self.policy.signals["complaint_rate"]
+        for event in events:
+            counts = complaints.get(id(event))
+            if not counts or not complaint_cfg.port_weight:
+                continue
+            fired = complaint_value(counts["complaints"], counts["day"], complaint_cfg.signal.params)
+            if fired is None:
+                continue
+            reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
+            change = self.policy.next_port_state(event.port, states.get(event.port), fired.value * reason.weight,
+                                                 [reason], event.ts_ms, escalate_only=True)
+            if change is not None:
+                states[event.port] = change
+                changes.append(change)
+        optout_hits = [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
+                       for c, d in zip(contexts, result.decisions) if any(r.signal == "opted_out" for r in d.reasons)]
+        try:
+            if optout_hits:
+                await self.store.run(optout_hits)
+            for change in changes:
+                await self.store.put_port_state(change)
+        except StateUnavailable:
+            result.degraded = True
+            return
+        self._port_cache.update({c.port: c for c in changes})
+        result.port_actions.extend(changes)

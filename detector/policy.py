@@ -1,0 +1,158 @@
+"""The policy: message actions from weighted signals, and the port state machine.
+
+Message: ``risk = sum(value x weight)``; ``block`` at ``block_at`` or on a hard-block signal,
+``flag`` at ``flag_at``, else ``allow``; a blocked port blocks its messages.
+
+Port: ``normal -> watch -> throttle -> block`` by port risk. Escalation is immediate;
+a state holds until it expires (``ttl_s``) and the risk has fallen below ``hysteresis``
+x its threshold, then steps down one level. Operators' states always win until they expire.
+
+>>> p = Policy.load()
+>>> p.port_level(0.5), p.port_level(2.6), p.port_level(9)
+('normal', 'throttle', 'block')
+>>> a = operator_action("10690001", "block", "ops-li", "fraud", now_ms=0, expires_in_s=3600)
+>>> a.state, a.decided_by, a.expires_at_ms, a.note
+('block', 'ops-li', 3600000, 'block by ops-li: fraud')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from detector.errors import ConfigError
+from detector.events import PORT_STATES, PortAction, Reason
+from detector.signals import ALL_SIGNALS, Signal
+
+DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.default.yaml")
+LEVEL = {s: i for i, s in enumerate(PORT_STATES)}
+OPERATOR_KINDS = ("throttle", "block", "release", "allowlist")
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    signal: Signal
+    weight: float
+    port_weight: float
+    hard_block: bool
+
+
+class Policy:
+    def __init__(self, config: Mapping[str, Any], source: str = "<dict>"):
+        self.source = source
+        try:
+            msg, port, signals = config["message"], config["port"], config["signals"]
+            self.flag_at = float(msg["flag_at"])
+            self.block_at = float(msg["block_at"])
+            self.thresholds = {"watch": float(port["watch_at"]), "throttle": float(port["throttle_at"]),
+                               "block": float(port["block_at"])}
+            self.hysteresis = float(port["hysteresis"])
+            self.ttl_ms = {k: int(v) * 1000 for k, v in port["ttl_s"].items()}
+            self.renew_before_ms = int(port["renew_before_s"]) * 1000
+            self.throttle_rate_per_min = int(port["throttle_rate_per_min"])
+            self.min_messages_for_state = int(port["min_messages_for_state"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"policy {source}: missing or bad setting {exc}") from None
+        if not self.thresholds["watch"] < self.thresholds["throttle"] < self.thresholds["block"]:
+            raise ConfigError(f"policy {source}: port thresholds must rise watch < throttle < block")
+        self.signals: dict[str, SignalConfig] = {}
+        for name, entry in signals.items():
+            if name not in ALL_SIGNALS:
+                raise ConfigError(f"policy {source}: unknown signal {name!r}")
+            extra = set(entry) - {"weight", "port_weight", "params", "hard_block", "why"}
+            if extra:
+                raise ConfigError(f"policy {source}: signal {name}: unknown key(s) {', '.join(sorted(extra))}")
+            self.signals[name] = SignalConfig(ALL_SIGNALS[name](entry.get("params")), float(entry.get("weight", 0)),
+                                              float(entry.get("port_weight", 0)), bool(entry.get("hard_block", False)))
+        missing = set(ALL_SIGNALS) - set(self.signals)
+        if missing:
+            raise ConfigError(f"policy {source}: no entry for signal(s) {', '.join(sorted(missing))}")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Policy":
+        path = Path(path) if path else DEFAULT_POLICY_FILE
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"policy file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"policy file {path}: not valid YAML: {exc}") from None
+        return cls(config, str(path))
+
+    # -- messages --------------------------------------------------------------------------------
+    def message_action(self, reasons: list[Reason], port_state: str, hard_block: bool) -> tuple[str, float]:
+        risk = sum(r.value * r.weight for r in reasons)
+        if hard_block or port_state == "block" or risk >= self.block_at:
+            return "block", risk
+        if risk >= self.flag_at:
+            return "flag", risk
+        return "allow", risk
+
+    # -- ports -----------------------------------------------------------------------------------
+    def port_level(self, risk: float) -> str:
+        level = "normal"
+        for state in ("watch", "throttle", "block"):
+            if risk >= self.thresholds[state]:
+                level = state
+        return level
+
+    def next_port_state(self, port: str, current: PortAction | None, risk: float, reasons: list[Reason],
+                        now_ms: int, *, escalate_only: bool = False) -> PortAction | None:
+        """The port's new state record, or ``None`` when nothing changes."""
+        cur_state = current.state if current else "normal"
+        expired = current is not None and current.expires_at_ms is not None and current.expires_at_ms <= now_ms
+        if current is not None and current.decided_by != "engine" and not expired:
+            return None                                   # an operator's decision stands until it expires
+        target = self.port_level(risk)
+        if current is not None and current.decided_by != "engine" and expired:
+            cur_state = "normal"                          # the operator's state lapsed: the engine takes over again
+            if target == "normal":
+                return self._action(port, "normal", reasons, now_ms, current, note="operator state expired")
+        if LEVEL[target] > LEVEL[cur_state]:
+            return self._action(port, target, reasons, now_ms, current)
+        if escalate_only or cur_state == "normal":
+            return None
+        if LEVEL[target] == LEVEL[cur_state]:
+            if current.expires_at_ms is not None and current.expires_at_ms - now_ms <= self.renew_before_ms:
+                return self._action(port, cur_state, reasons, now_ms, current, since_ms=current.since_ms)
+            return None
+        # target below current: step down only once expired and clearly below the threshold
+        calm = risk < self.thresholds[cur_state] * self.hysteresis
+        if expired and calm:
+            lower = PORT_STATES[max(LEVEL[target], LEVEL[cur_state] - 1)]
+            return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired")
+        return None
+
+    def _action(self, port: str, state: str, reasons: list[Reason], now_ms: int, current: PortAction | None,
+                since_ms: int | None = None, note: str | None = None) -> PortAction:
+        ttl = self.ttl_ms.get(state)
+        return PortAction(
+            port=port, ts_ms=now_ms, state=state, reasons=reasons, since_ms=since_ms or now_ms,
+            expires_at_ms=now_ms + ttl if ttl else None, decided_by="engine",
+            rate_limit_per_min=self.throttle_rate_per_min if state == "throttle" else None,
+            previous_state=current.state if current else "normal", note=note,
+        )
+
+
+def operator_action(port: str, kind: str, operator: str, reason: str, now_ms: int, expires_in_s: int | None = None,
+                    rate_limit_per_min: int | None = None, current: PortAction | None = None,
+                    default_rate_per_min: int = 60) -> PortAction:
+    """An operator's override: throttle / block / allowlist pin the port; release hands it back to the engine."""
+    if kind not in OPERATOR_KINDS:
+        raise ConfigError(f"unknown operator action {kind!r}: expected one of {', '.join(OPERATOR_KINDS)}")
+    if not reason or not reason.strip():
+        raise ConfigError("an operator action needs a reason")
+    if not operator:
+        raise ConfigError("an operator action needs an operator id")
+    state = {"throttle": "throttle", "block": "block", "release": "normal", "allowlist": "normal"}[kind]
+    return PortAction(
+        port=port, ts_ms=now_ms, state=state,
+        reasons=[Reason(f"operator_{kind}", 1.0, 0.0, reason.strip()[:500])],
+        since_ms=now_ms, expires_at_ms=now_ms + expires_in_s * 1000 if expires_in_s else None,
+        # release returns the port to the engine: it is recorded as the engine's normal state
+        decided_by="engine" if kind == "release" else operator,
+        rate_limit_per_min=(rate_limit_per_min or default_rate_per_min) if kind == "throttle" else None,
+        previous_state=current.state if current else None, note=f"{kind} by {operator}: {reason.strip()[:500]}",
+    )

@@ -1,0 +1,84 @@
+"""Fan-out: how many recipients, ports and signatures a port or a template spreads over.
+
+>>> from detector.events import SmsEvent
+>>> from detector.signals.base import MessageContext
+>>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x"), 0.0, False, False, False, 12, "k", "t", "c")
+>>> ctx.state = {"port_signatures": 31}
+>>> PortSignatures().evaluate(ctx)
+Fired(value=1.0, detail='31 signatures on this port in the last hour')
+>>> ctx.state = {f"template_ports_{b}": n for b, n in enumerate((1, 12, 2, 1))}
+>>> TemplatePorts().evaluate(ctx).value
+1.0
+"""
+from __future__ import annotations
+
+from detector.signals.base import Fired, MessageContext, Signal, ramp
+
+
+class SpamFanout(Signal):
+    """Spam-scored traffic spread over many distinct recipients in the last hour (HyperLogLog)."""
+    name = "spam_fanout"
+    level = "port"
+    feeds = ("port_recipients", "port_spam", "port_rate")
+    defaults = {"low": 100, "high": 2000}
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        recipients = ctx.state.get("port_recipients")
+        share = spam_share(ctx)
+        if not recipients or not share:
+            return None
+        value = ramp(recipients, self.params["low"], self.params["high"]) * share
+        return Fired(value, f"{recipients} recipients/h, spam share {share:.0%}") if value > 0 else None
+
+
+def spam_share(ctx: MessageContext, min_volume: int = 20) -> float:
+    """Share of the port's last-10-minute messages that scored spam; compliant marketing counts a quarter."""
+    rate, spam_units = ctx.state.get("port_rate"), ctx.state.get("port_spam")
+    if rate is None or spam_units is None or rate[1] < min_volume:
+        return 0.0
+    return min(1.0, spam_units[0] / (4.0 * rate[1]))
+
+
+class TemplateRecipients(Signal):
+    """A spam-scored near-duplicate template reaching many recipients within the hour (bulk spam)."""
+    name = "template_recipients"
+    feeds = ("template_recipients",)
+    defaults = {"low": 100, "high": 1000}
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        n = ctx.state.get("template_recipients")
+        if not n or not ctx.is_spam:
+            return None
+        value = ramp(n, self.params["low"], self.params["high"])
+        return Fired(value, f"template sent to {n} recipients/h") if value > 0 else None
+
+
+class TemplatePorts(Signal):
+    """The same (near-duplicate, MinHash-banded) template arrives through many ports: resold or rented ports."""
+    name = "template_ports"
+    level = "both"
+    feeds = tuple(f"template_ports_{b}" for b in range(4))
+    defaults = {"low": 4, "high": 10}
+
+    def available(self, ctx: MessageContext) -> bool:
+        return any(f in ctx.state for f in self.feeds)
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        n = max((ctx.state.get(f) or 0 for f in self.feeds), default=0)
+        value = ramp(n, self.params["low"], self.params["high"])
+        return Fired(value, f"template seen on {n} ports in the last hour") if value > 0 else None
+
+
+class PortSignatures(Signal):
+    """Many merchants' signatures through one port within the hour: a resold port (转租端口)."""
+    name = "port_signatures"
+    level = "both"
+    feeds = ("port_signatures",)
+    defaults = {"low": 10, "high": 30}
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        n = ctx.state.get("port_signatures")
+        if not n:
+            return None
+        value = ramp(n, self.params["low"], self.params["high"])
+        return Fired(value, f"{n} signatures on this port in the last hour") if value > 0 else None
