@@ -18,6 +18,7 @@ from detector.settings import SETTINGS
 # Modules that add commands; each defines register(main: click.Group, bench: click.Group).
 COMMAND_MODULES = (
     "detector.commands",
+    "detector.ops_cli",
 )
 
 

@@ -1,0 +1,101 @@
+"""Operator actions on ports, and feedback labels for retraining.
+
+>>> a = port_action("10690001", "throttle", "alice", "双11 burst of 加微信 spam", now_ms=1_000, expires_in_s=600,
+...                 rate_limit_per_min=30)
+>>> a.state, a.decided_by, a.expires_at_ms, a.rate_limit_per_min
+('throttle', 'alice', 601000, 30)
+>>> port_action("10690001", "allowlist", "alice", "verified bank port", now_ms=1).reasons[0].signal
+'operator_allowlist'
+>>> port_action("10690001", "nuke", "alice", "why not", now_ms=1)
+Traceback (most recent call last):
+...
+detector.dashboard.actions.InvalidAction: kind must be one of throttle, block, release, allowlist
+>>> rows = dedup_labels([
+...     {"label": 1, "content": "加 微信 领红包", "ts": 1}, {"label": 0, "content": "您的验证码是 #", "ts": 2},
+...     {"label": 0, "content": "加 微信 领红包", "ts": 3}, {"label": 1, "content": "tab\\there", "ts": 4}])
+>>> rows   # sorted by text
+[(1, 'tab here'), (0, '加 微信 领红包'), (0, '您的验证码是 #')]
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from detector.errors import SmsGuardError
+from detector.events import PortAction
+from detector.policy import operator_action
+from detector.privacy import mask_numbers
+
+ACTION_KINDS = ("throttle", "block", "release", "allowlist")
+MAX_REASON_CHARS = 500
+MAX_EXPIRY_S = 30 * 86_400
+_CONTROL = re.compile(r"[\t\r\n\x00-\x1f\x7f]+")
+
+
+class InvalidAction(SmsGuardError):
+    """An operator request that cannot be carried out as given (answered with 400)."""
+
+
+def port_action(port: str, kind: str, operator: str, reason: str, now_ms: int, expires_in_s: int | None = None,
+                rate_limit_per_min: int | None = None, current: PortAction | None = None) -> PortAction:
+    """Validate an operator's request (answers for the page) and build it with the policy's own builder."""
+    if kind not in ACTION_KINDS:
+        raise InvalidAction(f"kind must be one of {', '.join(ACTION_KINDS)}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidAction("a reason is required")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidAction(f"reason is longer than {MAX_REASON_CHARS} characters")
+    if not re.fullmatch(r"[0-9]{3,24}", port or ""):
+        raise InvalidAction("port must be 3-24 digits")
+    if expires_in_s is not None and not 0 < expires_in_s <= MAX_EXPIRY_S:
+        raise InvalidAction(f"expires_in_s must be between 1 and {MAX_EXPIRY_S}")
+    if rate_limit_per_min is not None and (kind != "throttle" or rate_limit_per_min < 0):
+        raise InvalidAction("rate_limit_per_min is a non-negative rate and only for throttle")
+    return operator_action(port, kind, operator, reason, now_ms, expires_in_s=expires_in_s,
+                           rate_limit_per_min=rate_limit_per_min, current=current)
+
+
+def feedback_record(msg_id: str, label: int, content: str, who: str, ts_ms: int,
+                    source: str = "operator") -> dict[str, Any]:
+    """One record of ``sms.feedback``; the content is masked again so no number reaches training data.
+
+    >>> feedback_record("m1", 1, "加V 13812345678", "alice", 5)["content"]
+    '加V 138****5678'
+    """
+    if label not in (0, 1):
+        raise InvalidAction("label must be 0 (normal) or 1 (spam)")
+    if source not in ("operator", "complaint"):
+        raise InvalidAction("source must be operator or complaint")
+    return {"v": 1, "type": "feedback", "msg_id": msg_id, "label": label, "content": mask_numbers(content),
+            "who": who, "ts": ts_ms, "source": source}
+
+
+def training_text(content: str) -> str:
+    """A text as the training format wants it: no tabs, newlines or control characters, trimmed."""
+    return _CONTROL.sub(" ", content).strip()
+
+
+def dedup_labels(records: Iterable[dict[str, Any]]) -> list[tuple[int, str]]:
+    """``(label, text)`` rows, one per distinct text; the latest label (by ``ts``) wins. Sorted by text."""
+    latest: dict[str, tuple[Any, int, int]] = {}
+    for order, record in enumerate(records):
+        text = training_text(str(record.get("content") or ""))
+        label = record.get("label")
+        if not text or label not in (0, 1):
+            continue
+        key = (record.get("ts") or 0, order)
+        if text not in latest or key >= latest[text][:2]:
+            latest[text] = (*key, label)
+    return sorted(((label, text) for text, (_, _, label) in latest.items()), key=lambda row: row[1])
+
+
+def write_labels_tsv(rows: Iterable[tuple[int, str]], path: str | Path) -> int:
+    """Write ``label<TAB>text`` lines (the format of ../shared/data/sms_zh); return how many."""
+    count = 0
+    with Path(path).open("w", encoding="utf-8", newline="\n") as fh:
+        for label, text in rows:
+            fh.write(f"{label}\t{text}\n")
+            count += 1
+    return count

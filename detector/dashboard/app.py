@@ -1,0 +1,445 @@
+"""The dashboard's aiohttp application: the page, the JSON API, server-sent events and /metrics.
+
+State comes from two places only: port states from the Redis mirror (refreshed every
+couple of seconds, and pushed live from ``sms.port-actions``), and live statistics from
+the dashboard's own reading of every partition of ``sms.decisions`` and
+``sms.complaints`` (:class:`~detector.dashboard.live.LiveStats`). Neither a worker's
+memory nor a worker's health is needed: the page keeps working while workers restart,
+and while Redis or Kafka blip it shows a banner and keeps retrying.
+
+``docs/dashboard.md`` is the API reference.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from detector import metrics
+from detector.dashboard.actions import InvalidAction, feedback_record, port_action
+from detector.dashboard.audit import AuditError, AuditLog
+from detector.dashboard.auth import OperatorAuth
+from detector.dashboard.feeds import KafkaUnavailable, Publisher, TopicFollower
+from detector.dashboard.live import LiveStats
+from detector.errors import SmsGuardError, StateUnavailable
+from detector.events import (PORT_STATES, TOPIC_COMPLAINTS, TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_PORT_ACTIONS,
+                             PortAction)
+from detector.settings import Settings
+from detector.state.base import StateStore
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATE_REFRESH_S = 2.0
+SSE_QUEUE = 1_000
+SSE_PING_S = 15.0
+SEVERITY = {"block": 4, "throttle": 3, "watch": 2, "normal": 1, "allowlist": 0}
+_ERROR_STATUS = {InvalidAction: 400, KafkaUnavailable: 503, StateUnavailable: 503, AuditError: 500}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Dashboard:
+    """Everything one dashboard process holds: live stats, the port-state cache, the feeds, SSE subscribers."""
+
+    def __init__(self, settings: Settings, store: StateStore, *, lookback: int = 20_000):
+        self.settings = settings
+        self.store = store
+        self.live = LiveStats()
+        self.auth = OperatorAuth(settings.operator_tokens())
+        self.audit = AuditLog(settings.audit_log)
+        self.publisher = Publisher(settings.kafka_bootstrap)
+        self.topics = {name: settings.topic(name) for name in
+                       (TOPIC_DECISIONS, TOPIC_PORT_ACTIONS, TOPIC_COMPLAINTS, TOPIC_FEEDBACK)}
+        self.follower = TopicFollower(
+            settings.kafka_bootstrap,
+            [self.topics[TOPIC_DECISIONS], self.topics[TOPIC_PORT_ACTIONS], self.topics[TOPIC_COMPLAINTS]],
+            self._on_record, lookback=lookback)
+        self.states: dict[str, dict[str, Any]] = {}     # port -> PortAction.as_dict(), newest wins
+        self.redis_ok = True
+        self.redis_error: str | None = None
+        self.states_refreshed_ms: int | None = None
+        self._subscribers: set[asyncio.Queue] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._last_status: dict[str, Any] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.follower.start()
+        self._tasks.append(asyncio.create_task(self._refresh_states_forever(), name="refresh-states"))
+        self._tasks.append(asyncio.create_task(self._status_forever(), name="status"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.follower.stop()
+        await self.publisher.close()
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await self.store.close()
+
+    # -- feeds -------------------------------------------------------------------------------------
+    def _on_record(self, topic: str, value: dict[str, Any]) -> None:
+        if topic == self.topics[TOPIC_DECISIONS]:
+            public = self.live.add_decision(value)
+            if public is not None:
+                self.broadcast("decision", public)
+        elif topic == self.topics[TOPIC_PORT_ACTIONS]:
+            if self._remember_state(value):
+                self.broadcast("port", value)
+        elif topic == self.topics[TOPIC_COMPLAINTS]:
+            self.live.add_complaint(value)
+
+    def _remember_state(self, action: dict[str, Any]) -> bool:
+        port = action.get("port")
+        if not port or "state" not in action:
+            return False
+        current = self.states.get(port)
+        if current is not None and int(current.get("ts_ms") or 0) > int(action.get("ts_ms") or 0):
+            return False
+        self.states[port] = action
+        counts: dict[str, int] = {}
+        for state in self.states.values():
+            counts[state["state"]] = counts.get(state["state"], 0) + 1
+        metrics.set_port_states(counts)
+        return True
+
+    async def refresh_states(self) -> None:
+        try:
+            states = await self.store.all_port_states()
+        except StateUnavailable as exc:
+            metrics.redis_error()
+            self.redis_ok, self.redis_error = False, str(exc)[:200]
+            return
+        self.redis_ok, self.redis_error = True, None
+        self.states_refreshed_ms = _now_ms()
+        for action in states.values():
+            self._remember_state(action.as_dict())
+
+    async def _refresh_states_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh_states()
+            except Exception:                 # never let the loop die: the banner shows it
+                log.exception("refreshing port states")
+            await asyncio.sleep(STATE_REFRESH_S)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kafka": {"ok": self.follower.connected, "error": self.follower.error, "records": self.follower.records,
+                      "lag": sum(self.follower.lag.values())},
+            "redis": {"ok": self.redis_ok, "error": self.redis_error, "refreshed_ms": self.states_refreshed_ms},
+            "event_time_ms": self.live.now_ms or None,
+            "read_only": not self.auth.enabled,
+        }
+
+    async def _status_forever(self) -> None:
+        while True:
+            status = self.status()
+            key = {k: v for k, v in status.items() if k != "event_time_ms"}
+            key["kafka"] = {k: v for k, v in status["kafka"].items() if k in ("ok", "error")}
+            key["redis"] = {k: v for k, v in status["redis"].items() if k in ("ok", "error")}
+            if key != self._last_status:
+                self._last_status = key
+                self.broadcast("status", status)
+            await asyncio.sleep(1.0)
+
+    # -- server-sent events ------------------------------------------------------------------------
+    def broadcast(self, event: str, data: dict[str, Any]) -> None:
+        message = f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        for queue in list(self._subscribers):
+            if queue.full():                  # a slow browser loses its oldest events, never blocks the feed
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(message)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=SSE_QUEUE)
+        self._subscribers.add(queue)
+        try:
+            await response.write(b"retry: 2000\n\n")
+            await response.write(f"event: status\ndata: {json.dumps(self.status())}\n\n".encode())
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), SSE_PING_S)
+                except asyncio.TimeoutError:
+                    message = b": ping\n\n"
+                if message is None:
+                    break
+                await response.write(message)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.discard(queue)
+        return response
+
+    # -- views -------------------------------------------------------------------------------------
+    def port_row(self, port: str) -> dict[str, Any]:
+        row = self.live.port_summary(port)
+        state = self.states.get(port) or {}
+        signals = [r.get("signal") for r in state.get("reasons") or []]
+        shown = "allowlist" if state.get("state") == "normal" and "operator_allowlist" in signals else None
+        row.update(state=shown or state.get("state", "normal"), since_ms=state.get("since_ms"),
+                   expires_at_ms=state.get("expires_at_ms"), decided_by=state.get("decided_by"),
+                   note=state.get("note"), rate_limit_per_min=state.get("rate_limit_per_min"),
+                   state_reasons=signals)
+        return row
+
+    def port_rows(self, *, state: str | None = None, sp_id: str | None = None, signature: str | None = None,
+                  q: str | None = None, limit: int = 300) -> list[dict[str, Any]]:
+        rows = []
+        for port in set(self.live.ports()) | set(self.states):
+            if q and q not in port:
+                continue
+            row = self.port_row(port)
+            if state and row["state"] != state:
+                continue
+            if sp_id and sp_id not in row["sp_ids"]:
+                continue
+            if signature and signature not in [s for s, _ in row["signatures"]]:
+                continue
+            rows.append(row)
+        rows.sort(key=lambda r: (-SEVERITY.get(r["state"], 1), -r["risk"], -r["flagged"], -r["volume"], r["port"]))
+        return rows[:limit]
+
+    def operator(self, request: web.Request) -> str:
+        """The operator behind the request's bearer token; 401 without a valid one."""
+        operator = self.auth.operator(request.headers.get("Authorization"))
+        if operator is None:
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "an operator token is required (Authorization: Bearer <token>)"}),
+                content_type="application/json", headers={"WWW-Authenticate": 'Bearer realm="smsguard"'})
+        return operator
+
+    async def act_on_port(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
+        now_ms = _now_ms()
+        known = self.states.get(port)
+        action = port_action(port, str(body.get("kind", "")), operator, str(body.get("reason") or ""), now_ms,
+                             expires_in_s=_optional_int(body, "expires_in_s"),
+                             rate_limit_per_min=_optional_int(body, "rate_limit_per_min"),
+                             current=PortAction.from_dict(known) if known else None)
+        if action.previous_state is None:
+            action.previous_state = "normal"
+        entry = {"operator": operator, "action": body["kind"], "port": port, "reason": str(body["reason"]).strip(),
+                 "state": action.state, "previous_state": action.previous_state,
+                 "expires_at_ms": action.expires_at_ms, "rate_limit_per_min": action.rate_limit_per_min}
+        try:
+            await self.publisher.send(self.topics[TOPIC_PORT_ACTIONS], port, action.as_dict())
+        except KafkaUnavailable as exc:
+            self.audit.append({**entry, "outcome": "failed", "error": str(exc)}, now_ms=now_ms)
+            raise
+        redis_note = "ok"
+        try:
+            await self.store.put_port_state(action)
+        except StateUnavailable as exc:        # the action is on the topic; the mirror catches up from it
+            metrics.redis_error()
+            redis_note = f"error: {exc}"[:200]
+        record = self.audit.append({**entry, "outcome": "done", "kafka": "ok", "redis": redis_note}, now_ms=now_ms)
+        self._remember_state(action.as_dict())
+        self.broadcast("port", action.as_dict())
+        self.broadcast("audit", record)
+        return {"ok": True, "action": action.as_dict(), "audit": record}
+
+    async def label_message(self, msg_id: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
+        label = {"spam": 1, "normal": 0, 1: 1, 0: 0, "1": 1, "0": 0}.get(body.get("label"))
+        if label is None:
+            raise InvalidAction("label must be spam or normal")
+        known = self.live.content_of(msg_id)
+        if known is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"message {msg_id} is not among the recent decisions"}),
+                                   content_type="application/json")
+        record = feedback_record(msg_id, label, known["content"], operator, _now_ms())
+        await self.publisher.send(self.topics[TOPIC_FEEDBACK], msg_id, record)
+        entry = self.audit.append({"operator": operator, "action": "label", "msg_id": msg_id, "port": known["port"],
+                                   "label": "spam" if label else "normal", "reason": body.get("reason") or None,
+                                   "outcome": "done"})
+        self.broadcast("audit", entry)
+        return {"ok": True, "feedback": record, "audit": entry}
+
+
+def _optional_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidAction(f"{name} must be a number") from None
+    if not math.isfinite(number) or number != int(number):
+        raise InvalidAction(f"{name} must be a whole number")
+    return int(number)
+
+
+# -- HTTP --------------------------------------------------------------------------------------------
+@web.middleware
+async def _errors_and_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except SmsGuardError as exc:
+        status = next((code for kind, code in _ERROR_STATUS.items() if isinstance(exc, kind)), 500)
+        response = web.json_response({"error": str(exc)}, status=status)
+    except web.HTTPException as exc:
+        exc.headers.update(_SECURITY_HEADERS)
+        raise
+    if not response.prepared:
+        response.headers.update(_SECURITY_HEADERS)
+    return response
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+
+
+def _dashboard(request: web.Request) -> Dashboard:
+    return request.app[DASHBOARD]
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidAction("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidAction("the body must be a JSON object")
+    return body
+
+
+def _limit(request: web.Request, default: int, most: int) -> int:
+    try:
+        return max(1, min(most, int(request.query.get("limit", default))))
+    except ValueError:
+        raise InvalidAction("limit must be a whole number") from None
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def api_status(request: web.Request) -> web.Response:
+    return web.json_response(_dashboard(request).status())
+
+
+async def api_me(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    return web.json_response({"operator": d.auth.operator(request.headers.get("Authorization")),
+                              "tokens_configured": d.auth.enabled})
+
+
+async def api_ports(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    q = request.query
+    rows = d.port_rows(state=q.get("state") or None, sp_id=q.get("sp_id") or None,
+                       signature=q.get("signature") or None, q=q.get("q") or None, limit=_limit(request, 300, 2000))
+    return web.json_response({"ports": rows, "totals": d.live.totals(), "status": d.status(),
+                              "states": list(PORT_STATES) + ["allowlist"]})
+
+
+async def api_port(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    port = request.match_info["port"]
+    history: list[dict[str, Any]] = []
+    registered: list[str] = []
+    history_error = None
+    try:
+        history = [a.as_dict() for a in await d.store.port_history(port, limit=50)]
+        registered = sorted((await d.store.registered_signatures([port])).get(port, ()))
+    except StateUnavailable as exc:
+        metrics.redis_error()
+        history_error = str(exc)[:200]
+    return web.json_response({
+        "port": d.port_row(port), "history": history, "history_error": history_error,
+        "registered_signatures": registered, "volume": d.live.volume_series(port, 60),
+        "recent": d.live.recent_flagged(50, port), "now_ms": d.live.now_ms,
+    })
+
+
+async def api_flagged(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    return web.json_response({"flagged": d.live.recent_flagged(_limit(request, 100, 500),
+                                                                  request.query.get("port") or None)})
+
+
+async def api_audit(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    entries = await asyncio.to_thread(d.audit.recent, _limit(request, 50, 1000))
+    return web.json_response({"entries": entries})
+
+
+async def api_port_action(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    operator = d.operator(request)
+    body = await _json_body(request)
+    return web.json_response(await d.act_on_port(request.match_info["port"], operator, body))
+
+
+async def api_label(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    operator = d.operator(request)
+    body = await _json_body(request)
+    return web.json_response(await d.label_message(request.match_info["msg_id"], operator, body))
+
+
+async def api_stream(request: web.Request) -> web.StreamResponse:
+    return await _dashboard(request).stream(request)
+
+
+def create_app(settings: Settings, store: StateStore | None = None, *, lookback: int = 20_000) -> web.Application:
+    """The aiohttp application; ``store`` defaults to a RedisStore on ``settings.redis_url``."""
+    if store is None:
+        from detector.state.redis import RedisStore
+        store = RedisStore(settings.redis_url)
+    dashboard = Dashboard(settings, store, lookback=lookback)
+    app = web.Application(middlewares=[_errors_and_headers], client_max_size=64 * 1024)
+    app[DASHBOARD] = dashboard
+
+    async def on_startup(_: web.Application) -> None:
+        await dashboard.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await dashboard.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/", index)
+    app.router.add_get("/port/{port}", index)
+    app.router.add_static("/static", STATIC_DIR)
+    app.router.add_get("/metrics", metrics.metrics_handler)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/me", api_me)
+    app.router.add_get("/api/ports", api_ports)
+    app.router.add_get("/api/ports/{port}", api_port)
+    app.router.add_post("/api/ports/{port}/actions", api_port_action)
+    app.router.add_get("/api/flagged", api_flagged)
+    app.router.add_post("/api/messages/{msg_id}/label", api_label)
+    app.router.add_get("/api/audit", api_audit)
+    app.router.add_get("/api/stream", api_stream)
+    return app
+
+
+def run(settings: Settings, host: str, port: int, *, lookback: int = 20_000) -> None:
+    """Serve the dashboard until interrupted."""
+    app = create_app(settings, lookback=lookback)
+    log.info("dashboard on http://%s:%s/", host, port)
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=3)
+

@@ -1,0 +1,223 @@
+"""Kafka for the dashboard and the ops CLI: a topic follower that survives broker restarts, and a producer.
+
+:class:`TopicFollower` assigns itself every partition of its topics by hand (no consumer
+group, so it never steals partitions from the workers and never waits for a rebalance),
+starts ``lookback`` records before the end of each partition so a restarted dashboard
+recovers the recent past, and reconnects from where it stopped when the broker goes away.
+:func:`read_to_end` reads a topic from the beginning to its current end (``export-labels``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from detector import metrics
+from detector.errors import SmsGuardError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+
+class KafkaUnavailable(SmsGuardError):
+    """The broker could not be reached (the dashboard shows a banner and retries)."""
+
+
+def _decode(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class TopicFollower:
+    """Follows ``topics`` on every partition and hands each JSON record to ``handler(topic, value)``."""
+
+    def __init__(self, bootstrap: str, topics: list[str], handler: Handler, *, lookback: int = 20_000,
+                 from_beginning: bool = False, name: str = "dashboard", retry_s: float = 1.0):
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.handler = handler
+        self.lookback = lookback
+        self.from_beginning = from_beginning
+        self.name = name
+        self.retry_s = retry_s
+        self.connected = False
+        self.error: str | None = None
+        self.records = 0
+        self.lag: dict[str, int] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"follow:{','.join(self.topics)}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                        group_id=None, request_timeout_ms=10_000, retry_backoff_ms=300,
+                                        metadata_max_age_ms=5_000)
+            try:
+                await consumer.start()
+                await self._assign(consumer)
+                self.connected, self.error = True, None
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError, SmsGuardError) as exc:
+                self.connected, self.error = False, f"{type(exc).__name__}: {exc}"[:200]
+                log.warning("kafka follower %s: %s; retrying", self.topics, self.error)
+            finally:
+                try:
+                    await asyncio.wait_for(consumer.stop(), 5)
+                except (Exception, asyncio.TimeoutError):   # a dead broker may make stop() fail too
+                    pass
+            await asyncio.sleep(self.retry_s)
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()                     # refresh metadata
+        partitions = []
+        for topic in self.topics:
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                partitions.append(TopicPartition(topic, p))
+        if not partitions:
+            raise KafkaUnavailable(f"topics {', '.join(self.topics)} do not exist yet")
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            if tp in self._positions:               # reconnect: resume where we stopped
+                consumer.seek(tp, max(self._positions[tp], starts[tp]))
+            elif self.from_beginning:
+                consumer.seek(tp, starts[tp])
+            else:
+                consumer.seek(tp, max(starts[tp], ends[tp] - self.lookback))
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        last_lag = 0.0
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
+            for tp, records in batches.items():
+                for record in records:
+                    value = _decode(record.value)
+                    if value is not None:
+                        result = self.handler(tp.topic, value)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    self._positions[tp] = record.offset + 1
+                    self.records += 1
+            if time.monotonic() - last_lag > 5:
+                last_lag = time.monotonic()
+                await self._update_lag(consumer)
+            if not batches:
+                await asyncio.sleep(0)
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            lag = max(0, ends[tp] - self._positions.get(tp, ends[tp]))
+            self.lag[f"{tp.topic}:{tp.partition}"] = lag
+            metrics.set_lag(tp.partition, lag, consumer=f"{self.name}:{tp.topic}")
+
+
+class Publisher:
+    """A lazily started producer; a failed send raises :class:`KafkaUnavailable` and the next call reconnects."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=5_000,
+                                            enable_idempotence=False)
+                try:
+                    await asyncio.wait_for(producer.start(), 10)
+                except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                    await self._quietly_stop(producer)
+                    raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {type(exc).__name__}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        producer = await self._ensure()
+        try:
+            await asyncio.wait_for(producer.send_and_wait(
+                topic, key=key.encode(), value=json.dumps(value, ensure_ascii=False).encode()), 10)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            self._producer = None
+            await self._quietly_stop(producer)
+            raise KafkaUnavailable(f"could not write to {topic}: {type(exc).__name__}") from exc
+
+    @staticmethod
+    async def _quietly_stop(producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), 5)
+        except (Exception, asyncio.TimeoutError):
+            pass
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._quietly_stop(self._producer)
+            self._producer = None
+
+
+async def read_to_end(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every JSON record of ``topic`` from the beginning to the end it had when the call started."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(consumer.start(), timeout_s)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from exc
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
+        pending = {tp for tp in partitions if ends[tp] > starts[tp]}
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"timed out reading {topic} to its end")
+            batches = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    value = _decode(record.value)
+                    if value is not None:
+                        out.append(value)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+        return out
+    finally:
+        await consumer.stop()

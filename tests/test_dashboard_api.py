@@ -1,0 +1,255 @@
+"""The dashboard's JSON API against a real broker and Redis (no browser).
+
+Decisions are produced to ``sms.decisions`` the way the worker writes them
+(``Decision.as_dict(decided_at_ms)``, keyed by port), from simulated traffic whose
+spam ports are flagged; the dashboard reads them back with its own consumer.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from detector.dashboard import auth as auth_module
+from detector.dashboard.app import DASHBOARD, create_app
+from detector.dashboard.feeds import read_to_end
+from detector.events import (TOPIC_COMPLAINTS, TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_PORT_ACTIONS, Decision,
+                             EventParser, PortAction, Reason)
+from detector.privacy import RecipientHasher
+from detector.services import acreate_topics
+from detector.simulator import PortProfile, TrafficSimulator, publish
+
+TOKEN = "tok-alice-0123456789"
+TOKENS_ENV = {"SMSGUARD_OPERATOR_TOKENS": f"alice:{TOKEN},bob:tok-bob-9876543210"}
+ALL_TOPICS = (TOPIC_DECISIONS, TOPIC_PORT_ACTIONS, TOPIC_COMPLAINTS, TOPIC_FEEDBACK, "sms.outbound")
+SPAM_PORT = "10690666"
+
+
+# -- helpers shared with tests/test_dashboard_browser.py ---------------------------------------------
+def profiles(spam_rate_per_min: float = 60) -> list[PortProfile]:
+    return [
+        PortProfile("10690001", "verification", 120, sp_id="sp01", signatures=("支付宝",)),
+        PortProfile("10690002", "notification", 60, sp_id="sp02", signatures=("工商银行",)),
+        PortProfile("10690003", "marketing", 30, sp_id="sp05", signatures=("京东",)),
+        PortProfile("10690004", "verification", 40, sp_id="sp01", signatures=("美团",)),
+        PortProfile(SPAM_PORT, "spam", spam_rate_per_min, sp_id="sp09", signatures=(), recipients=1_000_000,
+                    unsubscribe=False, templates=6),
+    ]
+
+
+def decide_like_worker(events: Iterable[dict[str, Any]], spam_ports: set[str], secret: str = "k" * 16,
+                       port_state: str = "normal") -> list[dict[str, Any]]:
+    """What the worker would write to sms.decisions for these events: parsed, hashed, scored, reasons.
+
+    The spam ports' messages are flagged with the reasons the real signals would give; the
+    others are allowed. (The dashboard tests need the decision stream, not the engine.)
+    """
+    parser = EventParser(RecipientHasher(secret))
+    out = []
+    for i, raw in enumerate(events):
+        e = parser.parse_sms(raw)
+        spam = e.port in spam_ports
+        reasons = ([Reason("classifier", 0.93, 2.0), Reason("fresh_recipients", 0.8, 1.0, "80% never seen"),
+                    Reason("no_unsubscribe", 1.0, 0.5)] if spam else [])
+        action = ("block" if i % 5 == 0 else "flag") if spam else "allow"
+        decision = Decision(msg_id=e.msg_id, port=e.port, ts_ms=e.ts_ms, action=action,
+                            score=0.93 if spam else 0.04, risk=sum(r.value * r.weight for r in reasons),
+                            reasons=reasons, port_state=port_state, model_version="test-model",
+                            recipient=e.recipient, content=e.content, signature=e.signature, sp_id=e.sp_id,
+                            category=e.category)
+        out.append(decision.as_dict(decided_at_ms=e.ts_ms + 20))
+    return out
+
+
+def traffic(data_dir: str, start_ms: int, duration_s: float, spam_rate: float = 60, seed: int = 3) -> list[dict]:
+    sim = TrafficSimulator(data_dir, seed=seed)
+    return list(sim.events(profiles(spam_rate), start_ms, duration_s))
+
+
+def engine_throttle(port: str, ts_ms: int) -> PortAction:
+    """The port action the engine writes when a port turns to throttle."""
+    return PortAction(port=port, ts_ms=ts_ms, state="throttle", reasons=[Reason("spam_share", 0.9, 1.0, "90% spam")],
+                      since_ms=ts_ms, expires_at_ms=ts_ms + 3_600_000, decided_by="engine", rate_limit_per_min=30,
+                      previous_state="normal")
+
+
+async def produce(bootstrap: str, topic: str, values: Iterable[dict[str, Any]]) -> int:
+    return await publish(bootstrap, topic, values)
+
+
+async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------
+@pytest.fixture
+async def stack(settings):
+    s = settings(TOKENS_ENV)
+    await acreate_topics(s.kafka_bootstrap, [s.topic(t) for t in ALL_TOPICS], partitions=3,
+                         compacted=[s.topic(TOPIC_PORT_ACTIONS)])
+    return s
+
+
+@pytest.fixture
+async def client(stack):
+    app = create_app(stack, lookback=10_000)
+    async with TestClient(TestServer(app)) as c:
+        c.settings = stack
+        yield c
+
+
+# -- tests ----------------------------------------------------------------------------------------------------
+async def test_mutations_need_an_operator_token(client):
+    body = {"kind": "block", "reason": "fraud"}
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"},
+                    {"Authorization": f"Bearer {TOKEN}x"}):
+        resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", json=body, headers=headers)
+        assert resp.status == 401, headers
+        assert "operator token" in (await resp.json())["error"]
+    resp = await client.post("/api/messages/m1/label", json={"label": "spam"})
+    assert resp.status == 401
+    assert not Path(client.settings.audit_log).exists()      # nothing happened, nothing audited
+    me = await (await client.get("/api/me", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    assert me == {"operator": "alice", "tokens_configured": True}
+
+
+def test_tokens_are_compared_in_constant_time(monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", spy)
+    checker = auth_module.OperatorAuth({"first-token": "alice", "second-token": "bob"})
+    assert checker.operator("Bearer first-token") == "alice"
+    # every configured token is compared, even after the first one matched: no early exit
+    assert len(calls) == 2
+    assert checker.operator("Bearer second-token") == "bob"
+    assert checker.operator("Bearer first") is None
+    assert len(calls) == 6
+
+
+async def test_block_goes_to_topic_redis_and_audit_log(client):
+    s = client.settings
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers,
+                             json={"kind": "block", "reason": "12321 complaints + 加微信 spam", "expires_in_s": 3600})
+    assert resp.status == 200, await resp.text()
+    result = await resp.json()
+    assert result["action"]["state"] == "block" and result["action"]["decided_by"] == "alice"
+
+    on_topic = await read_to_end(s.kafka_bootstrap, s.topic(TOPIC_PORT_ACTIONS))
+    assert [(a["port"], a["state"], a["decided_by"], a["reasons"][0]["detail"]) for a in on_topic] == [
+        (SPAM_PORT, "block", "alice", "12321 complaints + 加微信 spam")]
+
+    store = client.server.app[DASHBOARD].store
+    mirrored = await store.get_port_states([SPAM_PORT])
+    assert mirrored[SPAM_PORT].state == "block"
+    assert [a.state for a in await store.port_history(SPAM_PORT)] == ["block"]
+
+    lines = Path(s.audit_log).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert (entry["operator"], entry["action"], entry["port"], entry["reason"], entry["outcome"]) == (
+        "alice", "block", SPAM_PORT, "12321 complaints + 加微信 spam", "done")
+    assert entry["at_ms"] > 0 and entry["expires_at_ms"] - entry["at_ms"] == 3_600_000
+    audit = await (await client.get("/api/audit")).json()
+    assert audit["entries"][0]["port"] == SPAM_PORT
+
+    ports = await (await client.get("/api/ports?state=block")).json()
+    assert [r["port"] for r in ports["ports"]] == [SPAM_PORT]
+
+
+async def test_bad_requests_are_refused_and_not_audited(client):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for body in ({"kind": "block", "reason": "  "}, {"kind": "explode", "reason": "x"},
+                 {"kind": "block", "reason": "x", "rate_limit_per_min": 10},
+                 {"kind": "throttle", "reason": "x", "expires_in_s": "soon"}):
+        resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers, json=body)
+        assert resp.status == 400, body
+    resp = await client.post("/api/ports/not-a-port/actions", headers=headers, json={"kind": "block", "reason": "x"})
+    assert resp.status == 400
+    assert not Path(client.settings.audit_log).exists()
+
+
+async def test_live_stats_label_and_export_labels(client, tmp_path):
+    s = client.settings
+    start = int(time.time() * 1000) - 20 * 60_000
+    events = traffic(s.data_dir, start, 20 * 60, spam_rate=30)
+    decisions = decide_like_worker(events, {SPAM_PORT})
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_DECISIONS), decisions)
+
+    async def spam_port_row():
+        data = await (await client.get("/api/ports")).json()
+        rows = {r["port"]: r for r in data["ports"]}
+        return rows.get(SPAM_PORT) if rows.get(SPAM_PORT, {}).get("volume", 0) >= 300 else None
+
+    row = await wait_for(spam_port_row)
+    assert row["spam_share"] == 1.0 and row["flagged"] > 0 and row["fan_out"] > 100
+    assert "classifier" in [name for name, _ in row["top_reasons"]]
+    data = await (await client.get("/api/ports")).json()
+    assert data["ports"][0]["port"] == SPAM_PORT          # sorted by risk
+    allowed = next(r for r in data["ports"] if r["port"] == "10690001")
+    assert allowed["flagged"] == 0 and allowed["spam_share"] == 0.0
+
+    flagged = (await (await client.get("/api/flagged?limit=500")).json())["flagged"]
+    assert flagged and all(d["port"] == SPAM_PORT for d in flagged)
+    assert all(d["recipient"].endswith("…") and len(d["recipient"]) == 7 for d in flagged)
+    assert not any(c.isdigit() and len(c) >= 7 for d in flagged for c in d["content"].split())
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    spam_id, normal_id = flagged[0]["msg_id"], next(d["msg_id"] for d in decisions if d["action"] == "allow")
+    for msg_id, label in ((spam_id, "normal"), (normal_id, "normal"), (spam_id, "spam")):   # last label wins
+        resp = await client.post(f"/api/messages/{msg_id}/label", headers=headers, json={"label": label})
+        assert resp.status == 200, await resp.text()
+    resp = await client.post("/api/messages/never-seen/label", headers=headers, json={"label": "spam"})
+    assert resp.status == 404
+
+    from detector.ops_cli import export_labels
+    out = tmp_path / "labels.tsv"
+    read, written = await export_labels(s, str(out))
+    assert (read, written) == (3, 2)
+    rows = [line.split("\t") for line in out.read_text(encoding="utf-8").splitlines()]
+    by_text = {text: label for label, text in rows}
+    spam_text = next(d["content"] for d in decisions if d["msg_id"] == spam_id)
+    assert by_text[spam_text] == "1"
+    assert sorted(by_text.values()) == ["0", "1"]
+
+    audit = [json.loads(line) for line in Path(s.audit_log).read_text(encoding="utf-8").splitlines()]
+    assert [(e["action"], e["label"]) for e in audit] == [("label", "normal"), ("label", "normal"), ("label", "spam")]
+
+
+async def test_port_page_and_metrics(client):
+    s = client.settings
+    start = int(time.time() * 1000) - 10 * 60_000
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_DECISIONS),
+                  decide_like_worker(traffic(s.data_dir, start, 600, spam_rate=30), {SPAM_PORT}))
+    action = engine_throttle(SPAM_PORT, start + 300_000)
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_PORT_ACTIONS), [action.as_dict()])
+    await client.server.app[DASHBOARD].store.put_port_state(action)
+
+    async def port_page():
+        data = await (await client.get(f"/api/ports/{SPAM_PORT}")).json()
+        return data if data["port"]["state"] == "throttle" and data["recent"] else None
+
+    page = await wait_for(port_page)
+    assert [h["state"] for h in page["history"]] == ["throttle"]
+    assert len(page["volume"]) == 60 and sum(page["volume"]) > 0
+    assert page["port"]["templates"] and page["port"]["rate_limit_per_min"] == 30
+    body = await (await client.get("/metrics")).text()
+    assert 'smsguard_ports{state="throttle"} 1.0' in body
