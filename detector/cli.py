@@ -19,6 +19,7 @@ from detector.settings import SETTINGS
 COMMAND_MODULES = (
     "detector.commands",
     "detector.ops_cli",
+    "detector.services",
 )
 
 

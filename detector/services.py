@@ -37,6 +37,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from detector.errors import ServiceError
+from detector.events import (
+    TOPIC_COMPLAINTS, TOPIC_DEAD_LETTER, TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_OPTOUTS, TOPIC_OUTBOUND,
+    TOPIC_PORT_ACTIONS,
+)
 from detector.logs import get_logger
 
 log = get_logger(__name__)
@@ -452,3 +456,29 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int,
     if error:
         raise error[0]
     return result
+
+
+# Every topic smsguard reads or writes. Port actions are a changelog of each port's latest state
+# (key = port), so compaction keeps the newest action per port forever and gateways can rebuild
+# their view from the start of the topic.
+ALL_TOPICS = (TOPIC_OUTBOUND, TOPIC_OPTOUTS, TOPIC_COMPLAINTS, TOPIC_DECISIONS, TOPIC_PORT_ACTIONS,
+              TOPIC_DEAD_LETTER, TOPIC_FEEDBACK)
+COMPACTED_TOPICS = (TOPIC_PORT_ACTIONS,)
+
+
+def create_smsguard_topics(settings) -> dict[str, str]:
+    """Create every smsguard topic (with SMSGUARD_TOPIC_PREFIX, SMSGUARD_PARTITIONS partitions)."""
+    return create_topics(settings.kafka_bootstrap, [settings.topic(t) for t in ALL_TOPICS], settings.partitions,
+                         compacted={settings.topic(t) for t in COMPACTED_TOPICS})
+
+
+def register(main, bench) -> None:
+    import click
+
+    @main.command("topics")
+    def topics_cmd() -> None:
+        """Create every smsguard topic on SMSGUARD_KAFKA_BOOTSTRAP (idempotent; port actions compacted)."""
+        from detector.settings import Settings
+
+        for topic, outcome in create_smsguard_topics(Settings.from_env()).items():
+            click.echo(f"{topic}: {outcome}")

@@ -232,3 +232,20 @@ def test_faust_streams_through_tansu(broker, topic_prefix, tmp_path):
     finally:
         worker.terminate()
         worker.wait(30)     # faust shuts down on SIGTERM (leaves the group) within the timeout
+
+
+def test_topics_command_creates_every_topic_with_port_actions_compacted(settings, broker):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    from detector.events import TOPIC_PORT_ACTIONS
+    from detector.services import ALL_TOPICS
+
+    s = settings(partitions=2)
+    runner = CliRunner()
+    first = runner.invoke(main, ["topics"], env=s.as_env())
+    assert first.exit_code == 0, first.output
+    assert first.output.count(": created") == len(ALL_TOPICS)
+    assert f"{s.topic(TOPIC_PORT_ACTIONS)}: created" in first.output
+    assert runner.invoke(main, ["topics"], env=s.as_env()).output.count(": exists") == len(ALL_TOPICS)
+    assert {s.topic(t) for t in ALL_TOPICS} <= _list_topics(broker.bootstrap)
