@@ -53,7 +53,9 @@ def settings_cmd(markdown: bool) -> None:
     if markdown:
         click.echo("| variable | default | what it does |\n|---|---|---|")
         for s in SETTINGS:
-            click.echo(f"| `{s.name}` | `{s.default}` | {s.help} |")
+            default = f"`{s.default}`" if s.default != "" else "(empty)"
+            help_text = s.help.replace("|", "\\|")     # a bare | would end the table cell
+            click.echo(f"| `{s.name}` | {default} | {help_text} |")
         return
     for s in SETTINGS:
         click.echo(f"{s.name}={s.default}\n    {s.help}")

@@ -1,0 +1,87 @@
+"""Every setting is documented (docs/configuration.md, the README's compose table) and listed by the CLI."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from detector.cli import main
+from detector.errors import ConfigError
+from detector.settings import DEFAULT_SECRET, SETTINGS, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DOC = REPO / "docs" / "configuration.md"
+README = REPO / "README.md"
+COMPOSE_HEADING = "## Running with docker compose"
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same level."""
+    start = text.index(heading)
+    level = heading.split(" ")[0]
+    rest = text[start + len(heading):]
+    match = re.search(rf"^{level} ", rest, flags=re.M)
+    return rest[: match.start()] if match else rest
+
+
+def _cells(row: str) -> list[str]:
+    """Cells of a markdown table row, honouring ``\\|`` escapes."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def _settings_markdown() -> list[str]:
+    result = CliRunner().invoke(main, ["settings", "--markdown"])
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()
+
+
+@pytest.mark.parametrize("name", [s.name for s in SETTINGS])
+def test_setting_is_in_configuration_doc(name):
+    assert f"`{name}`" in CONFIG_DOC.read_text(), \
+        f"{name} is missing from docs/configuration.md: paste `smsguard settings --markdown` there"
+
+
+def test_configuration_doc_table_matches_the_registry():
+    doc_rows = set(CONFIG_DOC.read_text().splitlines())
+    stale = [row for row in _settings_markdown() if row not in doc_rows]
+    assert not stale, ("docs/configuration.md is out of date with detector/settings.py; "
+                       "paste `smsguard settings --markdown` there. Rows differing:\n" + "\n".join(stale))
+
+
+def test_markdown_table_has_three_cells_a_row():
+    header, rule, *rows = _settings_markdown()
+    assert len(rows) == len(SETTINGS)
+    for row in rows:
+        assert len(_cells(row)) == 3, row
+
+
+@pytest.mark.parametrize("name", [s.name for s in SETTINGS])
+def test_setting_is_in_readme_compose_environment(name):
+    section = _section(README.read_text(), COMPOSE_HEADING)
+    documented = {_cells(line)[0].strip("`") for line in section.splitlines() if line.startswith("| `")}
+    assert name in documented, f"{name} is missing from the README's docker compose environment table"
+
+
+def test_cli_lists_every_setting_with_its_default():
+    result = CliRunner().invoke(main, ["settings"])
+    assert result.exit_code == 0, result.output
+    listed = dict(line.split("=", 1) for line in result.output.splitlines() if line and not line[0].isspace())
+    assert listed == {s.name: str(s.default) for s in SETTINGS}
+
+
+def test_production_refuses_the_default_secret():
+    with pytest.raises(ConfigError, match="SMSGUARD_RECIPIENT_SECRET"):
+        Settings.from_env({"SMSGUARD_ENV": "production"}).check_production()
+    assert Settings.from_env({"SMSGUARD_ENV": "production"}).recipient_secret == DEFAULT_SECRET
+
+
+def test_production_refuses_a_short_secret_and_accepts_a_real_one():
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SMSGUARD_ENV": "production", "SMSGUARD_RECIPIENT_SECRET": "short"}).check_production()
+    Settings.from_env({"SMSGUARD_ENV": "production", "SMSGUARD_RECIPIENT_SECRET": "x" * 32}).check_production()
+
+
+def test_development_runs_on_the_default_secret():
+    Settings.from_env({}).check_production()
