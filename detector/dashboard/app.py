@@ -370,6 +370,7 @@ async def api_port(request: web.Request) -> web.Response:
     return web.json_response({
         "port": d.port_row(port), "history": history, "history_error": history_error,
         "registered_signatures": registered, "volume": d.live.volume_series(port, 60),
+        "flagged_volume": d.live.volume_series(port, 60, flagged=True),
         "recent": d.live.recent_flagged(50, port), "now_ms": d.live.now_ms,
     })
 

@@ -99,6 +99,7 @@ class _Minute:
 class _Port:
     minutes: dict[int, _Minute] = field(default_factory=dict)
     first_minute: int = 0
+    first_ts_ms: int = 0
     last_ts_ms: int = 0
     last_state: str | None = None
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_PER_PORT))
@@ -148,6 +149,8 @@ class LiveStats:
         content = mask_numbers(str(d.get("content") or ""))
         bucket.templates[template_text(content)] += 1
         self._totals.setdefault(m, Counter())[action] += 1
+        if not stats.first_ts_ms or ts_ms < stats.first_ts_ms:
+            stats.first_ts_ms = ts_ms
         if ts_ms >= stats.last_ts_ms:
             stats.last_ts_ms = ts_ms
             stats.last_state = d.get("port_state") or stats.last_state
@@ -210,15 +213,26 @@ class LiveStats:
             () if port else self._flagged)
         return list(reversed(list(source)))[:limit]
 
-    def volume_series(self, port: str | None = None, minutes: int = HISTORY_MIN) -> list[int]:
-        """Per-minute volume of a port (or of all ports), oldest first, ending at the current minute."""
+    def volume_series(self, port: str | None = None, minutes: int = HISTORY_MIN, *,
+                      project_current: bool = False, flagged: bool = False) -> list[float]:
+        """Per-minute volume of a port (or of all ports), oldest first, ending at the current minute.
+
+        ``flagged`` counts only flagged and blocked messages. ``project_current`` scales the current, unfinished minute to a full minute (sparklines would
+        otherwise always end in a dip); only once a quarter of it has passed, to keep it from jumping.
+        """
         now_m = self.now_ms // MINUTE_MS
+        span = range(now_m - minutes + 1, now_m + 1)
         if port is None:
-            return [sum(self._totals.get(m, Counter()).values()) for m in range(now_m - minutes + 1, now_m + 1)]
-        stats = self._ports.get(port)
-        if stats is None:
-            return [0] * minutes
-        return [stats.minutes[m].volume if m in stats.minutes else 0 for m in range(now_m - minutes + 1, now_m + 1)]
+            counts = [self._totals.get(m, Counter()) for m in span]
+            series: list[float] = [c["flag"] + c["block"] if flagged else sum(c.values()) for c in counts]
+        else:
+            stats = self._ports.get(port)
+            buckets = [stats.minutes.get(m) if stats else None for m in span]
+            series = [0 if b is None else b.flagged if flagged else b.volume for b in buckets]
+        if project_current and series:
+            elapsed = (self.now_ms % MINUTE_MS) / MINUTE_MS
+            series[-1] = round(series[-1] / elapsed, 1) if elapsed >= 0.25 else series[-2] if minutes > 1 else 0
+        return series
 
     def totals(self) -> dict[str, Any]:
         """Decisions per action over the recent window and per minute (all ports)."""
@@ -227,7 +241,7 @@ class LiveStats:
         for m in range(now_m - WINDOW_MIN + 1, now_m + 1):
             window.update(self._totals.get(m, Counter()))
         return {"now_ms": self.now_ms, "window_min": WINDOW_MIN, "by_action": dict(window),
-                "volume_per_min": self.volume_series(None), "ports_active": len(self._ports),
+                "volume_per_min": self.volume_series(None, project_current=True), "ports_active": len(self._ports),
                 "decisions_seen": self.decisions_seen}
 
     def port_summary(self, port: str) -> dict[str, Any]:
@@ -245,9 +259,8 @@ class LiveStats:
             sp_ids.update(b.sp_ids)
             templates.update(b.templates)
             recipients |= b.recipients
-        rate_now = sum(stats.minutes[m].volume for m in range(now_m - RATE_MIN + 1, now_m + 1)
-                       if m in stats.minutes) / RATE_MIN
-        base_minutes = range(stats.first_minute, now_m - RATE_MIN + 1) if stats.first_minute else range(0)
+        rate_now = self._rate_now(stats)
+        base_minutes = range(stats.first_minute, now_m - RATE_MIN) if stats.first_minute else range(0)
         baseline = (sum(stats.minutes[m].volume for m in base_minutes if m in stats.minutes) / len(base_minutes)
                     if len(base_minutes) >= RATE_MIN else None)
         return {
@@ -268,5 +281,13 @@ class LiveStats:
             "templates": [[k, v] for k, v in templates.most_common(8)],
             "last_ts_ms": stats.last_ts_ms or None,
             "last_decision_state": stats.last_state,
-            "spark": self.volume_series(port, 30),
+            "spark": self.volume_series(port, 30, project_current=True),
         }
+
+    def _rate_now(self, stats: _Port) -> float:
+        """Messages per minute over the last RATE_MIN minutes, counting the current minute only as far as it
+        has gone (event time), and a port that started sending lately only since it started."""
+        now_m = self.now_ms // MINUTE_MS
+        since_ms = max(stats.first_ts_ms, (now_m - RATE_MIN) * MINUTE_MS)
+        count = sum(stats.minutes[m].volume for m in range(since_ms // MINUTE_MS, now_m + 1) if m in stats.minutes)
+        return count * MINUTE_MS / max(self.now_ms - since_ms, 10_000)

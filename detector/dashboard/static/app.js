@@ -106,7 +106,7 @@ function messageItem(d, fresh) {
       el("span", { title: "recipient (hashed id prefix)", text: d.recipient || "" }),
       el("span", { text: fmtTime(d.ts_ms) }),
       el("span", { class: "score", title: "classifier score · total risk", text: `p=${fmtNum(d.score, 2)} · risk ${fmtNum(d.risk, 1)}` })),
-    el("div", { class: "msg-text", text: d.content }),
+    el("div", { class: "msg-text", title: d.content, text: d.content }),
     el("div", { class: "msg-reasons" }, reasonTags(d.reasons), btns));
 }
 function addToStream(d) {
@@ -139,7 +139,10 @@ function auditItem(e) {
     e.reason ? el("span", { class: "why", text: `“${e.reason}”` }) : null);
 }
 async function loadAudit() {
-  try { const data = await api("/api/audit?limit=50"); $("audit").replaceChildren(...data.entries.map(auditItem)); }
+  try {
+    const data = await api("/api/audit?limit=50");
+    $("audit").replaceChildren(...(data.entries.length ? data.entries.map(auditItem) : [el("li", { class: "none", text: "No operator actions yet. 暂无操作" })]));
+  }
   catch (e) { /* shown by the banner */ }
 }
 
@@ -191,7 +194,7 @@ async function loadPorts() {
 }
 
 // ---- port page -----------------------------------------------------------------------------------
-function chart(volume, recent) {
+function chart(volume, flagged) {
   const svg = $("pp-chart"); const W = 600, H = 140, n = volume.length || 1, bw = W / n, max = Math.max(1, ...volume);
   svg.replaceChildren();
   for (let i = 0; i <= 2; i++) { const y = 10 + (H - 30) * i / 2; svg.append(svgEl("line", { x1: 0, x2: W, y1: y, y2: y })); }
@@ -199,8 +202,11 @@ function chart(volume, recent) {
   volume.forEach((v, i) => {
     const h = (H - 30) * v / max;
     svg.append(svgEl("rect", { class: "vol", x: i * bw + 1, y: H - 20 - h, width: Math.max(1, bw - 2), height: h }));
+    const f = (H - 30) * (flagged[i] || 0) / max;
+    if (f > 0) svg.append(svgEl("rect", { class: "flag", x: i * bw + 1, y: H - 20 - f, width: Math.max(1, bw - 2), height: f }));
   });
   const l = svgEl("text", { x: 2, y: H - 6 }); l.textContent = "−60 min"; svg.append(l);
+  const mid = svgEl("text", { x: W / 2 - 14, y: H - 6 }); mid.textContent = "−30 min"; svg.append(mid);
   const r = svgEl("text", { x: W - 30, y: H - 6 }); r.textContent = "now"; svg.append(r);
 }
 function historyItem(a) {
@@ -223,7 +229,7 @@ async function loadPort() {
     $("pp-kpis").replaceChildren(kpi("Rate now / min", fmtNum(r.rate_now, 1)), kpi("Baseline / min", r.baseline === null ? "—" : fmtNum(r.baseline, 1)),
       kpi("Spam share 15 min", pct(r.spam_share), r.spam_share > 0.3 ? "bad" : ""), kpi("Flagged 15 min", fmtNum(r.flagged), r.flagged ? "warn" : ""),
       kpi("Fan-out 15 min", fmtNum(r.fan_out)), kpi("Complaints 15 min", fmtNum(r.complaints), r.complaints ? "bad" : ""));
-    chart(d.volume, d.recent);
+    chart(d.volume, d.flagged_volume);
     $("pp-history").replaceChildren(...(d.history.length ? d.history.map(historyItem) : [el("li", { class: "muted", text: d.history_error ? `history unavailable: ${d.history_error}` : "No state changes recorded." })]));
     $("pp-recent").replaceChildren(...(d.recent.length ? d.recent.map((m) => messageItem(m, false)) : [el("li", { class: "muted msg", text: "Nothing flagged in the recent past." })]));
     $("pp-templates").replaceChildren(...r.templates.map(([t, n]) => el("li", {}, el("span", { text: t }), el("span", { class: "count", text: fmtNum(n) }))));
@@ -269,7 +275,7 @@ function connectStream() {
   const es = new EventSource("/api/stream");
   es.addEventListener("decision", (e) => addToStream(JSON.parse(e.data)));
   es.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
-  es.addEventListener("audit", (e) => { $("audit").prepend(auditItem(JSON.parse(e.data))); });
+  es.addEventListener("audit", (e) => { $("audit").querySelector("li.none")?.remove(); $("audit").prepend(auditItem(JSON.parse(e.data))); });
   es.addEventListener("port", (e) => { const a = JSON.parse(e.data); if (S.port === a.port) loadPort(); else if (!S.port) schedulePorts(); });
   es.onerror = () => { $("pill-kafka").textContent = "stream reconnecting…"; $("pill-kafka").className = "pill bad"; };
 }
