@@ -1,0 +1,19 @@
+-- hash_set.lua: write one field of a hash with an event-time expiry (StateStore op HashSet).
+--
+-- KEYS[1]  the hash; besides the caller's fields it keeps
+--            __expires_at_ms  event time (ms) at which the whole hash expires (the last write's ts + ttl)
+-- ARGV[1]  field
+-- ARGV[2]  value
+-- ARGV[3]  ts_ms + ttl_s * 1000 (the new __expires_at_ms)
+-- ARGV[4]  the store's event clock (the newest ts_ms it has seen): a hash expired by then starts empty
+-- ARGV[5]  ttl_s: the key's TTL (server clock), bounding memory
+--
+-- Returns  nothing. Readers (HMGET) treat the hash as absent when __expires_at_ms <= their event clock.
+local key = KEYS[1]
+local exp = redis.call('HGET', key, '__expires_at_ms')
+if exp and tonumber(exp) <= tonumber(ARGV[4]) then
+  redis.call('DEL', key)
+end
+redis.call('HSET', key, ARGV[1], ARGV[2], '__expires_at_ms', ARGV[3])
+redis.call('EXPIRE', key, math.max(tonumber(ARGV[5]), 1))
+return nil

@@ -1,0 +1,51 @@
+-- window.lua: an event-time sliding window of counts (StateStore op Window).
+--
+-- KEYS[1]  the window hash. Field: a bucket number (event ts_ms // bucket width in ms),
+--          value: the sum of the amounts added to that bucket (integer).
+-- ARGV[1]  bucket number b of the event (integer, decimal string)
+-- ARGV[2]  amount to add to bucket b (integer; 0 only reads)
+-- ARGV[3]  TTL in seconds: longest span + one bucket. The key's TTL is raised to it, never lowered.
+-- ARGV[4]  L = longest span // bucket width (whole buckets)
+-- ARGV[5..] n for each span: the span's width in buckets (>= 1)
+--
+-- Returns  one integer per span: the sum of the buckets k with b - n < k <= b.
+--
+-- Fields older than b - L are deleted once the hash holds more than 2L + 4 fields, exactly like
+-- MemoryStore, so out-of-order events see the same buckets in both backends.
+local key = KEYS[1]
+local b = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local longest = tonumber(ARGV[4])
+
+if amount ~= 0 then
+  redis.call('HINCRBY', key, ARGV[1], ARGV[2])
+end
+if redis.call('TTL', key) < ttl then   -- -2 (no key) makes EXPIRE a no-op; -1 never happens
+  redis.call('EXPIRE', key, ttl)
+end
+
+local flat = redis.call('HGETALL', key)
+local sums = {}
+for s = 5, #ARGV do
+  sums[s - 4] = 0
+end
+for i = 1, #flat, 2 do
+  local k = tonumber(flat[i])
+  local v = tonumber(flat[i + 1])
+  for s = 5, #ARGV do
+    if k <= b and k > b - tonumber(ARGV[s]) then
+      sums[s - 4] = sums[s - 4] + v
+    end
+  end
+end
+
+if #flat / 2 > 2 * longest + 4 then
+  local oldest = b - longest
+  for i = 1, #flat, 2 do
+    if tonumber(flat[i]) < oldest then
+      redis.call('HDEL', key, flat[i])
+    end
+  end
+end
+return sums
