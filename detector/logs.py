@@ -17,6 +17,24 @@ with ``extra=``; the message is a constant phrase so the lines can be grouped an
 >>> line["level"], line["logger"], line["msg"], line["port"], line["score"]
 ('INFO', 'smsguard.doctest', 'port flagged', '10690001', 0.97)
 >>> logger.removeHandler(handler)
+
+Arguments are formatted only when a record is emitted, so a disabled DEBUG call costs a
+level check:
+
+>>> class Expensive:
+...     formatted = 0
+...     def __str__(self):
+...         Expensive.formatted += 1
+...         return "expensive"
+>>> logger.debug("details %s", Expensive())
+>>> Expensive.formatted
+0
+
+The text format puts the extra fields after the message:
+
+>>> TextFormatter().format(logging.makeLogRecord(
+...     {"name": "w", "levelname": "INFO", "msg": "batch scored", "size": 500})).split(" ", 2)[2]
+'INFO w: batch scored size=500'
 """
 from __future__ import annotations
 
@@ -91,6 +109,24 @@ def configure_logging(settings: Any, stream: IO[str] | None = None) -> logging.H
 
     Idempotent: calling it again replaces the handler it installed before, and leaves
     handlers that others (pytest, faust) installed alone.
+
+    >>> import io
+    >>> from detector.settings import Settings
+    >>> root_level, out = logging.getLogger().level, io.StringIO()
+    >>> env = {"SMSGUARD_LOG_FORMAT": "text", "SMSGUARD_LOG_LEVEL": "warning"}
+    >>> handler = configure_logging(Settings.from_env(env), out)
+    >>> handler is configure_logging(Settings.from_env(env), out)   # replaced, not stacked
+    False
+    >>> get_logger("smsguard.x").info("hidden"); get_logger("smsguard.x").warning("shown", extra={"n": 1})
+    >>> out.getvalue().split(": ", 1)[1]
+    'shown n=1\\n'
+    >>> configure_logging(Settings.from_env({"SMSGUARD_LOG_FORMAT": "xml"}))
+    Traceback (most recent call last):
+    ...
+    detector.errors.ConfigError: SMSGUARD_LOG_FORMAT: expected one of json, text, got 'xml'
+    >>> for h in [h for h in logging.getLogger().handlers if getattr(h, _HANDLER_MARK, False)]:
+    ...     logging.getLogger().removeHandler(h)
+    >>> logging.getLogger().setLevel(root_level)
     """
     level = str(settings.log_level).upper()
     if level not in LEVELS:

@@ -52,7 +52,9 @@ _venv_ready() {
         return 0
     fi
     _say "pip install -e '.[dev]' (takes a few minutes the first time)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    # pip warns about every package missing from this machine's optional local indexes: noise.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
     echo "$stamp" > .venv/.smsguard-installed
 }
 
