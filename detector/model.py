@@ -1,0 +1,337 @@
+"""The spam classifier at serving time: one scikit-learn Pipeline in one skops artifact.
+
+The pipeline is ``TextNormalizer`` (detector.textnorm) → features (hashed jieba words and character
+2–3-grams, TF-IDF, plus a few structural flags) → a calibrated logistic regression. Its pieces live
+here, not in ``training/``, because loading the artifact needs them.
+
+Loading never unpickles: :func:`load_model` checks the artifact's sha256 against ``manifest.json``
+and then ``skops.io.load`` with an explicit list of trusted types; anything else is a ModelError.
+
+>>> analyze("加微信:<wx> 领<money>")[:6]
+['w:加微信', 'w::', 'w:Ⓦ', 'w:领', 'w:Ⓜ', 'c:加微']
+>>> model_text("回T退订【京东】")
+'回t退订 <sig> 京东'
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+
+from detector.errors import ModelError
+from detector.textnorm import (EMOJI, MONEY, PHONE, QQ, SIGNATURE, TYPED_TOKENS, URL, WECHAT, clean,
+                               split_signature, template_key)
+
+ARTIFACT = "model.skops"
+MANIFEST = "manifest.json"
+
+# Typed tokens become one circled letter each inside the analyzer, so a character n-gram never splits
+# "<url>" into "<u", "ur"… and explanations stay readable. They cannot occur in normalised text: NFKC
+# turns circled letters into plain ones.
+_SENTINEL = {URL: "Ⓤ", PHONE: "Ⓟ", QQ: "Ⓠ", WECHAT: "Ⓦ", MONEY: "Ⓜ", EMOJI: "Ⓔ", SIGNATURE: "Ⓢ"}
+_TYPED = re.compile("|".join(re.escape(t) for t in TYPED_TOKENS))
+_WORDISH = re.compile("[\u4e00-\u9fff]+|[a-z]+|0|\\S")
+_UNSUBSCRIBE = re.compile(r"退订|退定|回t|回复t|回td|拒收|退回|取消订阅|unsubscribe|回n")
+
+# Words of today's SMS that jieba's 2013 dictionary lacks ("微信" would come out as 微/信).
+DOMAIN_WORDS = ("微信", "加微信", "微信号", "威信", "薇信", "公众号", "二维码", "扫码", "验证码", "退订", "回复", "红包",
+                "支付宝", "淘宝", "天猫", "京东", "app", "客服", "贷款", "无抵押", "代开", "发票", "刷单", "兼职")
+
+_segment_cache: dict[str, tuple[str, ...]] = {}
+_SEGMENT_CACHE_MAX = 200_000
+
+
+def _jieba():
+    import jieba
+
+    if not jieba.dt.initialized:
+        jieba.setLogLevel(logging.WARNING)
+        jieba.dt.initialize()
+        for word in DOMAIN_WORDS:
+            jieba.dt.add_word(word)
+    return jieba.dt
+
+
+def _segment(run: str) -> tuple[str, ...]:
+    """jieba words of one run of Chinese characters (without HMM: faster, and steadier on short SMS).
+
+    Runs are clauses, which repeat across messages, so the result is cached.
+    """
+    words = _segment_cache.get(run)
+    if words is None:
+        words = tuple(_jieba().cut(run, HMM=False))
+        if len(_segment_cache) >= _SEGMENT_CACHE_MAX:
+            _segment_cache.clear()
+        _segment_cache[run] = words
+    return words
+
+
+def model_text(text: str) -> str:
+    """What the model reads: the normalised body, then ``<sig>`` and the normalised signature if any."""
+    signature, body = split_signature(text)
+    normal = clean(body)
+    return f"{normal} {SIGNATURE} {clean(signature)}" if signature else normal
+
+
+def analyze(text: str) -> list[str]:
+    """Features of one model text: ``w:`` jieba words and ``c:`` character 2- and 3-grams."""
+    compact = _TYPED.sub(lambda m: _SENTINEL[m.group()], text)
+    features = []
+    for piece in _WORDISH.findall(compact):
+        if len(piece) > 1 and piece[0] >= "\u4e00":
+            features.extend("w:" + w for w in _segment(piece))
+        else:
+            features.append("w:" + piece)
+    chars = compact.replace(" ", "")
+    features.extend("c:" + chars[i:i + 2] for i in range(len(chars) - 1))
+    features.extend("c:" + chars[i:i + 3] for i in range(len(chars) - 2))
+    return features
+
+
+class TextNormalizer(TransformerMixin, BaseEstimator):
+    """Pipeline step: raw SMS → :func:`model_text`."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return [model_text(t) for t in X]
+
+
+STRUCTURAL_FEATURES = ("has_url", "has_phone", "has_qq_or_wechat", "has_money", "has_signature",
+                       "has_unsubscribe", "log_length", "exclamations")
+
+
+class StructuralFeatures(TransformerMixin, BaseEstimator):
+    """Pipeline step: a few message-level flags from the model text (see STRUCTURAL_FEATURES)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        rows = [_structure(t) for t in X]
+        return sparse.csr_matrix(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(STRUCTURAL_FEATURES)))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(STRUCTURAL_FEATURES, dtype=object)
+
+
+def _structure(text: str) -> tuple[float, ...]:
+    body = text.split(SIGNATURE, 1)[0]
+    return (float(URL in text), float(PHONE in text), float(QQ in text or WECHAT in text), float(MONEY in text),
+            float(SIGNATURE in text), float(_UNSUBSCRIBE.search(text) is not None),
+            math.log1p(len(body)) / 5.0, min(body.count("!"), 5) / 5.0)
+
+
+class CalibratedLinear(ClassifierMixin, BaseEstimator):
+    """Logistic regression with Platt scaling fitted on its own out-of-fold decision values.
+
+    Unlike CalibratedClassifierCV it also exposes those out-of-fold probabilities (``oof_proba_``),
+    which is what the decision threshold is picked on; the model kept is one fit on all data.
+    """
+
+    def __init__(self, C: float = 30.0, folds: int = 3, seed: int = 42):
+        self.C = C
+        self.folds = folds
+        self.seed = seed
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        y = np.asarray(y)
+        weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        oof = np.empty(len(y))
+        for train, test in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(X, y):
+            fold = LogisticRegression(C=self.C, solver="liblinear").fit(X[train], y[train], sample_weight=weight[train])
+            oof[test] = fold.decision_function(X[test])
+        platt = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), y, sample_weight=weight)
+        self.slope_, self.intercept_ = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        self.oof_proba_ = self._sigmoid(oof)
+        self.estimator_ = LogisticRegression(C=self.C, solver="liblinear").fit(X, y, sample_weight=weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def _sigmoid(self, decision):
+        return 1.0 / (1.0 + np.exp(-(self.slope_ * decision + self.intercept_)))
+
+    def decision_function(self, X):
+        return self.estimator_.decision_function(X)
+
+    def predict_proba(self, X):
+        p = self._sigmoid(self.estimator_.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Every type an smsguard artifact may contain. skops refuses anything else, so a crafted artifact
+# cannot make the loader run arbitrary code.
+TRUSTED_TYPES = [
+    "detector.model.TextNormalizer",
+    "detector.model.StructuralFeatures",
+    "detector.model.analyze",
+    "detector.model.CalibratedLinear",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.pipeline.FeatureUnion",
+    "sklearn.feature_extraction.text.HashingVectorizer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.model_selection._split.StratifiedKFold",
+    "builtins.slice",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.dtype",
+]
+
+
+class SpamModel:
+    """A loaded model: ``score`` gives P(spam) per text, ``explain`` the features behind a score."""
+
+    def __init__(self, pipeline: Any, manifest: dict[str, Any], artifact_sha256: str):
+        self.pipeline = pipeline
+        self.manifest = manifest
+        self.name: str = manifest["name"]
+        self.threshold: float = float(manifest["threshold"])
+        self.version = f"{self.name}@{artifact_sha256[:12]}"
+
+    def __repr__(self) -> str:
+        return f"SpamModel({self.version!r}, threshold={self.threshold:.3f})"
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0)
+        return self.pipeline.predict_proba(texts)[:, 1]
+
+    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        """The k features that pushed this text most towards spam, with coef × value (log-odds)."""
+        return explain_pipeline(self.pipeline, text, k)
+
+
+def explain_pipeline(pipeline: Any, text: str, k: int = 5) -> list[tuple[str, float]]:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    normalizer, union, classifier = (step for _, step in pipeline.steps)
+    normal = normalizer.transform([text])
+    values = union.transform(normal).tocsr()
+    coef = classifier.estimator_.coef_[0]
+    hasher = union.transformer_list[0][1].steps[0][1]
+    n_text = hasher.n_features
+    tokens = sorted(set(analyze(normal[0])))
+    names: dict[int, list[str]] = {}
+    if tokens:
+        lookup = HashingVectorizer(analyzer=_identity, n_features=n_text, alternate_sign=hasher.alternate_sign,
+                                   norm=None)
+        indices = lookup.transform([[t] for t in tokens]).indices
+        for token, index in zip(tokens, indices):
+            names.setdefault(int(index), []).append(token)
+    for j, name in enumerate(STRUCTURAL_FEATURES):
+        names[n_text + j] = [f"[{name}]"]
+    contributions = [(" | ".join(names.get(int(i), [f"#{i}"])), float(coef[i] * v))
+                     for i, v in zip(values.indices, values.data)]
+    towards_spam = sorted((c for c in contributions if c[1] > 0), key=lambda c: -c[1])
+    return towards_spam[:k]
+
+
+def _identity(tokens):
+    return tokens
+
+
+def load_model(path: str | Path) -> SpamModel:
+    """Load a model folder (``model.skops`` + ``manifest.json``), refusing tampered or unsafe artifacts."""
+    import skops.io as sio
+
+    folder = Path(path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model {folder.name!r}: no {MANIFEST} in {folder}") from None
+    except ValueError as exc:
+        raise ModelError(f"model {folder.name!r}: {MANIFEST} is not valid JSON ({exc})") from None
+    artifact = folder / manifest.get("artifact", ARTIFACT)
+    if not artifact.is_file():
+        raise ModelError(f"model {folder.name!r}: artifact {artifact} is missing")
+    actual = sha256_file(artifact)
+    expected = manifest.get("artifact_sha256")
+    if actual != expected:
+        raise ModelError(f"model {folder.name!r}: artifact sha256 {actual[:12]}… does not match the manifest "
+                         f"({str(expected)[:12]}…); refusing a corrupted or tampered artifact")
+    try:
+        pipeline = sio.load(artifact, trusted=TRUSTED_TYPES)
+    except Exception as exc:  # skops raises several types (untrusted type, bad zip, bad schema)
+        raise ModelError(f"model {folder.name!r}: refusing to load {artifact.name}: {exc}") from None
+    _jieba()
+    return SpamModel(pipeline, manifest, actual)
+
+
+class CachedScorer:
+    """A SpamModel behind an LRU cache keyed by :func:`template_key` (106 traffic is mostly templates)."""
+
+    def __init__(self, model: SpamModel, cache_size: int = 100_000):
+        self.model = model
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, float] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if self.cache_size <= 0:
+            self.misses += len(texts)
+            return self.model.score(texts)
+        keys = [template_key(t) for t in texts]
+        out = np.empty(len(texts))
+        todo: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                out[i] = cached
+                self.hits += 1
+            elif key not in todo:
+                todo[key] = i
+                self.misses += 1
+            else:
+                self.hits += 1
+        if todo:
+            fresh = dict(zip(todo, self.model.score([texts[i] for i in todo.values()]).tolist()))
+            self._cache.update(fresh)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            for i, key in enumerate(keys):
+                if key in fresh:
+                    out[i] = fresh[key]
+        return out
+
+    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        return self.model.explain(text, k)

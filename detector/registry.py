@@ -1,0 +1,177 @@
+"""The model registry: one folder per model under ``models/``, and ``registry.json`` naming the promoted one.
+
+``registry.json`` holds ``{"promoted": NAME, "history": [{"action", "name", "at"}, …]}``; promote pushes,
+rollback returns to the model promoted before. Workers follow it with :class:`ModelWatcher`.
+
+>>> import tempfile
+>>> registry = Registry(tempfile.mkdtemp())
+>>> registry.promoted_name() is None, registry.list()
+(True, [])
+>>> registry.promote("nope")
+Traceback (most recent call last):
+...
+detector.errors.ModelError: no model named 'nope' in the registry
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from detector.errors import ModelError
+from detector.model import MANIFEST, SpamModel, load_model
+
+REGISTRY_FILE = "registry.json"
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger(__name__)
+
+
+def resolve_models_dir(value: str | Path | None = None) -> Path:
+    """SMSGUARD_MODELS_DIR as a path: absolute as given, else relative to cwd if it exists there, else to the repo."""
+    if value is None:
+        from detector.settings import Settings
+
+        value = Settings.from_env().models_dir
+    path = Path(value)
+    if path.is_absolute() or path.exists():
+        return path
+    return _REPO_ROOT / path
+
+
+class Registry:
+    def __init__(self, models_dir: str | Path | None = None):
+        self.root = resolve_models_dir(models_dir)
+
+    @property
+    def path(self) -> Path:
+        return self.root / REGISTRY_FILE
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"promoted": None, "history": []}
+        except ValueError as exc:
+            raise ModelError(f"{self.path} is not valid JSON ({exc})") from None
+        state.setdefault("history", [])
+        return state
+
+    def _write(self, state: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)  # atomic: a watcher never reads half a file
+
+    def promoted_name(self) -> str | None:
+        return self._read().get("promoted")
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every model folder with its manifest summary, newest first."""
+        promoted = self.promoted_name()
+        models = []
+        for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except ValueError:
+                manifest = {}
+            name = manifest_path.parent.name
+            models.append({
+                "name": name,
+                "version": f"{name}@{str(manifest.get('artifact_sha256', '?'))[:12]}",
+                "created_at": manifest.get("created_at"),
+                "threshold": manifest.get("threshold"),
+                "artifact_bytes": manifest.get("artifact_bytes"),
+                "metrics": manifest.get("metrics", {}),
+                "promoted": name == promoted,
+            })
+        return sorted(models, key=lambda m: m["created_at"] or "", reverse=True)
+
+    def model_path(self, name: str) -> Path:
+        path = self.root / name
+        if not (path / MANIFEST).is_file():
+            raise ModelError(f"no model named {name!r} in the registry")
+        return path
+
+    def promote(self, name: str, at: str | None = None) -> SpamModel:
+        """Point the registry at ``name`` after checking it loads (hash and safe types)."""
+        model = load_model(self.model_path(name))
+        state = self._read()
+        state["promoted"] = name
+        state["history"].append({"action": "promote", "name": name, "at": at or _now()})
+        self._write(state)
+        return model
+
+    def rollback(self, at: str | None = None) -> str:
+        """Return to the model promoted before the current one; its name."""
+        state = self._read()
+        stack = _promotion_stack(state["history"])
+        if len(stack) < 2:
+            raise ModelError("nothing to roll back to: no earlier promoted model")
+        previous = stack[-2]
+        load_model(self.model_path(previous))
+        state["promoted"] = previous
+        state["history"].append({"action": "rollback", "name": previous, "at": at or _now()})
+        self._write(state)
+        return previous
+
+    def load_promoted(self) -> SpamModel:
+        name = self.promoted_name()
+        if name is None:
+            raise ModelError(f"no promoted model in {self.path}: train one and run `smsguard models promote NAME`")
+        return load_model(self.model_path(name))
+
+
+def _promotion_stack(history: list[dict[str, Any]]) -> list[str]:
+    stack: list[str] = []
+    for entry in history:
+        if entry["action"] == "promote":
+            stack.append(entry["name"])
+        elif entry["action"] == "rollback" and stack:
+            stack.pop()
+    return stack
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ModelWatcher:
+    """Follows the promoted pointer for a worker: ``poll()`` returns a new model when it changed, else None.
+
+    When the new artifact fails to load (hash mismatch, unsafe type), ``poll()`` returns None, keeps
+    the error in ``last_error`` and the caller keeps serving its previous model; later polls retry.
+    """
+
+    def __init__(self, models_dir: str | Path | None = None):
+        self.registry = Registry(models_dir)
+        self.current: tuple[str, str] | None = None   # (name, artifact sha256) last loaded
+        self.last_error: ModelError | None = None
+
+    def _pointer(self) -> tuple[str, str] | None:
+        name = self.registry.promoted_name()
+        if name is None:
+            return None
+        try:
+            manifest = json.loads((self.registry.root / name / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return name, "?"
+        return name, str(manifest.get("artifact_sha256"))
+
+    def poll(self) -> SpamModel | None:
+        try:
+            pointer = self._pointer()
+            if pointer is None or pointer == self.current:
+                return None
+            model = self.registry.load_promoted()
+        except ModelError as exc:
+            if str(exc) != str(self.last_error):
+                log.error("model reload refused, keeping the previous model: %s", exc)
+            self.last_error = exc
+            return None
+        self.current = pointer
+        self.last_error = None
+        log.info("loaded promoted model %s", model.version)
+        return model

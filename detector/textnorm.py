@@ -1,0 +1,143 @@
+"""The one text normaliser, shared by training and serving, and the fast template key.
+
+Why each step exists:
+
+* full-width → half-width and circled/full-width digits → ASCII (NFKC), traditional → simplified
+  (a character table from OpenCC's data; per-character is enough for spam words and is cheap);
+* spammers' tricks undone: zero-width and private-use characters, emoji, separators between Chinese
+  characters ("加 微 信", "威-信"), phone numbers written as Chinese numerals;
+* every digit becomes one class, and the corpus' masking (``xxxxxxxxxxx`` = a phone number) is read
+  as digits too, so the model cannot learn "real digit ⇒ normal" from the masked training data;
+* URLs, phone numbers, QQ and WeChat ids and amounts become typed tokens (``<url>`` …);
+* the signature 【…】 is split off: it names the sender, not the content.
+
+>>> normalize("【京东】加 微 信：abc_12345 领 ５０元 红包 http://t.cn/x 回T退订")
+'加微信:<wx> 领 <money>红包 <url> 回t退订'
+>>> normalize("詳詢：xxxxxxxxxxx Q：xxxxxxxx 程涛") == normalize("详询：13912345678 Q：12345678 程涛")
+True
+>>> normalize("威-信 幺三八一二三四五六七八")
+'威信 <phone>'
+>>> normalize("x月xx日起，全场5折")
+'0月0日起,全场0折'
+>>> split_signature("您的验证码是123456。【中国银行】")
+('中国银行', '您的验证码是123456。')
+>>> template_key("验证码123456，5分钟内有效 http://a.cn/x1") == template_key("验证码987654，5分钟内有效 http://b.cn/y")
+True
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+# Typed tokens the normaliser writes; the model and the engine may look for them.
+URL, PHONE, QQ, WECHAT, MONEY, EMOJI, SIGNATURE = "<url>", "<phone>", "<qq>", "<wx>", "<money>", "<emoji>", "<sig>"
+TYPED_TOKENS = (URL, PHONE, QQ, WECHAT, MONEY, EMOJI, SIGNATURE)
+DIGIT = "0"  # every run of digits not typed otherwise collapses to this one class
+
+_HAN = "\u4e00-\u9fff"
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufe00-\ufe0f]")
+_EMOJI = re.compile("[\ue000-\uf8ff\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U000f0000-\U0010ffff]+")
+_SPACES = re.compile(r"\s+")
+# Separators spammers put between Chinese characters; Chinese punctuation (，。) is left alone.
+_SEPARATED_HAN = re.compile(rf"(?<=[{_HAN}])[\s.\-_*·•~|/\\+=^`'#@&]+(?=[{_HAN}])")
+_CN_NUMERAL_RUN = re.compile("[0-9零〇一二三四五六七八九壹贰叁肆伍陆柒捌玖幺]{5,}")
+_CN_DIGITS = str.maketrans("零〇一二三四五六七八九壹贰叁肆伍陆柒捌玖幺", "001234567891234567891")
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s\u4e00-\u9fff，。！、；：“”（）【】<>]+"
+    r"|(?<![a-z0-9@.])[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.(?:com|cn|net|org|cc|me|tv|info|biz|top|xyz|vip|co|hk|io|la|so|ly|gl)"
+    r"(?![a-z])(?::\d+)?(?:/[^\s\u4e00-\u9fff，。！、；：“”（）【】<>]*)?"
+)
+# 'x' runs stand for masked digits; short ones only when not inside a latin word ("xbox", "max").
+_MASKED_DIGITS = re.compile(r"x{3,}|(?<![a-z])x{1,2}(?![a-z])")
+_DIGIT = re.compile(r"\d")
+_GROUPED_NUMBER = re.compile(r"(?<!0)0{3,4}[ \-]0{3,4}[ \-]?0{4}(?!0)")
+_WECHAT = re.compile(r"(微信|weixin|wechat|vx|wx|v信|威信|薇信|维信|徽信|微x|卫星)(号)?\s*[:：]?\s*[a-z][a-z0-9_\-]{4,19}(?![a-z0-9_\-])")
+_QQ = re.compile(r"(qq|扣扣|企鹅|(?<![a-z])q)(号|群)?\s*[:：]?\s*0{5,11}(?!0)")
+_MONEY = re.compile(r"[¥$]\s*0+(?:\.0+)?|0+(?:\.0+)?\s*(?:元|块|万元|万|亿|千元|w(?![a-z]))")
+_PHONE = re.compile(r"(?<!0)(?:0{3,4}-)?0{7,12}(?!0)")
+_NUMBER = re.compile(r"0+(?:[.:]0+)*")
+_SIGNATURE_END = re.compile(r"(?:【([^【】]{2,16})】|\[([^\[\]]{2,16})\])\s*$")
+_SIGNATURE_START = re.compile(r"^\s*(?:【([^【】]{2,16})】|\[([^\[\]]{2,16})\])")
+
+
+def _load_t2s() -> dict[int, str]:
+    """Traditional → simplified, one character to one, from OpenCC's TSCharacters table."""
+    try:
+        import opencc
+    except ImportError:  # the table is an improvement, not a requirement
+        return {}
+    table = {}
+    path = Path(opencc.__file__).parent / "dictionary" / "TSCharacters.txt"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        trad, _, simp = line.partition("\t")
+        if len(trad) == 1 and simp:
+            candidates = simp.split(" ")
+            # 乾 → "干 乾": the character is also a simplified one; mapping it would corrupt 乾坤, 乾元.
+            if len(candidates[0]) == 1 and trad not in candidates:
+                table[ord(trad)] = candidates[0]
+    return table
+
+
+_T2S = _load_t2s()
+
+
+def split_signature(text: str) -> tuple[str | None, str]:
+    """The sender's signature (【…】 or […], at the end or the start) and the body without it.
+
+    >>> split_signature("【顺丰速运】【优质服务】感谢您")
+    ('顺丰速运', '【优质服务】感谢您')
+    >>> split_signature("没有签名")
+    (None, '没有签名')
+    """
+    match = _SIGNATURE_END.search(text) or _SIGNATURE_START.search(text)
+    if match is None:
+        return None, text
+    signature = match.group(1) or match.group(2)
+    body = (text[:match.start()] + text[match.end():]).strip()
+    return signature.strip(), body
+
+
+def _typed_numbers(text: str) -> str:
+    text = _MASKED_DIGITS.sub(lambda m: DIGIT * len(m.group()), text)
+    text = _DIGIT.sub(DIGIT, text)
+    text = _GROUPED_NUMBER.sub(lambda m: DIGIT * (len(m.group()) - m.group().count(" ") - m.group().count("-")), text)
+    text = _QQ.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{QQ}", text)
+    text = _MONEY.sub(MONEY, text)
+    text = _PHONE.sub(PHONE, text)
+    return _NUMBER.sub(DIGIT, text)
+
+
+def clean(text: str) -> str:
+    """Normalise the whole text, signature included (the model sees both parts through this)."""
+    text = unicodedata.normalize("NFKC", text).translate(_T2S).lower()
+    text = _INVISIBLE.sub("", text)
+    text = _EMOJI.sub(f" {EMOJI} ", text)
+    text = _CN_NUMERAL_RUN.sub(lambda m: m.group().translate(_CN_DIGITS), text)
+    text = _SEPARATED_HAN.sub("", text)
+    text = _URL.sub(f" {URL} ", text)
+    text = _WECHAT.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{WECHAT}", text)
+    text = _typed_numbers(text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalize(text: str) -> str:
+    """The canonical normalised body: typed tokens, one digit class, signature removed."""
+    _, body = split_signature(text)
+    return clean(body)
+
+
+_KEY_URL = re.compile(r"(?:https?://|www\.)[!-~]+|[a-z0-9\-.]+\.(?:com|cn|net|org|cc)(?:/[!-~]*)?", re.I)
+_KEY_NUMBERISH = re.compile(r"[a-z0-9]*[0-9０-９][a-z0-9０-９]*", re.I)
+_KEY_SPACE = re.compile(r"[\s.,:：，。￥¥$-]+")
+
+
+def template_key(text: str) -> str:
+    """Regex-only key shared by texts that differ only in digits, codes, URLs, phone numbers or amounts.
+
+    >>> template_key("您的快递 1093218216211 已到 http://x.cn/a") == template_key("您的快递 77 已到 www.y.com/b")
+    True
+    """
+    text = _KEY_URL.sub("U", text)
+    text = _KEY_NUMBERISH.sub("#", text)
+    return _KEY_SPACE.sub("", text)
