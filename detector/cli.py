@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "detector.commands",
     "detector.ops_cli",
     "detector.services",
+    "detector.gateway_cli",
 )
 
 
