@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -151,3 +152,24 @@ async def test_many_gateways_share_one_rate(redis_server):
     burst = burst_for(rate_per_min, 1.0)
     expected = rate_per_min / 60 * seconds
     assert abs((allowed - burst) - expected) <= 0.1 * expected, (allowed, burst, expected)
+
+
+def test_reference_gateway_command_prints_a_verdict_per_send(redis_server):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    blocked = new_port()
+
+    async def put() -> None:
+        store = RedisStore(redis_server.url)
+        await store.put_port_state(action(blocked, "block"))
+        await store.close()
+
+    asyncio.run(put())
+    sends = f'{blocked}\n{{"port": "10690001", "content": "你好"}}\n\n'
+    result = CliRunner().invoke(main, ["gateway", "--redis-url", redis_server.url, "--poll", "1"], input=sends)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert lines == [{"port": blocked, "verdict": "reject", "retry_after_ms": 0, "state": "block"},
+                     {"port": "10690001", "verdict": "ok", "retry_after_ms": 0, "state": "normal"}]
