@@ -18,9 +18,11 @@ from detector.settings import SETTINGS
 # Modules that add commands; each defines register(main: click.Group, bench: click.Group).
 COMMAND_MODULES = (
     "detector.commands",
+    "detector.stream_cli",
     "detector.ops_cli",
     "detector.services",
     "detector.gateway_cli",
+    "training.cli",
 )
 
 
@@ -64,3 +66,7 @@ def settings_cmd(markdown: bool) -> None:
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(main, bench)
+
+
+if __name__ == "__main__":
+    main()

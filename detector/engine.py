@@ -28,9 +28,9 @@ from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
-from detector.signals.feeds import DAY_S, FEEDS
+from detector.signals.feeds import DAY_S, FEEDS, MERGEABLE_FEEDS
 from detector.signals.port_health import complaint_value
-from detector.state.base import Claim, HashSet, StateStore, Window, tag
+from detector.state.base import Baseline, Claim, Distinct, HashSet, StateStore, Window, tag
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
@@ -69,6 +69,12 @@ class EngineResult:
     port_actions: list[PortAction] = field(default_factory=list)
     duplicates: list[SmsEvent] = field(default_factory=list)
     degraded: bool = False
+
+
+def _with_total(op: Window | Baseline, amount: int, ts_ms: int) -> Window | Baseline:
+    if type(op) is Window:
+        return Window(op.key, ts_ms, amount, op.bucket_s, op.spans_s)
+    return Baseline(op.key, ts_ms, amount, op.alpha)
 
 
 def _short_hash(text: str) -> str:
@@ -137,28 +143,7 @@ class Engine:
         by_msg = {id(c.event): c for c in contexts}
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
-        ops, slots = [], []
-        for event in events:
-            ctx = by_msg.get(id(event))
-            if ctx is not None:
-                for name in self._feed_names:
-                    op = FEEDS[name](ctx)
-                    if op is not None:
-                        ops.append(op)
-                        slots.append((ctx, name))
-                    else:
-                        ctx.state[name] = None       # the feed does not apply (no signature, no provider)
-            elif type(event) is OptOutEvent:
-                field_name = f"s:{event.signature}" if event.signature else f"p:{event.port}"
-                ops.append(HashSet(tag("optout", event.recipient), event.ts_ms, field_name, str(event.ts_ms),
-                                   OPTOUT_TTL_S))
-                slots.append((event, None))
-            elif type(event) is ComplaintEvent:
-                ops.append(Window(tag("port", event.port, "cmp"), event.ts_ms, 1, 3600, (DAY_S,)))
-                slots.append((event, "complaints"))
-                ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
-                slots.append((event, "day"))
-
+        ops, slots = self._build_ops(events, by_msg)
         states: dict[str, PortAction] = {}
         try:
             outputs, states, registry = await asyncio.gather(
@@ -168,13 +153,14 @@ class Engine:
             outputs, registry = [], {}
             states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
         complaints: dict[int, dict[str, int]] = {}
-        for (owner, name), value in zip(slots, outputs):
-            if name is None:
-                continue
-            if type(owner) is ComplaintEvent:
-                complaints.setdefault(id(owner), {})[name] = value[0]
-            else:
-                owner.state[name] = value
+        for receivers, value in zip(slots, outputs):
+            for owner, name in receivers:
+                if name is None:
+                    continue
+                if type(owner) is ComplaintEvent:
+                    complaints.setdefault(id(owner), {})[name] = value[0]
+                else:
+                    owner.state[name] = value
         for ctx in contexts:
             ctx.registered_signatures = registry.get(ctx.event.port)
         self._port_cache.update(states)
@@ -187,6 +173,63 @@ class Engine:
                 decision.action = "block"
                 decision.reasons.append(Reason("port_blocked", 1.0, 0.0, "the port is blocked"))
         return result
+
+    def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext]) -> tuple[list, list]:
+        """One op per feed per message, except that per-port/provider/signature counters are merged.
+
+        Every message of a port in this batch adds to the same counters; one op per (key, bucket)
+        with the summed amount replaces them, and all those messages read its result. Port-level
+        volumes are thereby evaluated per micro-batch, which the fixed batch size of replay keeps
+        deterministic, and a batch costs Redis one op per port instead of one per message.
+        """
+        ops: list = []
+        slots: list[list[tuple[Any, str | None]]] = []
+        merged: dict[tuple, int] = {}
+        pending: dict[int, list[int]] = {}        # op index -> [summed amount, latest ts] of a merged counter
+        for event in events:
+            ctx = by_msg.get(id(event))
+            if ctx is not None:
+                for name in self._feed_names:
+                    op = FEEDS[name](ctx)
+                    if op is None:
+                        ctx.state[name] = None       # the feed does not apply (no signature, no provider)
+                        continue
+                    kind = type(op)
+                    if kind is Distinct:         # the same member again in the same bucket changes nothing
+                        group = (op.key, op.ts_ms // (op.bucket_s * 1000), op.member)
+                        index = merged.get(group)
+                        if index is not None:
+                            slots[index].append((ctx, name))
+                            continue
+                        merged[group] = len(ops)
+                    elif name in MERGEABLE_FEEDS:
+                        group = (op.key, op.ts_ms // (op.bucket_s * 1000 if kind is Window else 60_000))
+                        index = merged.get(group)
+                        if index is not None:
+                            total = pending[index]
+                            total[0] += op.amount
+                            if op.ts_ms > total[1]:
+                                total[1] = op.ts_ms
+                            slots[index].append((ctx, name))
+                            continue
+                        merged[group] = len(ops)
+                        pending[len(ops)] = [op.amount, op.ts_ms]
+                    ops.append(op)
+                    slots.append([(ctx, name)])
+            elif type(event) is OptOutEvent:
+                field_name = f"s:{event.signature}" if event.signature else f"p:{event.port}"
+                ops.append(HashSet(tag("optout", event.recipient), event.ts_ms, field_name, str(event.ts_ms),
+                                   OPTOUT_TTL_S))
+                slots.append([(event, None)])
+            elif type(event) is ComplaintEvent:
+                ops.append(Window(tag("port", event.port, "cmp"), event.ts_ms, 1, 3600, (DAY_S,)))
+                slots.append([(event, "complaints")])
+                ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
+                slots.append([(event, "day")])
+        for index, (amount, ts_ms) in pending.items():
+            if len(slots[index]) > 1:
+                ops[index] = _with_total(ops[index], amount, ts_ms)
+        return ops, slots
 
     async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:
         if not sms:

@@ -129,7 +129,7 @@ class Policy:
                 since_ms: int | None = None, note: str | None = None) -> PortAction:
         ttl = self.ttl_ms.get(state)
         return PortAction(
-            port=port, ts_ms=now_ms, state=state, reasons=reasons, since_ms=since_ms or now_ms,
+            port=port, ts_ms=now_ms, state=state, reasons=reasons, since_ms=now_ms if since_ms is None else since_ms,
             expires_at_ms=now_ms + ttl if ttl else None, decided_by="engine",
             rate_limit_per_min=self.throttle_rate_per_min if state == "throttle" else None,
             previous_state=current.state if current else "normal", note=note,

@@ -56,7 +56,7 @@ FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
     "port_complaints": lambda c: Window(tag("port", c.event.port, "cmp"), c.event.ts_ms, 0, 3600, (DAY_S,)),
     # spam-scored messages of the port (abusive ones count fully, compliant marketing partly: see spam_share)
     "port_spam": lambda c: Window(tag("port", c.event.port, "spam"), c.event.ts_ms,
-                                  (2 if not c.compliant_marketing else 1) if c.is_spam else 0, 60, (600,)),
+                                  (4 if not c.compliant_marketing else 1) if c.is_spam else 0, 60, (600,)),
     "port_optout_hits": lambda c: Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 0, 60, (3600,)),
     # fan-out
     "port_recipients": lambda c: Distinct(tag("port", c.event.port, "rcpt"), c.event.ts_ms, c.event.recipient, 600, 3600),
@@ -70,6 +70,10 @@ FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
     "rcpt_optouts": lambda c: HashGet(tag("optout", c.event.recipient),
                                       (f"s:{c.event.signature}" if c.event.signature else "s:-", f"p:{c.event.port}")),
 }
+# Per-sender counters that every message of a batch adds to: the engine merges them per batch.
+MERGEABLE_FEEDS = frozenset({"port_rate", "port_baseline", "sp_rate", "sp_baseline", "sig_rate", "sig_baseline",
+                             "port_day", "port_complaints", "port_spam", "port_optout_hits"})
+
 # Near-duplicate templates through many ports: one Distinct per MinHash band.
 for _band in range(4):
     FEEDS[f"template_ports_{_band}"] = (

@@ -1,0 +1,142 @@
+"""The engine's promises, on the in-process store: one decision per msg_id, degraded but alive, operators win."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from detector.engine import Engine
+from detector.errors import StateUnavailable
+from detector.events import EventParser
+from detector.policy import operator_action
+from detector.privacy import RecipientHasher
+from detector.settings import Settings
+from detector.state.memory import MemoryStore
+
+T0 = 1_731_290_400_000   # 10:00 China time
+parser = EventParser(RecipientHasher("test-secret-0123456789"))
+
+
+class FixedScorer:
+    """Spam when the text contains 加微信; lets engine tests run without a trained model."""
+    version = "fixed@1"
+    threshold = 0.5
+
+    def score(self, texts):
+        return [0.95 if "加微信" in t else 0.05 for t in texts]
+
+    def explain(self, text, k=5):
+        return [("加微信", 2.5)]
+
+
+class FlakyStore(MemoryStore):
+    """A real MemoryStore that can be switched off, like a Redis that went away."""
+    down = False
+
+    async def run(self, ops):
+        if self.down:
+            raise StateUnavailable("redis: connection refused")
+        return await super().run(ops)
+
+    async def get_port_states(self, ports):
+        if self.down:
+            raise StateUnavailable("redis: connection refused")
+        return await super().get_port_states(ports)
+
+
+def sms(i, port="10690001", content="【京东】您的订单已发货", **extra):
+    return parser.parse_sms({"msg_id": f"m{i}", "ts": T0 + i * 1000, "port": port,
+                             "recipient": f"1380000{i % 10000:04d}", "content": content, **extra})
+
+
+def engine(store=None, scorer=None):
+    return Engine(Settings.from_env({}), store or MemoryStore(), scorer or FixedScorer())
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_one_decision_per_msg_id_within_and_across_batches():
+    eng = engine()
+    first = run(eng.process([sms(1), sms(2), sms(1)]))
+    assert [d.msg_id for d in first.decisions] == ["m1", "m2"]
+    assert [e.msg_id for e in first.duplicates] == ["m1"]
+    again = run(eng.process([sms(2), sms(3)]))
+    assert [d.msg_id for d in again.decisions] == ["m3"] and [e.msg_id for e in again.duplicates] == ["m2"]
+
+
+def test_duplicates_are_not_counted_twice_in_port_signals():
+    store = MemoryStore()
+    eng = engine(store)
+    run(eng.process([sms(i) for i in range(10)]))
+    run(eng.process([sms(i) for i in range(10)]))            # redelivered batch
+    from detector.state.base import Window, tag
+    assert store.apply(Window(tag("port", "10690001", "vol"), T0 + 9000, 0, 60, (3600,))) == (10,)
+
+
+def test_spam_decision_names_its_reasons_and_model():
+    d = run(engine().process([sms(1, content="加微信领红包，日赚三百", category="marketing")])).decisions[0]
+    names = [r.signal for r in d.reasons]
+    assert d.action == "flag" and "content_spam" in names and "missing_unsubscribe" in names
+    spam = next(r for r in d.reasons if r.signal == "content_spam")
+    assert spam.detail == "加微信:+2.50" and d.model_version == "fixed@1"
+    payload = d.as_dict()
+    assert {"msg_id", "port", "ts", "action", "score", "reasons", "port_state", "model_version"} <= set(payload)
+
+
+def test_store_outage_degrades_but_still_decides_every_message():
+    store = FlakyStore()
+    eng = engine(store)
+    run(eng.process([sms(1)]))
+    store.down = True
+    result = run(eng.process([sms(i, content="加微信领红包") for i in range(2, 6)]))
+    assert result.degraded and len(result.decisions) == 4 and not result.port_actions
+    for d in result.decisions:
+        degraded = [r for r in d.reasons if r.signal == "degraded"]
+        assert degraded and "port_burst" in degraded[0].detail or "spam_share" in degraded[0].detail
+        assert any(r.signal == "content_spam" for r in d.reasons)      # what needs no state still fires
+    store.down = False
+    healthy = run(eng.process([sms(9)]))
+    assert not healthy.degraded and not any(r.signal == "degraded" for r in healthy.decisions[0].reasons)
+
+
+def test_operator_block_blocks_every_message_and_the_engine_cannot_lift_it():
+    store = MemoryStore()
+    run(store.put_port_state(operator_action("10690001", "block", "ops-li", "fraud", now_ms=T0)))
+    result = run(engine(store).process([sms(i) for i in range(50)]))
+    assert {d.action for d in result.decisions} == {"block"} and not result.port_actions
+    assert all(d.port_state == "block" for d in result.decisions)
+
+
+def test_optout_earlier_in_the_same_batch_blocks_the_marketing_after_it():
+    optout = parser.parse_optout({"ts": T0 + 500, "recipient": "13800000001", "port": "10690001", "signature": "京东"})
+    promo = "【京东】双11全场五折，回T退订"
+    # m1 and m10001 go to the same recipient (13800000001); the opt-out arrives between them
+    batch = [sms(1, content=promo, category="marketing"), optout, sms(10001, content=promo, category="marketing")]
+    result = run(engine().process(batch))
+    by_id = {d.msg_id: d for d in result.decisions}
+    assert not any(r.signal == "opted_out" for r in by_id["m1"].reasons)
+    assert by_id["m10001"].action == "block"
+    assert any(r.signal == "opted_out" for r in by_id["m10001"].reasons)
+
+
+def test_verification_codes_are_not_blocked_by_optouts():
+    optout = parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": "10690001", "signature": "京东"})
+    code = sms(1, content="【京东】验证码 482913，5分钟内有效", category="verification")
+    result = run(engine().process([optout, code]))
+    assert result.decisions[0].action == "allow"
+
+
+def test_hot_swapped_scorer_scores_the_next_batch():
+    eng = engine()
+    assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)
+
+    class Quiet(FixedScorer):
+        version = "quiet@2"
+
+        def score(self, texts):
+            return [0.0] * len(texts)
+    eng.swap_scorer(Quiet())
+    d = run(eng.process([sms(2, content="加微信")])).decisions[0]
+    assert d.score == 0.0 and d.model_version == "quiet@2"

@@ -1,0 +1,106 @@
+"""The policy: message actions and the port state machine (escalation, hysteresis, expiry, operators)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from detector.errors import ConfigError
+from detector.events import Reason
+from detector.policy import DEFAULT_POLICY_FILE, Policy, operator_action
+
+MIN = 60_000
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return Policy.load()
+
+
+def raw_config():
+    return yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
+
+
+def test_message_actions_follow_the_thresholds(policy):
+    assert policy.message_action([Reason("content_spam", 0.5, 4.0)], "normal", False)[0] == "allow"
+    assert policy.message_action([Reason("content_spam", 0.9, 4.0)], "normal", False)[0] == "flag"
+    assert policy.message_action([], "normal", True)[0] == "block"
+    assert policy.message_action([], "block", False)[0] == "block"
+    action, risk = policy.message_action([Reason("a", 1, 5.0), Reason("b", 1, 4.5)], "normal", False)
+    assert (action, risk) == ("block", 9.5)
+
+
+def test_escalation_is_immediate_and_carries_reasons(policy):
+    reasons = [Reason("spam_share", 1.0, 3.0, "90%")]
+    action = policy.next_port_state("1069", None, 3.0, reasons, 0)
+    assert action.state == "throttle" and action.rate_limit_per_min == policy.throttle_rate_per_min
+    assert action.reasons == reasons and action.decided_by == "engine" and action.previous_state == "normal"
+    assert action.expires_at_ms == policy.ttl_ms["throttle"]
+
+
+def test_state_holds_until_expiry_then_steps_down_one_level(policy):
+    block = policy.next_port_state("1069", None, 5.0, [], 0)
+    assert block.state == "block"
+    assert policy.next_port_state("1069", block, 0.0, [], 10 * MIN) is None          # not expired: holds
+    later = block.expires_at_ms + 1
+    step = policy.next_port_state("1069", block, 0.0, [], later)
+    assert step.state == "throttle" and step.note == "block expired"
+
+
+def test_hysteresis_keeps_a_state_while_risk_stays_near_its_threshold(policy):
+    throttle = policy.next_port_state("1069", None, 2.6, [], 0)
+    near = policy.thresholds["throttle"] * (policy.hysteresis + 0.1)
+    assert policy.next_port_state("1069", throttle, near, [], throttle.expires_at_ms + 1) is None
+
+
+def test_justified_state_is_renewed_shortly_before_expiry(policy):
+    watch = policy.next_port_state("1069", None, 1.5, [], 0)
+    assert policy.next_port_state("1069", watch, 1.5, [], 1 * MIN) is None            # no chatter
+    renewed = policy.next_port_state("1069", watch, 1.5, [], watch.expires_at_ms - 60_000)
+    assert renewed.state == "watch" and renewed.since_ms == watch.since_ms
+    assert renewed.expires_at_ms > watch.expires_at_ms
+
+
+def test_operator_state_wins_until_it_expires(policy):
+    allow = operator_action("1069", "allowlist", "ops-wang", "bank OTP port", now_ms=0, expires_in_s=3600)
+    assert policy.next_port_state("1069", allow, 10.0, [], 30 * MIN) is None          # engine cannot raise it
+    after = policy.next_port_state("1069", allow, 10.0, [], 61 * MIN)
+    assert after.state == "block" and after.decided_by == "engine"
+    block = operator_action("1069", "block", "ops-wang", "fraud", now_ms=0)             # no expiry: until released
+    assert policy.next_port_state("1069", block, 0.0, [], 10**12) is None
+
+
+def test_operator_actions_validate_their_input():
+    with pytest.raises(ConfigError):
+        operator_action("1069", "block", "ops", "  ", now_ms=0)
+    with pytest.raises(ConfigError):
+        operator_action("1069", "nuke", "ops", "why", now_ms=0)
+    release = operator_action("1069", "release", "ops", "false positive", now_ms=5)
+    assert release.state == "normal" and release.decided_by == "engine" and "ops" in release.note
+    throttle = operator_action("1069", "throttle", "ops", "slow down", now_ms=0, rate_limit_per_min=10)
+    assert throttle.rate_limit_per_min == 10
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda c: c["signals"].pop("quiet_hours"), "no entry for signal"),
+    (lambda c: c["signals"].update(bogus={"weight": 1}), "unknown signal"),
+    (lambda c: c["port"].update(watch_at=9), "must rise"),
+    (lambda c: c["signals"]["quiet_hours"].update(colour="red"), "unknown key"),
+    (lambda c: c["signals"]["quiet_hours"]["params"].update(start=1), "unknown parameter"),
+    (lambda c: c.pop("message"), "missing or bad"),
+])
+def test_bad_policy_files_are_refused_with_a_clear_error(mutate, message):
+    config = copy.deepcopy(raw_config())
+    mutate(config)
+    with pytest.raises(ConfigError, match=message):
+        Policy(config)
+
+
+def test_policy_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="policy file"):
+        Policy.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("message: [", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Policy.load(bad)
