@@ -222,8 +222,7 @@ def op_strategy(ns: str):
 def batches_strategy(ns: str):
     """A few batches; timestamps mostly rise (a live stream) but may jump back (late events)."""
     def shift(batch, base):
-        return [type(op)(**{f: (getattr(op, f) + base if f == "ts_ms" else getattr(op, f))
-                            for f in op.__dataclass_fields__}) for op in batch]
+        return [op._replace(ts_ms=op.ts_ms + base) if "ts_ms" in op._fields else op for op in batch]
     batch = st.lists(op_strategy(ns), min_size=1, max_size=25)
     return st.lists(st.tuples(batch, st.integers(0, 120 * 60_000)), min_size=1, max_size=4).map(
         lambda bs: [shift(b, T0 + base) for b, base in bs])

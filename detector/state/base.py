@@ -7,6 +7,8 @@ command, pipelined per batch). ``tests/test_state_contract.py`` runs the same
 sequences against :class:`~detector.state.memory.MemoryStore` and
 :class:`~detector.state.redis.RedisStore` and requires the same answers.
 
+Ops are NamedTuples: immutable, and cheap to build on the per-message path.
+
 Keys carry their partition key in a ``{hash tag}`` (``port:{10690001}``) so every key an
 op touches hashes to one Redis Cluster slot.
 
@@ -16,14 +18,12 @@ replay is deterministic. TTLs bound memory; in Redis they run on the server cloc
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, NamedTuple, Sequence, Union
 
 from detector.events import PortAction
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """Add ``amount`` to the bucket holding ``ts_ms``; return the sums over each span.
 
     Buckets are ``bucket_s`` wide; a span of S seconds sums the buckets in
@@ -36,8 +36,7 @@ class Window:
     spans_s: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Baseline:
+class Baseline(NamedTuple):
     """Per-minute rate baseline: an EWMA of the key's per-minute counts and their variance.
 
     When the event minute moves past the stored minute, the stored minute's count is
@@ -50,8 +49,7 @@ class Baseline:
     alpha: float = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class Distinct:
+class Distinct(NamedTuple):
     """Add ``member`` to the bucket holding ``ts_ms``; return the distinct members over the span.
 
     Redis uses one HyperLogLog per bucket (approximate, ~1% error); the memory store is
@@ -64,8 +62,7 @@ class Distinct:
     span_s: int
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+class Counter(NamedTuple):
     """Fixed-window counter: add ``amount``; the window starts at the first add and lasts ``ttl_s``.
 
     Result: ``int``, the count after the add. ``amount=0`` reads without writing.
@@ -76,23 +73,20 @@ class Counter:
     ttl_s: int
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     """Set ``key`` if absent (SET NX) with a TTL. Result: ``True`` the first time, ``False`` after."""
     key: str
     ts_ms: int
     ttl_s: int
 
 
-@dataclass(frozen=True, slots=True)
-class HashGet:
+class HashGet(NamedTuple):
     """Read fields of a hash. Result: ``list[str | None]``."""
     key: str
     fields: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class HashSet:
+class HashSet(NamedTuple):
     """Write one field of a hash and (re)set the hash's TTL. Result: ``None``."""
     key: str
     ts_ms: int
