@@ -1,0 +1,56 @@
+"""Commands of the streaming side: ``smsguard simulate``, ``smsguard worker`` and ``smsguard demo``.
+
+Heavy imports (faust, aiokafka, rich) happen inside the commands so ``smsguard --help`` stays fast.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from detector.settings import Settings
+
+
+def data_dir(settings: Settings) -> Path:
+    """``SMSGUARD_DATA_DIR``; a relative path is tried against the working directory, then the repository."""
+    path = Path(settings.data_dir)
+    if path.is_absolute() or path.exists():
+        return path
+    return Path(__file__).resolve().parents[1] / path
+
+
+def register(main: click.Group, bench: click.Group) -> None:
+    @main.command("simulate")
+    @click.option("--rate", default=100.0, show_default=True, help="Messages a second, all ports together.")
+    @click.option("--duration", default=60.0, show_default=True, help="Seconds of event time to generate.")
+    @click.option("--ports", default=20, show_default=True, help="Ports in the default traffic mix.")
+    @click.option("--seed", default=0, show_default=True, help="Same seed, same events.")
+    @click.option("--start-ms", type=int, default=None, help="Event time of the first message (default: now).")
+    @click.option("--malformed", default=0, show_default=True, help="Also emit this many contract-breaking events.")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write JSON lines to this file.")
+    @click.option("--kafka", is_flag=True, help="Produce to the sms.outbound topic (SMSGUARD_KAFKA_BOOTSTRAP).")
+    @click.option("--realtime", is_flag=True, help="With --kafka: send each event when its event time comes.")
+    def simulate_cmd(rate, duration, ports, seed, start_ms, malformed, output, kafka, realtime):
+        """Generate realistic outbound SMS traffic (for replay, the demo and benchmarks)."""
+        from detector.simulator import TrafficSimulator, scaled, write_jsonl
+
+        settings = Settings.from_env()
+        if not output and not kafka:
+            raise click.UsageError("give -o FILE or --kafka")
+        sim = TrafficSimulator(data_dir(settings), seed=seed, tz_offset_h=settings.default_tz_offset_h)
+        start = start_ms if start_ms is not None else int(time.time() * 1000)
+        profiles = scaled(sim.default_profiles(ports), rate, at_ms=start, tz_offset_h=settings.default_tz_offset_h)
+        if output:
+            n = write_jsonl(sim.events(profiles, start, duration), output)
+            click.echo(f"wrote {n} events to {output}")
+            return
+        import asyncio
+
+        from detector.events import TOPIC_OUTBOUND
+        from detector.simulator import publish
+
+        n = asyncio.run(publish(settings.kafka_bootstrap, settings.topic(TOPIC_OUTBOUND),
+                                sim.events(profiles, start, duration), start_ms=start if realtime else None,
+                                extra=sim.malformed(malformed)))
+        click.echo(f"produced {n} events to {settings.topic(TOPIC_OUTBOUND)}")
