@@ -30,7 +30,7 @@ class TrainParams:
     folds: int = 3                 # out-of-fold predictions for calibration and the threshold
     target_precision: float = 0.95
     seed: int = 42
-    weights: dict[str, float] = field(default_factory=dict)   # data-set name -> sample weight
+    weights: dict[str, str] = field(default_factory=dict)   # data-set name -> 'SPAM:NORMAL' sample weights
 
 
 def build_pipeline(params: TrainParams):

@@ -1,0 +1,118 @@
+"""SpamModel on the shipped default model: scoring, explanations, the template cache and safe loading."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from detector.errors import ModelError
+from detector.model import ARTIFACT, MANIFEST, CachedScorer, load_model, sha256_file
+from detector.registry import Registry
+
+SPAM = "【金牌理财】高收益理财，年化15%，加微信 abc_12345 领888元红包，名额有限速来！回T退订"
+NORMAL = "您的验证码是482913，5分钟内有效，请勿泄露给他人。【中国银行】"
+
+
+@pytest.fixture(scope="module")
+def default_path():
+    registry = Registry("models")
+    return registry.model_path(registry.promoted_name())
+
+
+@pytest.fixture(scope="module")
+def model(default_path):
+    return load_model(default_path)
+
+
+def test_version_names_the_model_and_its_artifact_hash(model, default_path):
+    manifest = json.loads((default_path / MANIFEST).read_text())
+    assert model.version == f"{manifest['name']}@{manifest['artifact_sha256'][:12]}"
+    assert 0 < model.threshold < 1
+
+
+def test_scores_are_probabilities_per_text_and_rank_spam_above_normal(model):
+    scores = model.score([SPAM, NORMAL, "晚上一起吃饭吗"])
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    assert scores[0] > model.threshold > scores[1]
+    assert model.score([]).shape == (0,)
+
+
+def test_obfuscated_spam_scores_like_the_plain_text(model):
+    plain, tricked = model.score(["加微信领红包，贷款无抵押", "加 微 信 領 紅 包，貸-款 无 抵 押"])
+    assert tricked == pytest.approx(plain, abs=1e-9)
+
+
+def test_explain_gives_readable_tokens_pushing_towards_spam(model):
+    reasons = model.explain(SPAM, k=5)
+    assert 1 <= len(reasons) <= 5
+    assert all(value > 0 for _, value in reasons)
+    assert [v for _, v in reasons] == sorted((v for _, v in reasons), reverse=True)
+    assert all(not re.fullmatch(r"#\d+", name) for name, _ in reasons)  # token text, not a hash index
+    assert any("微信" in name or "红包" in name or "理财" in name for name, _ in reasons), reasons
+
+
+def test_cached_scorer_scores_a_template_once(model):
+    scorer = CachedScorer(model, cache_size=10)
+    texts = [f"您的验证码是{code}，5分钟内有效。【中国银行】" for code in (111111, 222222, 333333)]
+    scores = scorer.score(texts + [SPAM])
+    assert scorer.misses == 2 and scorer.hits == 2
+    assert scores[0] == scores[1] == scores[2] == pytest.approx(model.score(texts[:1])[0])
+    assert scorer.score([SPAM])[0] == pytest.approx(scores[3]) and scorer.hits == 3
+    assert scorer.version == model.version and scorer.threshold == model.threshold
+
+
+def test_cached_scorer_evicts_least_recently_used(model):
+    scorer = CachedScorer(model, cache_size=2)
+    scorer.score(["甲模板1", "乙模板2"])
+    scorer.score(["甲模板3"])            # touch 甲: 乙 is now the oldest
+    scorer.score(["丙模板4"])            # evicts 乙
+    misses = scorer.misses
+    scorer.score(["甲模板5"])
+    assert scorer.misses == misses
+    scorer.score(["乙模板6"])
+    assert scorer.misses == misses + 1
+
+
+def _copy(default_path, tmp_path):
+    target = tmp_path / default_path.name
+    shutil.copytree(default_path, target, ignore=shutil.ignore_patterns("report*"))
+    return target
+
+
+def test_tampered_artifact_is_refused(default_path, tmp_path):
+    folder = _copy(default_path, tmp_path)
+    data = bytearray((folder / ARTIFACT).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / ARTIFACT).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match the manifest"):
+        load_model(folder)
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="no manifest.json"):
+        load_model(tmp_path)
+
+
+def test_skops_load_refuses_untrusted_types_even_with_a_matching_hash(tmp_path):
+    import os
+
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    sio.dump(Pipeline([("run", FunctionTransformer(os.system))]), folder / ARTIFACT)
+    (folder / MANIFEST).write_text(json.dumps({"name": "evil", "threshold": 0.5, "artifact": ARTIFACT,
+                                               "artifact_sha256": sha256_file(folder / ARTIFACT)}))
+    with pytest.raises(ModelError, match="(?i)untrusted"):
+        load_model(folder)
+
+
+def test_artifact_is_a_skops_zip_not_a_pickle(default_path):
+    assert zipfile.is_zipfile(default_path / ARTIFACT)
+    assert (default_path / ARTIFACT).stat().st_size < 50e6

@@ -1,0 +1,88 @@
+"""Registry promote/rollback and what a worker's ModelWatcher sees."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from detector.errors import ModelError
+from detector.model import ARTIFACT, MANIFEST
+from detector.registry import ModelWatcher, Registry, resolve_models_dir
+
+
+@pytest.fixture(scope="module")
+def default_path():
+    registry = Registry("models")
+    return registry.model_path(registry.promoted_name())
+
+
+@pytest.fixture
+def registry(default_path, tmp_path):
+    """A registry with two models, 'alpha' and 'beta' (copies of the default with their own names)."""
+    for name, threshold in (("alpha", 0.4), ("beta", 0.6)):
+        target = tmp_path / name
+        shutil.copytree(default_path, target, ignore=shutil.ignore_patterns("report*"))
+        manifest = json.loads((target / MANIFEST).read_text())
+        manifest.update(name=name, threshold=threshold, created_at=f"2026-01-0{int(threshold * 10)}T00:00:00+00:00")
+        (target / MANIFEST).write_text(json.dumps(manifest))
+    return Registry(tmp_path)
+
+
+def test_the_repo_promotes_a_default_model():
+    assert resolve_models_dir("models").is_absolute() or resolve_models_dir("models").exists()
+    registry = Registry("models")
+    assert registry.promoted_name() is not None
+    assert registry.load_promoted().name == registry.promoted_name()
+
+
+def test_list_shows_models_and_the_promoted_one(registry):
+    registry.promote("alpha", at="2026-01-01T00:00:00Z")
+    rows = registry.list()
+    assert [r["name"] for r in rows] == ["beta", "alpha"]   # newest first
+    assert [r["promoted"] for r in rows] == [False, True]
+
+
+def test_promote_and_rollback_switch_what_the_watcher_returns(registry):
+    watcher = ModelWatcher(registry.root)
+    assert watcher.poll() is None                              # nothing promoted yet
+    registry.promote("alpha")
+    first = watcher.poll()
+    assert first is not None and first.name == "alpha" and first.threshold == 0.4
+    assert watcher.poll() is None                              # unchanged pointer: no reload
+    registry.promote("beta")
+    assert watcher.poll().name == "beta"
+    assert registry.rollback() == "alpha"
+    assert watcher.poll().name == "alpha"
+    history = json.loads(registry.path.read_text())["history"]
+    assert [h["action"] for h in history] == ["promote", "promote", "rollback"]
+
+
+def test_rollback_without_an_earlier_model_is_refused(registry):
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        registry.rollback()
+    registry.promote("alpha")
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        registry.rollback()
+
+
+def test_watcher_keeps_the_previous_model_when_the_new_artifact_is_tampered(registry):
+    watcher = ModelWatcher(registry.root)
+    registry.promote("alpha")
+    serving = watcher.poll()
+    artifact = registry.root / "beta" / ARTIFACT
+    good = artifact.read_bytes()
+    registry.promote("beta")
+    artifact.write_bytes(good[:-10] + b"0123456789")            # corrupted after promotion
+    assert watcher.poll() is None
+    assert isinstance(watcher.last_error, ModelError) and "sha256" in str(watcher.last_error)
+    assert serving.score(["你好"]).shape == (1,)                # the caller still has its model
+    artifact.write_bytes(good)                                  # repaired: the next poll picks it up
+    assert watcher.poll().name == "beta" and watcher.last_error is None
+
+
+def test_promote_refuses_a_tampered_model(registry):
+    (registry.root / "beta" / ARTIFACT).write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="does not match"):
+        registry.promote("beta")
+    assert registry.promoted_name() is None

@@ -1,0 +1,95 @@
+"""The shared normaliser on real message shapes from the corpus and on spammers' tricks."""
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from detector.textnorm import MONEY, PHONE, QQ, URL, WECHAT, normalize, split_signature, template_key
+
+
+def test_masked_training_digits_and_real_digits_normalise_alike():
+    # dev.tsv masks every spam digit as x; raw traffic has real digits. Both must look the same to the model.
+    masked = "代办驾照免学，免考xx天包拿证，C证xxxx元，询：xxxxxxxxxxx Q：xxxxxxxx 程涛"
+    real = "代办驾照免学，免考15天包拿证，C证3800元，询：13912345678 Q：87654321 程涛"
+    assert normalize(masked) == normalize(real)
+    assert PHONE in normalize(real) and QQ in normalize(real) and MONEY in normalize(real)
+
+
+def test_dates_and_counts_collapse_to_one_digit_class():
+    assert normalize("x月xx日至x月xx日") == normalize("5月12日至6月30日") == "0月0日至0月0日"
+
+
+def test_latin_words_with_x_are_not_digits():
+    assert "xbox" in normalize("xbox 全新 出售") and "max" in normalize("iPhone Max")
+
+
+@pytest.mark.parametrize("text, token", [
+    ("详情点击：http://go.10086.cn/nd/lhO/Xv9Za", URL),
+    ("登陆 i.sf-express.com 完善个人信息", URL),
+    ("猛戳 t.cn/RvBtueI 提前抢优惠券", URL),
+    ("咨询电话：4006985859【富亿投资】", PHONE),
+    ("请致电 010-62345678 联系", PHONE),
+    ("热线 138 1234 5678", PHONE),
+    ("扣扣822497333", QQ),
+    ("加微信：abc_12345 领红包", WECHAT),
+    ("关注EMS微信服务号ems-cnpl并绑定手机", None),
+    ("万宁核心大盘36万/套起", MONEY),
+    ("交易875.00元", MONEY),
+    ("原价￥148", MONEY),
+])
+def test_typed_tokens(text, token):
+    normal = normalize(text)
+    if token is None:
+        assert WECHAT not in normal  # "服务号" is not an id: only ids right after the keyword are typed
+    else:
+        assert token in normal, normal
+
+
+def test_full_width_and_traditional_forms():
+    assert normalize("ＱＱ：１２３４５６７８") == normalize("QQ:12345678")
+    assert normalize("東方錦鯉 貸款") == "东方锦鲤贷款"
+    assert normalize("建行乾元理财") == "建行乾元理财"  # 乾 is simplified too: not turned into 干
+
+
+@pytest.mark.parametrize("trick", ["加 微 信", "加-微-信", "加.微.信", "加\u200b微\u200b信", "加*微*信", "加　微　信"])
+def test_separator_tricks_between_chinese_characters(trick):
+    assert normalize(trick) == "加微信"
+
+
+def test_homophone_wechat_with_separator_and_numeral_phone():
+    assert normalize("威-信 幺三八一二三四五六七八") == f"威信 {PHONE}"
+    assert normalize("电话①③⑧①②③④⑤⑥⑦⑧") == f"电话{PHONE}"
+
+
+def test_emoji_and_private_use_glyphs_become_one_token():
+    assert normalize("新品\U0001F525上市\ue310") == normalize("新品😀上市🎉") == "新品 <emoji> 上市 <emoji>"
+
+
+def test_chinese_punctuation_is_kept():
+    assert normalize("你好，明天见。") == "你好,明天见。"
+
+
+def test_signature_at_end_or_start():
+    assert split_signature("您的验证码是123456。【中国银行】") == ("中国银行", "您的验证码是123456。")
+    assert split_signature("【大众点评】抱歉，预订已满！") == ("大众点评", "抱歉，预订已满！")
+    assert split_signature("理财非存款。[建设银行]") == ("建设银行", "理财非存款。")
+    assert split_signature("普通短信没有签名") == (None, "普通短信没有签名")
+    assert normalize("回T退订【京东】") == "回t退订"
+
+
+def test_template_key_groups_digit_and_url_variants_only():
+    a = "【顺丰速运】您的快件1093218216211已到，取件码5566，详情 http://sf.cn/a1"
+    b = "【顺丰速运】您的快件5520398812734已到，取件码0981，详情 http://sf.cn/zz9"
+    c = "【顺丰速运】您的快件5520398812734已签收，详情 http://sf.cn/zz9"
+    assert template_key(a) == template_key(b) != template_key(c)
+    assert template_key("尾号8899账户支出1,200.50元") == template_key("尾号1234账户支出37.00元")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_normalize_never_leaves_invisible_or_private_use_characters(text):
+    normal = normalize(text)
+    assert not any(unicodedata.category(ch) in ("Cf", "Co") for ch in normal)
+    assert normal == normal.strip()

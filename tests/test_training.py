@@ -1,0 +1,101 @@
+"""Training workflow end to end on small samples of the real data: train, evaluate, models, splits."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from detector.cli import main
+from detector.model import load_model, sha256_file
+from detector.textnorm import template_key
+from training.cli import resolve_data
+from training.data import Split, load_tsv, split_indices
+from training.train import pick_threshold
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    """About 1,600 rows: the first lines of each data file (already in a pseudo-random order)."""
+    folder = tmp_path_factory.mktemp("data")
+    for name, rows in (("dev.tsv", 1000), ("raw_dev.tsv", 600)):
+        lines = resolve_data(name).read_text(encoding="utf-8").splitlines()[:rows]
+        (folder / f"small_{name}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder / "small_dev.tsv", folder / "small_raw_dev.tsv"
+
+
+@pytest.fixture(scope="module")
+def trained(small_files, tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    dev, raw = small_files
+    result = CliRunner().invoke(main, ["train", "--data", str(dev), "--data", str(raw), "--holdout",
+                                       "--weight", "small_raw_dev=2:6", "--features-log2", "16",
+                                       "--out", str(models / "tiny-v1")])
+    assert result.exit_code == 0, result.output
+    return models / "tiny-v1"
+
+
+def test_train_writes_artifact_manifest_and_report(trained, small_files):
+    manifest = json.loads((trained / "manifest.json").read_text())
+    for key in ("name", "artifact_sha256", "threshold", "created_at", "parameters", "metrics", "training_data"):
+        assert key in manifest
+    assert manifest["artifact_sha256"] == sha256_file(trained / "model.skops")
+    assert [d["sha256"] for d in manifest["training_data"]] == [load_tsv(p).sha256 for p in small_files]
+    assert [d["split"] for d in manifest["training_data"]] == ["stratified:0.2", "template:0.3"]
+    assert manifest["trained_on"] == "training parts of the splits"
+    assert set(manifest["metrics"]) == set(manifest["baseline_metrics"]) and len(manifest["metrics"]) == 2
+    report = (trained / "report.md").read_text()
+    pngs = re.findall(r"\(report/([^)]+\.png)\)", report)
+    assert len(pngs) == 6 and all((trained / "report" / p).stat().st_size > 1000 for p in pngs)
+    assert "classic jieba+TF-IDF+NB" in report
+    assert not re.search(r"1[3-9]\d{9}", report)          # phone numbers masked in the mistakes table
+    assert load_model(trained).score(["你好"]).shape == (1,)
+
+
+def test_evaluate_json_and_compare(trained, small_files):
+    runner = CliRunner()
+    dev, raw = small_files
+    models_dir = str(trained.parent)
+    runner.invoke(main, ["models", "promote", "tiny-v1", "--models-dir", models_dir], catch_exceptions=False)
+    result = runner.invoke(main, ["evaluate", "--data", str(raw), "--split", "template:0.3", "--models-dir",
+                                  models_dir, "--json"], catch_exceptions=False)
+    report = json.loads(result.output)
+    assert {"n", "precision", "recall", "f1", "pr_auc", "accuracy", "false_positive_rate"} <= set(report)
+    heldout = json.loads((trained / "manifest.json").read_text())["metrics"]
+    raw_metrics = next(v for k, v in heldout.items() if k.startswith("small_raw_dev"))
+    assert report["n"] == raw_metrics["n"]
+    both = runner.invoke(main, ["evaluate", "--data", str(dev), "--models-dir", models_dir, "--compare", "tiny-v1"],
+                         catch_exceptions=False)
+    assert both.exit_code == 0 and "tiny-v1@" in both.output
+
+
+def test_models_list_promote_rollback_commands(trained):
+    runner = CliRunner()
+    models_dir = str(trained.parent)
+    listed = runner.invoke(main, ["models", "list", "--models-dir", models_dir], catch_exceptions=False)
+    assert "tiny-v1@" in listed.output
+    refused = runner.invoke(main, ["models", "rollback", "--models-dir", models_dir])
+    assert refused.exit_code == 2 and "roll back" in refused.output
+
+
+def test_template_split_keeps_templates_on_one_side():
+    raw = load_tsv(resolve_data("raw_dev.tsv"))
+    train, test = split_indices(raw, Split("template", 0.3), seed=42)
+    assert len(set(train) | set(test)) == len(raw) and 0.2 < len(test) / len(raw) < 0.4
+    assert {template_key(raw.texts[i]) for i in train}.isdisjoint({template_key(raw.texts[i]) for i in test})
+
+
+def test_stratified_split_keeps_the_spam_ratio():
+    dev = load_tsv(resolve_data("dev.tsv"))
+    train, test = split_indices(dev, Split("stratified", 0.2), seed=42)
+    assert abs(len(test) / len(dev) - 0.2) < 0.001
+    assert abs(dev.labels[test].mean() - dev.labels.mean()) < 0.002
+
+
+def test_threshold_is_the_lowest_reaching_the_target_precision():
+    proba = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.2])
+    labels = np.array([1, 1, 1, 0, 1, 0])
+    assert pick_threshold(proba, labels, 1.0) == 0.8
+    assert pick_threshold(proba, labels, 0.8) == 0.6

@@ -1,0 +1,192 @@
+"""Data scientists' commands: ``train``, ``evaluate``, ``models list|promote|rollback`` and ``bench score``."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_DATA = ("dev.tsv", "raw_dev.tsv")
+
+
+def resolve_data(path: str) -> Path:
+    """A data file as given, else under SMSGUARD_DATA_DIR (itself relative to cwd, else to the repo)."""
+    from detector.registry import _REPO_ROOT
+    from detector.settings import Settings
+
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    data_dir = Path(Settings.from_env().data_dir)
+    for base in (data_dir, _REPO_ROOT / data_dir):
+        if (base / path).is_file():
+            return base / path
+    return candidate
+
+
+def _registry(models_dir: str | None):
+    from detector.registry import Registry
+
+    return Registry(models_dir)
+
+
+def register(main: click.Group, bench: click.Group) -> None:
+    @main.command()
+    @click.option("--data", "data", multiple=True, required=True,
+                  help="Labeled TSV (label<TAB>text); repeat for several. Bare names are looked up in SMSGUARD_DATA_DIR.")
+    @click.option("--split", "splits", multiple=True,
+                  help="Held-out split per --data, in order: none, stratified:FRACTION or template:FRACTION "
+                       "(texts sharing a template_key stay on one side).")
+    @click.option("--holdout", is_flag=True,
+                  help="Shorthand for the documented protocol: stratified:0.2 for the first file, template:0.3 for the others.")
+    @click.option("--weight", "weights", multiple=True, metavar="NAME=SPAM:NORMAL",
+                  help="Sample weights for one data set by file stem, e.g. raw_dev=2:6 (raw traffic counts more).")
+    @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder, e.g. models/zh-linear-v2.")
+    @click.option("--refit-all", is_flag=True, help="After the held-out evaluation, ship a model refitted on all rows.")
+    @click.option("--target-precision", type=float, default=0.95, show_default=True)
+    @click.option("--C", "C", type=float, default=30.0, show_default=True, help="Inverse L2 strength.")
+    @click.option("--features-log2", type=int, default=20, show_default=True, help="Hashed feature space size (log2).")
+    @click.option("--seed", type=int, default=42, show_default=True)
+    @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
+    def train(data, splits, holdout, weights, out, refit_all, target_precision, C, features_log2, seed, promote):
+        """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from detector.errors import ConfigError
+        from training.data import parse_split
+        from training.run import TrainJob, run_training
+        from training.train import TrainParams
+
+        paths = [resolve_data(d) for d in data]
+        if holdout and splits:
+            raise ConfigError("give either --holdout or --split, not both")
+        specs = list(splits) or (["stratified:0.2"] + ["template:0.3"] * (len(paths) - 1) if holdout else [])
+        specs = specs or ["none"] * len(paths)
+        if len(specs) != len(paths):
+            raise ConfigError(f"{len(specs)} --split for {len(paths)} --data: give one per data file")
+        weight_map = {}
+        for spec in weights:
+            name, sep, value = spec.partition("=")
+            if not sep:
+                raise ConfigError(f"--weight {spec!r}: expected NAME=SPAM:NORMAL")
+            weight_map[name] = value
+        params = TrainParams(n_features_log2=features_log2, C=C, target_precision=target_precision, seed=seed,
+                             weights=weight_map)
+        job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
+                       command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)
+        console = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("training", total=steps)
+
+            done = iter(range(steps + 1))
+
+            def step(message: str) -> None:  # each step's start completes the one before
+                progress.update(task, description=message, completed=next(done))
+
+            manifest = run_training(job, step)
+            progress.update(task, completed=steps, description="done")
+        for name, metrics in manifest["metrics"].items():
+            base = manifest["baseline_metrics"][name]
+            console.print(f"{name}: F1 {metrics['f1']:.4f} FPR {metrics['false_positive_rate']:.4f} "
+                          f"(classic baseline F1 {base['f1']:.4f} FPR {base['false_positive_rate']:.4f})")
+        console.print(f"wrote {out} ({manifest['artifact_bytes'] / 1e6:.1f} MB), threshold {manifest['threshold']:.4f}")
+        if promote:
+            registry = _registry(str(Path(out).parent))
+            registry.promote(Path(out).name)
+            console.print(f"promoted {Path(out).name}")
+
+    @main.command()
+    @click.option("--model", default=None, help="Model name in the registry (default: the promoted model).")
+    @click.option("--data", required=True, help="Labeled TSV to evaluate on.")
+    @click.option("--split", "split", default="none", show_default=True,
+                  help="Evaluate only the test part of this split (as in train), e.g. template:0.3.")
+    @click.option("--seed", type=int, default=42, show_default=True)
+    @click.option("--compare", default=None, help="A second model to show side by side on the same data.")
+    @click.option("--models-dir", default=None, help="Registry directory (default SMSGUARD_MODELS_DIR).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    def evaluate(model, data, split, seed, compare, models_dir, as_json):
+        """Precision, recall, F1, PR AUC, accuracy and FPR of the spam class at the model's threshold."""
+        from detector.model import load_model
+        from training.data import load_tsv, parse_split, split_indices
+        from training.evaluate import METRIC_NAMES, spam_metrics
+
+        registry = _registry(models_dir)
+        dataset = load_tsv(resolve_data(data))
+        parsed = parse_split(split)
+        if parsed.kind != "none":
+            dataset = dataset.subset(split_indices(dataset, parsed, seed)[1], "test")
+        results = {}
+        for name in filter(None, [model or registry.promoted_name(), compare]):
+            loaded = load_model(registry.model_path(name))
+            metrics = spam_metrics(dataset.labels, loaded.score(dataset.texts), loaded.threshold)
+            results[name] = {"model": loaded.version, "threshold": round(loaded.threshold, 4),
+                             **{k: metrics[k] for k in METRIC_NAMES}}
+        if not results:
+            from detector.errors import ModelError
+
+            raise ModelError("no --model given and no promoted model")
+        if as_json:
+            first = next(iter(results.values()))
+            click.echo(json.dumps({**first, "compare": results[compare]} if compare else first, ensure_ascii=False))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{dataset.name} ({len(dataset)} messages)")
+        table.add_column("metric")
+        for name in results:
+            table.add_column(results[name]["model"], justify="right")
+        for key in ("threshold",) + METRIC_NAMES:
+            table.add_row(key, *(str(r[key]) for r in results.values()))
+        Console().print(table)
+
+    @main.group()
+    def models() -> None:
+        """The model registry (SMSGUARD_MODELS_DIR): list, promote, rollback."""
+
+    @models.command("list")
+    @click.option("--models-dir", default=None)
+    @click.option("--json", "as_json", is_flag=True)
+    def models_list(models_dir, as_json):
+        """Every model with its version, threshold and held-out F1; * marks the promoted one."""
+        rows = _registry(models_dir).list()
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        for row in rows:
+            f1 = ", ".join(f"{k} F1 {v['f1']}" for k, v in row["metrics"].items())
+            click.echo(f"{'*' if row['promoted'] else ' '} {row['version']}  created {row['created_at']}  "
+                       f"threshold {row['threshold']:.4f}  {f1}")
+
+    @models.command("promote")
+    @click.argument("name")
+    @click.option("--models-dir", default=None)
+    def models_promote(name, models_dir):
+        """Make NAME the model workers serve (after checking it loads)."""
+        model = _registry(models_dir).promote(name)
+        click.echo(f"promoted {model.version}")
+
+    @models.command("rollback")
+    @click.option("--models-dir", default=None)
+    def models_rollback(models_dir):
+        """Return to the model promoted before the current one."""
+        click.echo(f"rolled back to {_registry(models_dir).rollback()}")
+
+    @bench.command("score")
+    @click.option("--messages", type=int, default=50_000, show_default=True)
+    @click.option("--batch-size", type=int, default=500, show_default=True)
+    @click.option("--model", default=None, help="Model name (default: the promoted model).")
+    @click.option("--models-dir", default=None)
+    @click.option("--json", "as_json", is_flag=True)
+    def bench_score(messages, batch_size, model, models_dir, as_json):
+        """Scoring throughput: uncached, template cache on template-heavy traffic, and the classic pipeline."""
+        from training.bench_score import run_bench
+
+        report = run_bench(_registry(models_dir), model, messages, batch_size,
+                           [resolve_data(d) for d in DEFAULT_DATA])
+        click.echo(json.dumps(report, indent=2) if as_json else report["summary"])

@@ -1,0 +1,103 @@
+"""``smsguard train`` end to end: held-out evaluation (smsguard and the classic baseline on the same
+splits), the final fit, the artifact, manifest.json and the report.
+
+When a data file has a split, a model is first trained on the training parts only and judged on the
+test parts: those are the figures in the manifest and report. With ``refit_all`` the shipped model is
+then refitted on all rows (same parameters, its own out-of-fold threshold); otherwise the held-out
+model itself is shipped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.data import Dataset, Split, load_tsv, split_indices
+from training.evaluate import classic_proba, spam_metrics
+from training.report import SplitResult, write_report
+from training.train import TrainParams, fit, fit_classic_baseline, params_dict, save
+
+
+@dataclass
+class TrainJob:
+    data: list[Path]
+    splits: list[Split]
+    out: Path
+    params: TrainParams = field(default_factory=TrainParams)
+    refit_all: bool = False
+    command: str = ""
+
+
+def _weights(datasets: list[Dataset], params: TrainParams) -> np.ndarray:
+    parts = []
+    for d in datasets:
+        spam, normal = _parse_weight(params.weights.get(d.name.split(":")[0], "1:1"))
+        parts.append(np.where(d.labels == 1, spam, normal))
+    return np.concatenate(parts).astype(float)
+
+
+def _parse_weight(spec: Any) -> tuple[float, float]:
+    spam, _, normal = str(spec).partition(":")
+    return float(spam), float(normal or spam)
+
+
+def _concat(datasets: list[Dataset]) -> tuple[list[str], np.ndarray]:
+    return [t for d in datasets for t in d.texts], np.concatenate([d.labels for d in datasets])
+
+
+def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
+    step = progress or (lambda message: None)
+    step("loading data")
+    datasets = [load_tsv(path) for path in job.data]
+    splits = [split_indices(d, s, job.params.seed) for d, s in zip(datasets, job.splits)]
+    has_holdout = any(len(test) for _, test in splits)
+    results: list[SplitResult] = []
+    heldout_threshold = None
+    if has_holdout:
+        train_parts = [d.subset(train, "train") for d, (train, _) in zip(datasets, splits)]
+        step(f"fitting the held-out model on {sum(map(len, train_parts))} training rows")
+        texts, labels = _concat(train_parts)
+        heldout = fit(texts, labels, job.params, _weights(train_parts, job.params))
+        heldout_threshold = heldout.threshold
+        step("fitting the classic baseline (jieba + TF-IDF + MultinomialNB) on the same rows")
+        baseline = fit_classic_baseline(texts, labels)
+        for d, (_, test), split in zip(datasets, splits, job.splits):
+            if not len(test):
+                continue
+            step(f"evaluating on {d.name} {split} test split ({len(test)} rows)")
+            part = d.subset(test, "test")
+            proba = heldout.pipeline.predict_proba(part.texts)[:, 1]
+            base = classic_proba(baseline, part.texts)
+            results.append(SplitResult(f"{d.name}:test({split})", part.texts, part.labels, proba, base,
+                                       spam_metrics(part.labels, proba, heldout.threshold),
+                                       spam_metrics(part.labels, base, 0.5)))
+    if job.refit_all or not has_holdout:
+        step(f"fitting the shipped model on all {sum(map(len, datasets))} rows")
+        texts, labels = _concat(datasets)
+        shipped = fit(texts, labels, job.params, _weights(datasets, job.params))
+        used = [len(d) for d in datasets]
+    else:
+        shipped = heldout
+        used = [len(train) for train, _ in splits]
+    step("writing the artifact and manifest")
+    manifest = save(shipped, job.out, {
+        "parameters": params_dict(job.params),
+        "training_data": [{"name": d.name, "path": str(p), "sha256": d.sha256, "rows": len(d), "rows_used": n,
+                           "split": str(s)} for d, p, n, s in zip(datasets, job.data, used, job.splits)],
+        "trained_on": "all rows" if shipped is not heldout else "training parts of the splits",
+        "heldout_threshold": heldout_threshold,
+        "metrics": {r.name: {k: v for k, v in r.metrics.items() if k != "confusion"} for r in results},
+        "baseline_metrics": {r.name: {k: v for k, v in r.baseline_metrics.items() if k != "confusion"}
+                             for r in results},
+        "command": job.command,
+    })
+    if results:
+        step("writing the report")
+        note = ("Figures from a model trained **without** the test splits (threshold "
+                f"{heldout_threshold:.4f} picked on its own out-of-fold training predictions); the classic "
+                "baseline is trained on the same rows and uses its 0.5 decision."
+                + (" The shipped artifact was then refitted on all rows." if shipped is not heldout else ""))
+        write_report(job.out, manifest, results, note)
+    return manifest
