@@ -132,7 +132,9 @@ class Gateway:
         self.poll_interval_s = poll_interval_s
         self.burst_s = burst_s
         self.redis_ok = True
+        self.redis_retry_s = 1.0
         self.actions_applied = 0
+        self._redis_retry_at = 0.0
         self._clock = clock or (lambda: time.time() * 1000)
         self._states: dict[str, PortAction] = {}
         self._bucket = self.store.redis.register_script(lua_source("leaky_bucket"))
@@ -228,6 +230,21 @@ class Gateway:
             await asyncio.sleep(self.poll_interval_s)
             await self.refresh()
 
+    async def _take(self, port: str, rate: int, burst: int) -> tuple[int, int]:
+        """One place in the port's shared bucket; the local bucket while Redis is away."""
+        if time.monotonic() >= self._redis_retry_at:
+            try:
+                allowed, retry_after_ms = await self._bucket(keys=[bucket_key(port)], args=[rate, burst])
+                self.redis_ok = True
+                return allowed, retry_after_ms
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                if self.redis_ok:
+                    log.warning("gateway: redis unavailable, throttling in this process only: %s", exc)
+                self.redis_ok = False
+                # do not pay a timeout per message: ask Redis again in a moment
+                self._redis_retry_at = time.monotonic() + self.redis_retry_s
+        return self._local_buckets.setdefault(port, LocalBucket()).take(rate, burst)
+
     # -- the decision ----------------------------------------------------------------------------------------
     async def allow(self, port: str) -> Verdict:
         """The verdict for one message through ``port``. Only throttled ports cost a Redis round trip."""
@@ -245,14 +262,7 @@ class Gateway:
         if rate <= 0:                        # throttled to nothing: a delay would never end
             return Verdict(REJECT, 0, "throttle")
         burst = burst_for(rate, self.burst_s)
-        try:
-            allowed, retry_after_ms = await self._bucket(keys=[bucket_key(port)], args=[rate, burst])
-            self.redis_ok = True
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            if self.redis_ok:
-                log.warning("gateway: redis unavailable, throttling %s in this process only: %s", port, exc)
-            self.redis_ok = False
-            allowed, retry_after_ms = self._local_buckets.setdefault(port, LocalBucket()).take(rate, burst)
+        allowed, retry_after_ms = await self._take(port, rate, burst)
         if allowed:
             return _OK_THROTTLE
         return Verdict(DELAY, int(retry_after_ms), "throttle")

@@ -173,3 +173,24 @@ def test_reference_gateway_command_prints_a_verdict_per_send(redis_server):
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert lines == [{"port": blocked, "verdict": "reject", "retry_after_ms": 0, "state": "block"},
                      {"port": "10690001", "verdict": "ok", "retry_after_ms": 0, "state": "normal"}]
+
+
+async def test_a_hung_redis_costs_one_timeout_then_the_local_bucket_until_it_answers_again(own_redis):
+    port = new_port()
+    gw = Gateway(own_redis.url, socket_timeout=0.2, burst_s=60.0)
+    gw.redis_retry_s = 0.5
+    try:
+        gw.apply(action(port, "throttle", rate=600))
+        assert (await gw.allow(port)).action == OK and gw.redis_ok
+        own_redis.pause()
+        started = time.monotonic()
+        verdicts = [await gw.allow(port) for _ in range(50)]
+        elapsed = time.monotonic() - started
+        assert all(v.action == OK for v in verdicts) and not gw.redis_ok
+        assert elapsed < 0.5                       # one timeout, not fifty
+        own_redis.resume()
+        await asyncio.sleep(0.6)
+        assert (await gw.allow(port)).action == OK and gw.redis_ok
+    finally:
+        own_redis.resume()
+        await gw.close()

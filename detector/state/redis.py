@@ -10,7 +10,9 @@ order, once the scripts are loaded again (and by source, EVAL, if the scripts ke
 The answers are the same Python values :class:`~detector.state.memory.MemoryStore` gives,
 including its event-time expiry: Counter, Claim and HashSet keep the event time at which they
 lapse inside the key, so a replay against Redis decides like a replay in memory. Every key
-also carries a server-clock TTL of the op's length, which bounds Redis memory.
+also carries a server-clock TTL of the op's length, which bounds Redis memory; only when event
+time runs *slower* than the server clock (a replay slower than real time, a consumer stalled for
+longer than a TTL) does that TTL forget state before event time would.
 
 Every key an op touches carries the op key's ``{hash tag}`` (Distinct's per-bucket
 HyperLogLogs are ``<key>:<bucket>``), so one op maps to one Redis Cluster slot. A key names
@@ -43,7 +45,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detector.errors import StateUnavailable
@@ -173,6 +175,8 @@ class RedisStore(StateStore):
             self.healthy = False
             self._scripts_loaded = False      # a restarted server has none
             raise StateUnavailable(f"redis at {redacted(self.url)} unreachable: {exc or type(exc).__name__}") from exc
+        except RedisError as exc:             # it answered, with an error (read-only replica, OOM, ...)
+            raise StateUnavailable(f"redis at {redacted(self.url)} refused: {exc}") from exc
         self.healthy = True
 
     async def ping(self) -> None:
