@@ -115,7 +115,8 @@ class Gateway:
     """Port-state follower and throttle enforcer for one SMS gateway process.
 
     ``redis_url``: the detector's Redis. ``kafka_bootstrap``: follow ``topic`` (the full topic
-    name, prefix included); without it the gateway polls Redis every ``poll_interval_s``.
+    name, prefix included); without it the gateway polls Redis every ``poll_interval_s``. While
+    following Kafka it still re-reads Redis every ``resync_s`` as a backstop (newer actions win).
     ``burst_s``: a throttled port may send this many seconds of its rate at once.
     ``clock``: wall-clock milliseconds (when local states lapse); injectable for tests.
 
@@ -124,12 +125,12 @@ class Gateway:
     """
 
     def __init__(self, redis_url: str, *, kafka_bootstrap: str | None = None, topic: str = TOPIC_PORT_ACTIONS,
-                 poll_interval_s: float = 2.0, burst_s: float = 1.0, socket_timeout: float = 0.2,
-                 clock: Callable[[], float] | None = None):
+                 poll_interval_s: float = 2.0, resync_s: float = 30.0, burst_s: float = 1.0,
+                 socket_timeout: float = 0.2, clock: Callable[[], float] | None = None):
         self.store = RedisStore(redis_url, socket_timeout=socket_timeout)
         self.kafka_bootstrap = kafka_bootstrap
         self.topic = topic
-        self.poll_interval_s = poll_interval_s
+        self.poll_interval_s = poll_interval_s if not kafka_bootstrap else resync_s
         self.burst_s = burst_s
         self.redis_ok = True
         self.redis_retry_s = 1.0
@@ -153,8 +154,7 @@ class Gateway:
             self._follower = TopicFollower(self.kafka_bootstrap, [self.topic], self._on_record,
                                            lookback=1_000, from_beginning=not self.redis_ok, name="gateway")
             self._follower.start()
-        else:
-            self._poller = asyncio.create_task(self._poll(), name="gateway-poll")
+        self._poller = asyncio.create_task(self._poll(), name="gateway-poll")
 
     async def close(self) -> None:
         if self._follower is not None:
