@@ -194,3 +194,51 @@ async def test_a_hung_redis_costs_one_timeout_then_the_local_bucket_until_it_ans
     finally:
         own_redis.resume()
         await gw.close()
+
+
+HAMMER = """
+import asyncio, sys, time
+from detector.events import PortAction
+from detector.gateway import Gateway
+
+async def main(url, port, rate):
+    gw = Gateway(url)
+    gw.apply(PortAction(port, 1, "throttle", [], 1, None, "test", rate_limit_per_min=rate))
+    await gw.store.ping()
+    print("ready", flush=True)
+    start_at, end_at = map(float, sys.stdin.readline().split())
+    while time.time() < start_at:
+        await asyncio.sleep(0.001)
+    allowed = 0
+    while time.time() < end_at:
+        verdict = await gw.allow(port)
+        if verdict.ok:
+            allowed += 1
+        else:
+            await asyncio.sleep(min(verdict.retry_after_ms, 50) / 1000)
+    await gw.close()
+    print(allowed)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def test_gateway_processes_share_one_rate(redis_server):
+    """Three gateway processes on one throttled port: the Lua bucket is the only coordination."""
+    import subprocess
+    import sys
+
+    port, rate_per_min, seconds = new_port(), 2_400, 3.0            # 40 a second
+    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, redis_server.url, port, str(rate_per_min)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    start_at = time.time() + 0.2
+    for p in procs:
+        p.stdin.write(f"{start_at} {start_at + seconds}\n")
+        p.stdin.close()
+    counts = [int(p.stdout.read()) for p in procs]
+    assert all(p.wait(timeout=30) == 0 for p in procs)
+    expected = rate_per_min / 60 * seconds
+    assert all(c > 0 for c in counts), counts
+    assert abs(sum(counts) - burst_for(rate_per_min, 1.0) - expected) <= 0.1 * expected, counts
