@@ -391,13 +391,17 @@ class TrafficSimulator:
                                     recipients=2_000_000, unsubscribe=False, active_hours=(0, 5), templates=6))
         return profiles
 
-    def malformed(self, n: int) -> list[bytes]:
-        """``n`` events that break the contract in different ways (cycled), several with raw MSISDNs inside."""
+    def malformed(self, n: int, *, ts_ms: int = 1_731_326_400_000) -> list[bytes]:
+        """``n`` events that break the contract in different ways (cycled), several with raw MSISDNs inside.
+
+        ``ts_ms``: the event time of the ones whose timestamp is fine (so a live worker's clock bounds
+        do not reject them before their real fault is found).
+        """
         rng = self._rng
         out: list[bytes] = []
         for i in range(n):
             phone = msisdn(_stable_int(self.seed, "malformed"), i)
-            good = {"msg_id": f"bad{self.seed}-{i}", "ts": 1_731_326_400_000 + i, "port": "10690001",
+            good = {"msg_id": f"bad{self.seed}-{i}", "ts": ts_ms + i, "port": "10690001",
                     "recipient": phone, "content": "【京东】您的订单已发货", "sp_id": "sp01"}
             kind = i % 16
             if kind == 0:

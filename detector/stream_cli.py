@@ -54,3 +54,10 @@ def register(main: click.Group, bench: click.Group) -> None:
                                 sim.events(profiles, start, duration), start_ms=start if realtime else None,
                                 extra=sim.malformed(malformed)))
         click.echo(f"produced {n} events to {settings.topic(TOPIC_OUTBOUND)}")
+
+    @main.command("worker")
+    def worker_cmd():
+        """Run a detector worker (faust): sms.outbound/optouts/complaints in, decisions and port actions out."""
+        from detector.worker import run_worker
+
+        run_worker(Settings.from_env())

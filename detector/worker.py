@@ -1,0 +1,305 @@
+"""The faust app: a thin shell that feeds micro-batches of raw events to :class:`~detector.engine.Engine`.
+
+``sms.outbound`` is consumed with ``stream.take_events(batch_size, within=batch_window_s)``:
+each batch is parsed (recipients hashed at ingress), invalid events go to
+``sms.dead-letter`` with their partition/offset and the reason, the valid ones go through
+``Engine.process`` and the results are produced: one decision per new ``msg_id`` to
+``sms.decisions`` and each port state change to ``sms.port-actions`` (both keyed by port).
+
+Delivery: ``take_events`` acks a batch's events only when the agent asks for the next batch,
+and this agent asks only after every record of the batch has been *delivered* to the broker.
+Offsets are committed from acked events only, so a crash before delivery replays the batch,
+and the engine's ``msg_id`` claim (in Redis) turns the replay into duplicates rather than
+second decisions: decisions are produced at least once and decided exactly once.
+
+``sms.optouts`` and ``sms.complaints`` get agents of their own. A timer polls the model
+registry every ``SMSGUARD_MODEL_RELOAD_S`` and hot-swaps a newly promoted model.
+No raw MSISDN is ever logged: events are logged by topic/partition/offset, never by content.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import faust
+
+from detector import metrics
+from detector.engine import Engine, EngineResult
+from detector.errors import InvalidEvent, SmsGuardError
+from detector.events import (
+    TOPIC_COMPLAINTS, TOPIC_DEAD_LETTER, TOPIC_DECISIONS, TOPIC_OPTOUTS, TOPIC_OUTBOUND, TOPIC_PORT_ACTIONS,
+    EventParser, dead_letter,
+)
+from detector.privacy import RecipientHasher, scrub_msisdns
+from detector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024   # dead letters carry the rejected bytes (up to the broker's limit)
+SHUTDOWN_GRACE_S = 10.0              # how long a stopping worker may take to deliver its batch in flight
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def make_parser(settings: Settings) -> EventParser:
+    """The ingress parser with the worker's limits; its clock bounds are refreshed per batch."""
+    return EventParser(RecipientHasher(settings.recipient_secret), max_event_bytes=settings.max_event_bytes,
+                       max_content_chars=settings.max_content_chars, now_ms=now_ms(),
+                       max_future_ms=int(settings.max_clock_skew_s * 1000),
+                       max_age_ms=int(settings.max_event_age_s * 1000))
+
+
+@dataclass
+class Outputs:
+    """What one batch produces: (topic base name, key, value bytes) records, in order."""
+    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    decisions: int = 0
+    dead_letters: int = 0
+    port_actions: int = 0
+
+    def add(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
+        self.records.append((topic, key.encode() if key is not None else None,
+                             json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()))
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One input record as the broker gave it."""
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+class BatchProcessor:
+    """The worker's logic without faust: raw records in, records to produce out (testable on its own)."""
+
+    def __init__(self, settings: Settings, engine: Engine, parser: EventParser | None = None,
+                 clock: Callable[[], int] = now_ms):
+        self.settings = settings
+        self.engine = engine
+        self.parser = parser or make_parser(settings)
+        self.clock = clock
+        self._lock = asyncio.Lock()       # one batch at a time through the engine (port state transitions)
+        self._parse = {TOPIC_OUTBOUND: self.parser.parse_sms, TOPIC_OPTOUTS: self.parser.parse_optout,
+                       TOPIC_COMPLAINTS: self.parser.parse_complaint}
+
+    async def process(self, kind: str, batch: Sequence[RawEvent]) -> Outputs:
+        """``kind`` is the base topic name the batch came from (sms.outbound, sms.optouts, sms.complaints)."""
+        out = Outputs()
+        received = self.clock()
+        self.parser.now_ms = received
+        parse = self._parse[kind]
+        valid, raws = [], []
+        for raw in batch:
+            try:
+                if raw.value is None:
+                    raise InvalidEvent("empty record (no value)")
+                valid.append(parse(raw.value))
+                raws.append(raw)
+            except InvalidEvent as exc:
+                self._dead_letter(out, raw, str(exc), received)
+        metrics.event_in(kind, len(batch))
+        if not valid:
+            return out
+        try:
+            async with self._lock:
+                result: EngineResult = await self.engine.process(valid)
+        except Exception as exc:  # the worker loop is an edge: keep the events, say why, go on
+            log.exception("engine failed on a batch; its events go to the dead-letter topic",
+                          extra={"topic": kind, "events": len(valid), "error": type(exc).__name__})
+            for raw in raws:
+                self._dead_letter(out, raw, f"engine error: {type(exc).__name__}", received)
+            return out
+        decided_at = self.clock()
+        for decision in result.decisions:
+            out.add(TOPIC_DECISIONS, decision.port, decision.as_dict(decided_at_ms=decided_at))
+        for action in result.port_actions:
+            out.add(TOPIC_PORT_ACTIONS, action.port, action.as_dict())
+            log.info("port state changed", extra={"port": action.port, "state": action.state,
+                                                  "previous_state": action.previous_state})
+        out.decisions, out.port_actions = len(result.decisions), len(result.port_actions)
+        if result.decisions:
+            metrics.observe_batch(result.decisions, len(result.decisions), decided_at)
+        if result.degraded:
+            metrics.redis_error()
+            log.warning("state store unreachable: batch decided degraded", extra={"events": len(valid)})
+        if result.duplicates:
+            log.info("duplicates skipped", extra={"count": len(result.duplicates)})
+        return out
+
+    def _dead_letter(self, out: Outputs, raw: RawEvent, reason: str, received: int) -> None:
+        # Parser reasons may quote a field's value: never let an MSISDN through to the record or the log.
+        reason = scrub_msisdns(reason.encode("utf-8", "replace"), self.parser.hasher).decode("utf-8", "replace")
+        record = dead_letter(raw.value or b"", reason, self.parser.hasher, topic=raw.topic, partition=raw.partition,
+                             offset=raw.offset, now_ms=received)
+        out.add(TOPIC_DEAD_LETTER, None, record)
+        out.dead_letters += 1
+        metrics.dead_letter()
+        log.info("event dead-lettered", extra={"topic": raw.topic, "partition": raw.partition,
+                                               "offset": raw.offset, "reason": reason[:120]})
+
+
+def _load_scorer(watcher, settings: Settings):
+    """The promoted model behind a template cache, or None (score 0) when the registry has none yet."""
+    from detector.model import CachedScorer
+
+    model = watcher.poll()
+    if model is None:
+        if watcher.last_error is not None:
+            log.error("no usable promoted model; scoring 0 until one is promoted",
+                      extra={"error": str(watcher.last_error)[:200]})
+        return None
+    return CachedScorer(model, settings.score_cache_size)
+
+
+def create_app(settings: Settings, *, store=None) -> faust.App:
+    """The detector's faust app for ``settings`` (``store``: a StateStore, default RedisStore)."""
+    from detector.model import CachedScorer
+    from detector.registry import ModelWatcher
+
+    web_port = int(settings.worker_web_port or 0)
+    datadir = Path(tempfile.gettempdir()) / "smsguard-faust" / settings.app_id   # faust wants one; we keep no tables
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()],
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
+        broker_commit_every=max(1, settings.batch_size),
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=MAX_OUTPUT_BYTES,
+        producer_acks=-1,
+        web_enabled=web_port > 0,
+        web_port=web_port or 6066,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+        stream_wait_empty=False,
+        topic_disable_leader=True,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(settings.topic(name), value_type=bytes, key_type=bytes, value_serializer="raw",
+                         key_serializer="raw")
+
+    outputs = {name: topic(name) for name in (TOPIC_DECISIONS, TOPIC_PORT_ACTIONS, TOPIC_DEAD_LETTER)}
+    watcher = ModelWatcher(settings.models_dir)
+    state: dict[str, Any] = {}
+
+    ready = asyncio.Lock()
+
+    async def engine() -> BatchProcessor:
+        async with ready:      # three agents start at once; build one engine
+            if "processor" not in state:
+                state["processor"] = await build_processor()
+        return state["processor"]
+
+    async def build_processor() -> BatchProcessor:
+        from detector.state.redis import RedisStore
+
+        scorer = await asyncio.get_running_loop().run_in_executor(None, _load_scorer, watcher, settings)
+        the_engine = Engine(settings, store if store is not None else RedisStore(settings.redis_url), scorer)
+        metrics.set_model(the_engine.model_version)
+        log.info("engine ready", extra={"model_version": the_engine.model_version})
+        return BatchProcessor(settings, the_engine)
+
+    async def produce(out: Outputs) -> None:
+        """Deliver every record (not just buffer it); retry until the broker takes them all.
+
+        A batch is acked when this returns, so giving up would lose decisions; a retry may
+        produce a record twice, which consumers absorb by ``msg_id``.
+        """
+        for attempt in itertools.count(1):
+            try:
+                futures = [await outputs[name].send(key=key, value=value) for name, key, value in out.records]
+                for fut in futures:
+                    await fut
+                return
+            except Exception as exc:  # broker errors of every kind: keep the batch, try again
+                log.warning("producing a batch failed; retrying", extra={"attempt": attempt, "error": repr(exc)[:200],
+                                                                          "records": len(out.records)})
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+
+    async def handle(processor: BatchProcessor, kind: str, events) -> None:
+        batch = [RawEvent(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
+        out = await processor.process(kind, batch)
+        await produce(out)
+
+    def agent_for(kind: str):
+        async def consume(stream) -> None:
+            processor = await engine()
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+                # take_events acks the batch when we come back for the next one, *or* when this loop is
+                # cancelled (shutdown): so a batch in flight is finished and delivered before we let go.
+                task = asyncio.ensure_future(handle(processor, kind, events))
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.wait_for(task, SHUTDOWN_GRACE_S)
+                    raise
+        consume.__name__ = consume.__qualname__ = f"consume_{kind.replace('.', '_').replace('-', '_')}"
+        return app.agent(topic(kind), name=f"smsguard.{kind}")(consume)
+
+    for kind in (TOPIC_OUTBOUND, TOPIC_OPTOUTS, TOPIC_COMPLAINTS):
+        agent_for(kind)
+
+    @app.timer(interval=float(settings.model_reload_s), on_leader=False)
+    async def reload_model() -> None:
+        if "processor" not in state:
+            return
+        model = await asyncio.get_running_loop().run_in_executor(None, watcher.poll)
+        if model is not None:
+            processor: BatchProcessor = state["processor"]
+            processor.engine.swap_scorer(CachedScorer(model, settings.score_cache_size))
+            metrics.set_model(processor.engine.model_version)
+            log.info("model hot-swapped", extra={"model_version": processor.engine.model_version})
+
+    if web_port:
+        @app.page("/metrics")
+        async def metrics_page(web, request):
+            return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+        @app.page("/health")
+        async def health_page(web, request):
+            processor = state.get("processor")
+            return web.json({"ready": processor is not None,
+                             "model_version": processor.engine.model_version if processor else None})
+
+    app.smsguard_state = state      # for tests: the BatchProcessor once the agents started
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """``smsguard worker``: run the app until SIGTERM/SIGINT (faust's worker handles the signals)."""
+    from detector.logs import configure_logging
+
+    settings.check_production()
+    configure_logging(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=str(settings.log_level).upper(), override_logging=False, quiet=True,
+                          redirect_stdouts=False)
+    log.info("worker starting", extra={"app_id": settings.app_id, "outbound": settings.topic(TOPIC_OUTBOUND)})
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise SmsGuardError(f"worker stopped with exit code {exc.code}") from None
