@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-from detector.engine import Engine, Scorer
+from detector.engine import Engine, Scorer, tune_gc_for_streaming
 from detector.errors import InvalidEvent
 from detector.events import EventParser, SmsEvent, dead_letter
 from detector.policy import Policy
@@ -123,6 +123,7 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
                          max_content_chars=settings.max_content_chars)
     stats = ReplayStats()
     rejects: list[dict[str, Any]] = []
+    tune_gc_for_streaming()
     with open(path, "rb") as fh:
         events = read_events(fh, parser, stats, rejects)
     engine = Engine(settings, store or MemoryStore(), scorer, policy)

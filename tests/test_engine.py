@@ -94,7 +94,7 @@ def test_store_outage_degrades_but_still_decides_every_message():
     assert result.degraded and len(result.decisions) == 4 and not result.port_actions
     for d in result.decisions:
         degraded = [r for r in d.reasons if r.signal == "degraded"]
-        assert degraded and "port_burst" in degraded[0].detail or "spam_share" in degraded[0].detail
+        assert degraded and "opted_out" in degraded[0].detail and "identical_content" in degraded[0].detail
         assert any(r.signal == "content_spam" for r in d.reasons)      # what needs no state still fires
     store.down = False
     healthy = run(eng.process([sms(9)]))
