@@ -9,6 +9,8 @@ True
 'call 138****5678 or 021-****5678 now'
 >>> scrub_msisdns(b'{"recipient": "13812345678"}', h) == b'{"recipient": "' + h("13812345678").encode() + b'"}'
 True
+>>> scrub_msisdns(b'to +86 138-1234-5678', h) == b'to ' + h("13812345678").encode()
+True
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import hmac
 import re
 
 # Mainland mobile numbers with an optional +86 / 86 / 0086 prefix, and other long digit runs.
-_MSISDN_BYTES = re.compile(rb"(?<!\d)(?:\+?86|0086)?(1[3-9]\d{9})(?!\d)")
+_MSISDN_BYTES = re.compile(rb"(?<!\d)(?:(?:\+?86|0086)[ \-]?)?(1[3-9]\d[ \-]?\d{4}[ \-]?\d{4})(?!\d)")
 _NUMBER_TEXT = re.compile(r"(?<!\d)(\d{3}-?|\d{4}-)(\d{2,4})(\d{4})(?!\d)")
 
 
@@ -61,4 +63,4 @@ def mask_numbers(text: str) -> str:
 
 def scrub_msisdns(raw: bytes, hasher: RecipientHasher) -> bytes:
     """Replace every mobile number in raw bytes by its keyed hash (dead letters keep everything else)."""
-    return _MSISDN_BYTES.sub(lambda m: hasher(m.group(1).decode()).encode(), raw)
+    return _MSISDN_BYTES.sub(lambda m: hasher(canonical_msisdn(m.group(1).decode())).encode(), raw)
