@@ -31,7 +31,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -50,7 +49,7 @@ STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 _PORT_RETRIES = 3
 _LOG_TAIL_BYTES = 4_000
-_RUNNING: "weakref.WeakSet[Service]" = weakref.WeakSet()
+_RUNNING: "set[Service]" = set()     # strong refs: a dropped Service is still stopped at exit
 
 
 def free_port() -> int:
