@@ -26,6 +26,7 @@ from detector import metrics
 from detector.dashboard.actions import InvalidAction, feedback_record, port_action
 from detector.dashboard.audit import AuditError, AuditLog
 from detector.dashboard.auth import OperatorAuth
+from detector.dashboard.complaints import ComplaintForwarder
 from detector.dashboard.feeds import KafkaUnavailable, Publisher, TopicFollower
 from detector.dashboard.live import LiveStats
 from detector.errors import SmsGuardError, StateUnavailable
@@ -70,6 +71,10 @@ class Dashboard:
             settings.kafka_bootstrap,
             [self.topics[TOPIC_DECISIONS], self.topics[TOPIC_PORT_ACTIONS], self.topics[TOPIC_COMPLAINTS]],
             self._on_record, lookback=lookback)
+        self.complaints = ComplaintForwarder(
+            settings.kafka_bootstrap, self.topics[TOPIC_COMPLAINTS], self.topics[TOPIC_FEEDBACK],
+            f"{settings.app_id}-dashboard-feedback", self.publisher,
+            session_timeout_s=settings.broker_session_timeout_s)
         self.states: dict[str, dict[str, Any]] = {}     # port -> PortAction.as_dict(), newest wins
         self.redis_ok = True
         self.redis_error: str | None = None
@@ -81,6 +86,7 @@ class Dashboard:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self.follower.start()
+        self.complaints.start()
         self._tasks.append(asyncio.create_task(self._refresh_states_forever(), name="refresh-states"))
         self._tasks.append(asyncio.create_task(self._status_forever(), name="status"))
 
@@ -91,6 +97,7 @@ class Dashboard:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.follower.stop()
+        await self.complaints.stop()
         await self.publisher.close()
         for queue in list(self._subscribers):
             queue.put_nowait(None)

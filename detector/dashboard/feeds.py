@@ -29,7 +29,7 @@ class KafkaUnavailable(SmsGuardError):
     """The broker could not be reached (the dashboard shows a banner and retries)."""
 
 
-def _decode(raw: bytes | None) -> dict[str, Any] | None:
+def decode_record(raw: bytes | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
@@ -56,6 +56,7 @@ class TopicFollower:
         self.records = 0
         self.lag: dict[str, int] = {}
         self._positions: dict[TopicPartition, int] = {}
+        self._verified: dict[TopicPartition, tuple[int, int]] = {}
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -71,9 +72,10 @@ class TopicFollower:
 
     async def _run(self) -> None:
         while True:
+            # earliest: when the log went back (a broker that lost its data, retention) read all there is
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                         group_id=None, request_timeout_ms=10_000, retry_backoff_ms=300,
-                                        metadata_max_age_ms=5_000)
+                                        metadata_max_age_ms=5_000, auto_offset_reset="earliest")
             try:
                 await consumer.start()
                 await self._assign(consumer)
@@ -104,7 +106,10 @@ class TopicFollower:
         starts = await consumer.beginning_offsets(partitions)
         for tp in partitions:
             if tp in self._positions:               # reconnect: resume where we stopped
-                consumer.seek(tp, max(self._positions[tp], starts[tp]))
+                position = self._positions[tp]
+                if position > ends[tp] and not await self._log_kept(tp, position):
+                    position = self._positions[tp] = starts[tp]      # a new log: all of it is new to us
+                consumer.seek(tp, max(position, starts[tp]))
             elif self.from_beginning:
                 consumer.seek(tp, starts[tp])
             else:
@@ -116,7 +121,7 @@ class TopicFollower:
             batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
             for tp, records in batches.items():
                 for record in records:
-                    value = _decode(record.value)
+                    value = decode_record(record.value)
                     if value is not None:
                         result = self.handler(tp.topic, value)
                         if asyncio.iscoroutine(result):
@@ -129,12 +134,34 @@ class TopicFollower:
             if not batches:
                 await asyncio.sleep(0)
 
+    async def _log_kept(self, tp: TopicPartition, position: int) -> bool:
+        """Is the record before our position still there? A broker that lost its log (a restarted
+        in-memory tansu) answers fetches past its new end with nothing, forever: then we start over.
+
+        ``position > end`` alone proves nothing: tansu reports the last batch's first offset + 1 as the end.
+        """
+        probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                 request_timeout_ms=5_000)
+        try:
+            await probe.start()
+            probe.assign([tp])
+            probe.seek(tp, position - 1)
+            found = await probe.getmany(tp, timeout_ms=2_000, max_records=1)
+        finally:
+            await probe.stop()
+        return bool(found.get(tp))
+
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         assigned = list(consumer.assignment())
         if not assigned:
             return
         ends = await consumer.end_offsets(assigned)
         for tp in assigned:
+            position = self._positions.get(tp, 0)
+            if position > ends[tp] and self._verified.get(tp) != (position, ends[tp]):
+                if not await self._log_kept(tp, position):
+                    raise KafkaUnavailable(f"{tp.topic}[{tp.partition}] lost the records before offset {position}")
+                self._verified[tp] = (position, ends[tp])
             lag = max(0, ends[tp] - self._positions.get(tp, ends[tp]))
             self.lag[f"{tp.topic}:{tp.partition}"] = lag
             metrics.set_lag(tp.partition, lag, consumer=f"{self.name}:{tp.topic}")
@@ -184,8 +211,13 @@ class Publisher:
             self._producer = None
 
 
-async def read_to_end(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    """Every JSON record of ``topic`` from the beginning to the end it had when the call started."""
+async def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0, quiet_s: float = 1.0) -> list[dict[str, Any]]:
+    """Every JSON record of ``topic`` from the beginning to its end.
+
+    The end offsets only say where to look at least: tansu answers ListOffsets(latest) with
+    the last *batch's* first offset + 1, so reading continues until the positions have passed
+    them and the topic has been quiet for ``quiet_s``.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 request_timeout_ms=10_000)
     try:
@@ -202,22 +234,22 @@ async def read_to_end(bootstrap: str, topic: str, timeout_s: float = 30.0) -> li
         starts = await consumer.beginning_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, starts[tp])
-        pending = {tp for tp in partitions if ends[tp] > starts[tp]}
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise KafkaUnavailable(f"timed out reading {topic} to its end")
-            batches = await consumer.getmany(*pending, timeout_ms=500)
-            for tp, records in batches.items():
+        last_data = time.monotonic()
+        while True:
+            batches = await consumer.getmany(timeout_ms=250)
+            for records in batches.values():
                 for record in records:
-                    if record.offset >= ends[tp]:
-                        break
-                    value = _decode(record.value)
+                    value = decode_record(record.value)
                     if value is not None:
                         out.append(value)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    pending.discard(tp)
-        return out
+            if any(batches.values()):
+                last_data = time.monotonic()
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            if all(positions[tp] >= ends[tp] for tp in partitions) and time.monotonic() - last_data >= quiet_s:
+                return out
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"timed out reading {topic} to its end")
     finally:
         await consumer.stop()

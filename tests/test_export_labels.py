@@ -1,0 +1,75 @@
+"""Feedback loop: operators' labels and 12321 complaints → sms.feedback → ``smsguard export-labels`` TSV."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from detector.dashboard.actions import dedup_labels, feedback_record, write_labels_tsv
+from detector.dashboard.app import DASHBOARD, create_app
+from detector.dashboard.feeds import Publisher, read_to_end
+from detector.events import TOPIC_COMPLAINTS, TOPIC_FEEDBACK
+from detector.services import acreate_topics
+from detector.simulator import publish
+from test_dashboard_api import ALL_TOPICS, wait_for
+
+
+def test_dedup_keeps_the_latest_label_per_text_whatever_the_read_order():
+    records = [
+        feedback_record("m2", 0, "双11 全场五折 回T退订【京东】", "bob", ts_ms=2_000),
+        feedback_record("m1", 1, "双11 全场五折 回T退订【京东】", "alice", ts_ms=1_000),   # older, read later
+        feedback_record("m3", 1, "加微信\tabc123\n领红包", "alice", ts_ms=3_000),
+        {"msg_id": "m4", "label": 7, "content": "bad label", "ts": 4_000},
+        {"msg_id": "m5", "label": 1, "content": "   ", "ts": 5_000},
+    ]
+    assert dedup_labels(records) == [(1, "加微信 abc123 领红包"), (0, "双11 全场五折 回T退订【京东】")]
+
+
+def test_tsv_reads_back_like_the_training_data(tmp_path):
+    rows = [(1, '他说"加V"领 "红包'), (0, "您的验证码是#")]
+    path = tmp_path / "labels.tsv"
+    assert write_labels_tsv(rows, path) == 2
+    with path.open(encoding="utf-8", newline="") as fh:
+        back = [(int(label), text) for label, text in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    assert back == rows
+
+
+async def test_complaints_and_operator_labels_export_through_the_cli(settings, tmp_path):
+    s = settings()
+    await acreate_topics(s.kafka_bootstrap, [s.topic(t) for t in ALL_TOPICS], partitions=2)
+    now = int(time.time() * 1000)
+    complaints = [
+        {"type": "complaint", "ts": now, "port": "10690666", "recipient": "13812345678",
+         "content": "加微信 13912345678 领红包，稳赚不赔"},
+        {"type": "complaint", "ts": now + 1, "port": "10690666", "recipient": "13812345679"},     # no content
+    ]
+    await publish(s.kafka_bootstrap, s.topic(TOPIC_COMPLAINTS), complaints)
+    publisher = Publisher(s.kafka_bootstrap)
+    for record in (feedback_record("m1", 1, "【京东】双11 全场五折 回T退订", "alice", now),
+                   feedback_record("m1", 0, "【京东】双11 全场五折 回T退订", "bob", now + 5_000)):   # bob corrects
+        await publisher.send(s.topic(TOPIC_FEEDBACK), record["msg_id"], record)
+    await publisher.close()
+
+    async with TestClient(TestServer(create_app(s))) as client:
+        forwarder = client.server.app[DASHBOARD].complaints
+
+        async def forwarded():
+            return forwarder.forwarded >= 1
+
+        await wait_for(forwarded, timeout=40)
+
+    out = tmp_path / "labels.tsv"
+    cli = Path(sys.executable).parent / "smsguard"
+    result = subprocess.run([str(cli), "export-labels", "-o", str(out)], env={**s.as_env(), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "2 labelled texts" in result.stdout and "from 3 feedback records" in result.stdout
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert sorted(lines) == sorted(["1\t加微信 139****5678 领红包，稳赚不赔", "0\t【京东】双11 全场五折 回T退订"])
+    feedback = await read_to_end(s.kafka_bootstrap, s.topic(TOPIC_FEEDBACK))
+    complaint = next(f for f in feedback if f["source"] == "complaint")
+    assert complaint["who"] == "12321" and "13812345678" not in str(feedback)
