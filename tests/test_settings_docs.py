@@ -85,3 +85,15 @@ def test_production_refuses_a_short_secret_and_accepts_a_real_one():
 
 def test_development_runs_on_the_default_secret():
     Settings.from_env({}).check_production()
+
+
+def test_readme_sets_up_with_exactly_two_commands_and_ci_runs_the_test_one():
+    section = _section(README.read_text(), "## Set up and run")
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    for command in commands:
+        script = REPO / command.split()[1]
+        assert "source" in script.read_text() and "setup.sh" in script.read_text(), f"{script} must run setup.sh"
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^exec bash scripts/test\.sh$", ci, flags=re.M)
