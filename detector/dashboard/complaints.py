@@ -16,20 +16,15 @@ True
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from detector.dashboard.actions import feedback_record
-from detector.dashboard.feeds import Publisher, decode_record
+from detector.dashboard.feeds import ConsumerLoop, Publisher, decode_record
 from detector.errors import SmsGuardError
 from detector.events import parse_ts
-
-log = logging.getLogger(__name__)
 
 
 def complaint_feedback(complaint: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -46,9 +41,12 @@ def complaint_feedback(complaint: dict[str, Any] | None) -> dict[str, Any] | Non
     return feedback_record(f"complaint-{digest}", 1, complaint["content"], "12321", ts_ms, source="complaint")
 
 
-class ComplaintForwarder:
+class ComplaintForwarder(ConsumerLoop):
+    name = "complaints->feedback"
+
     def __init__(self, bootstrap: str, complaints_topic: str, feedback_topic: str, group_id: str,
                  publisher: Publisher, *, session_timeout_s: float = 10.0, retry_s: float = 2.0):
+        super().__init__()
         self.bootstrap = bootstrap
         self.complaints_topic = complaints_topic
         self.feedback_topic = feedback_topic
@@ -57,44 +55,22 @@ class ComplaintForwarder:
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self.retry_s = retry_s
         self.forwarded = 0
-        self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="complaints->feedback")
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            self.complaints_topic, bootstrap_servers=self.bootstrap, group_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.session_timeout_ms // 3), request_timeout_ms=15_000)
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _run(self) -> None:
+    async def _serve(self, consumer: AIOKafkaConsumer) -> None:
+        self.connected = True
         while True:
-            consumer = AIOKafkaConsumer(
-                self.complaints_topic, bootstrap_servers=self.bootstrap, group_id=self.group_id,
-                enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
-                heartbeat_interval_ms=max(1000, self.session_timeout_ms // 3), request_timeout_ms=15_000)
-            try:
-                await consumer.start()
-                while True:
-                    batches = await consumer.getmany(timeout_ms=1_000, max_records=500)
-                    for records in batches.values():
-                        for record in records:
-                            feedback = complaint_feedback(decode_record(record.value))
-                            if feedback is not None:
-                                await self.publisher.send(self.feedback_topic, feedback["msg_id"], feedback)
-                                self.forwarded += 1
-                    if batches:
-                        await consumer.commit()
-            except asyncio.CancelledError:
-                raise
-            except (KafkaError, OSError, SmsGuardError) as exc:
-                log.warning("complaint forwarder: %s: %s; retrying", type(exc).__name__, exc)
-            finally:
-                try:
-                    await asyncio.wait_for(consumer.stop(), 5)
-                except (Exception, asyncio.TimeoutError):
-                    pass
-            await asyncio.sleep(self.retry_s)
+            batches = await consumer.getmany(timeout_ms=1_000, max_records=500)
+            for records in batches.values():
+                for record in records:
+                    feedback = complaint_feedback(decode_record(record.value))
+                    if feedback is not None:
+                        await self.publisher.send(self.feedback_topic, feedback["msg_id"], feedback)
+                        self.forwarded += 1
+            if batches:
+                await consumer.commit()

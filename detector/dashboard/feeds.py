@@ -39,28 +39,26 @@ def decode_record(raw: bytes | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class TopicFollower:
-    """Follows ``topics`` on every partition and hands each JSON record to ``handler(topic, value)``."""
+class ConsumerLoop:
+    """A consumer that runs in a task and starts over after any broker trouble, recording why."""
 
-    def __init__(self, bootstrap: str, topics: list[str], handler: Handler, *, lookback: int = 20_000,
-                 from_beginning: bool = False, name: str = "dashboard", retry_s: float = 1.0):
-        self.bootstrap = bootstrap
-        self.topics = topics
-        self.handler = handler
-        self.lookback = lookback
-        self.from_beginning = from_beginning
-        self.name = name
-        self.retry_s = retry_s
+    name = "consumer"
+    retry_s = 1.0
+
+    def __init__(self) -> None:
         self.connected = False
         self.error: str | None = None
-        self.records = 0
-        self.lag: dict[str, int] = {}
-        self._positions: dict[TopicPartition, int] = {}
-        self._verified: dict[TopicPartition, tuple[int, int]] = {}
         self._task: asyncio.Task | None = None
 
+    def _consumer(self) -> AIOKafkaConsumer:
+        raise NotImplementedError
+
+    async def _serve(self, consumer: AIOKafkaConsumer) -> None:
+        """Consume until something fails (the consumer is started)."""
+        raise NotImplementedError
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"follow:{','.join(self.topics)}")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task:
@@ -72,26 +70,51 @@ class TopicFollower:
 
     async def _run(self) -> None:
         while True:
-            # earliest: when the log went back (a broker that lost its data, retention) read all there is
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                        group_id=None, request_timeout_ms=10_000, retry_backoff_ms=300,
-                                        metadata_max_age_ms=5_000, auto_offset_reset="earliest")
+            consumer = self._consumer()
             try:
                 await consumer.start()
-                await self._assign(consumer)
-                self.connected, self.error = True, None
-                await self._consume(consumer)
+                await self._serve(consumer)
             except asyncio.CancelledError:
                 raise
             except (KafkaError, OSError, SmsGuardError) as exc:
                 self.connected, self.error = False, f"{type(exc).__name__}: {exc}"[:200]
-                log.warning("kafka follower %s: %s; retrying", self.topics, self.error)
+                log.warning("%s: %s; retrying", self.name, self.error)
             finally:
                 try:
                     await asyncio.wait_for(consumer.stop(), 5)
                 except (Exception, asyncio.TimeoutError):   # a dead broker may make stop() fail too
                     pass
             await asyncio.sleep(self.retry_s)
+
+
+class TopicFollower(ConsumerLoop):
+    """Follows ``topics`` on every partition and hands each JSON record to ``handler(topic, value)``."""
+
+    def __init__(self, bootstrap: str, topics: list[str], handler: Handler, *, lookback: int = 20_000,
+                 from_beginning: bool = False, name: str = "dashboard", retry_s: float = 1.0):
+        super().__init__()
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.handler = handler
+        self.lookback = lookback
+        self.from_beginning = from_beginning
+        self.name = name
+        self.retry_s = retry_s
+        self.records = 0
+        self.lag: dict[str, int] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._verified: dict[TopicPartition, tuple[int, int]] = {}
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        # earliest: when the log went back (a broker that lost its data, retention) read all there is
+        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                request_timeout_ms=10_000, retry_backoff_ms=300, metadata_max_age_ms=5_000,
+                                auto_offset_reset="earliest")
+
+    async def _serve(self, consumer: AIOKafkaConsumer) -> None:
+        await self._assign(consumer)
+        self.connected, self.error = True, None
+        await self._consume(consumer)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.topics()                     # refresh metadata
