@@ -28,7 +28,7 @@ from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
-from detector.signals.feeds import DAY_S, FEEDS, MERGEABLE_FEEDS
+from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS
 from detector.signals.port_health import complaint_value
 from detector.state.base import Baseline, Claim, Distinct, HashSet, StateStore, Window, tag
 
@@ -85,12 +85,6 @@ class EngineResult:
     degraded: bool = False
 
 
-def _with_total(op: Window | Baseline, amount: int, ts_ms: int) -> Window | Baseline:
-    if type(op) is Window:
-        return Window(op.key, ts_ms, amount, op.bucket_s, op.spans_s)
-    return Baseline(op.key, ts_ms, amount, op.alpha)
-
-
 def _short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
@@ -128,8 +122,10 @@ class Engine:
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._active_signals = [(name, cfg) for name, cfg in self.policy.signals.items() if cfg.weight or cfg.port_weight]
-        self._feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
-                                   for f in cfg.signal.feeds})
+        feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
+                             for f in cfg.signal.feeds})
+        self._sender_feeds = [(f, SENDER_FEEDS[f]) for f in feed_names if f in SENDER_FEEDS]
+        self._message_feeds = [f for f in feed_names if f not in SENDER_FEEDS]
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
 
     @classmethod
@@ -190,45 +186,48 @@ class Engine:
         return result
 
     def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext]) -> tuple[list, list]:
-        """One op per feed per message, except that per-port/provider/signature counters are merged.
+        """The batch's state ops, and for each op the (context, feed) pairs that read its result.
 
-        Every message of a port in this batch adds to the same counters; one op per (key, bucket)
-        with the summed amount replaces them, and all those messages read its result. Port-level
-        volumes are thereby evaluated per micro-batch, which the fixed batch size of replay keeps
-        deterministic, and a batch costs Redis one op per port instead of one per message.
+        Sender feeds (per port / provider / signature counters, :data:`SENDER_FEEDS`) get one op per
+        (feed, sender, time bucket) with the batch's summed amount, read by every message of the group:
+        port-level volumes are evaluated per micro-batch (deterministic in replay, whose batch size is
+        fixed), and a batch costs the store one op per sender instead of one per message. Message feeds
+        get one op per message, except that a repeated Distinct member in one bucket is sent once.
         """
         ops: list = []
         slots: list[list[tuple[Any, str | None]]] = []
         merged: dict[tuple, int] = {}
-        pending: dict[int, list[int]] = {}        # op index -> [summed amount, latest ts] of a merged counter
+        senders: dict[tuple, list] = {}          # (feed, sender, bucket) -> [amount, latest ts, receivers]
         for event in events:
             ctx = by_msg.get(id(event))
             if ctx is not None:
-                for name in self._feed_names:
+                state = ctx.state
+                ts_ms = event.ts_ms
+                for name, feed in self._sender_feeds:
+                    sender = getattr(event, feed.attr)
+                    if not sender:
+                        state[name] = None       # no provider / no signature: the feed does not apply
+                        continue
+                    group = (name, sender, ts_ms // (feed.bucket_s * 1000))
+                    entry = senders.get(group)
+                    if entry is None:
+                        entry = senders[group] = [0, ts_ms, []]
+                    entry[0] += 1 if feed.amount is None else feed.amount(ctx)
+                    if ts_ms > entry[1]:
+                        entry[1] = ts_ms
+                    entry[2].append((ctx, name))
+                for name in self._message_feeds:
                     op = FEEDS[name](ctx)
                     if op is None:
-                        ctx.state[name] = None       # the feed does not apply (no signature, no provider)
+                        state[name] = None
                         continue
-                    kind = type(op)
-                    if kind is Distinct:         # the same member again in the same bucket changes nothing
+                    if type(op) is Distinct:     # the same member again in the same bucket changes nothing
                         group = (op.key, op.ts_ms // (op.bucket_s * 1000), op.member)
                         index = merged.get(group)
                         if index is not None:
                             slots[index].append((ctx, name))
                             continue
                         merged[group] = len(ops)
-                    elif name in MERGEABLE_FEEDS:
-                        group = (op.key, op.ts_ms // (op.bucket_s * 1000 if kind is Window else 60_000))
-                        index = merged.get(group)
-                        if index is not None:
-                            total = pending[index]
-                            total[0] += op.amount
-                            if op.ts_ms > total[1]:
-                                total[1] = op.ts_ms
-                            slots[index].append((ctx, name))
-                            continue
-                        merged[group] = len(ops)
-                        pending[len(ops)] = [op.amount, op.ts_ms]
                     ops.append(op)
                     slots.append([(ctx, name)])
             elif type(event) is OptOutEvent:
@@ -241,9 +240,9 @@ class Engine:
                 slots.append([(event, "complaints")])
                 ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
                 slots.append([(event, "day")])
-        for index, (amount, ts_ms) in pending.items():
-            if len(slots[index]) > 1:
-                ops[index] = _with_total(ops[index], amount, ts_ms)
+        for (name, sender, _), (amount, ts_ms, receivers) in senders.items():
+            ops.append(SENDER_FEEDS[name].build(sender, ts_ms, amount))
+            slots.append(receivers)
         return ops, slots
 
     async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:

@@ -15,7 +15,7 @@ Window(key='sg:port:{10690001}:vol', ts_ms=120000, amount=1, bucket_s=60, spans_
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from detector.signals.base import MessageContext
 from detector.state.base import Baseline, Counter, Distinct, HashGet, Op, Window, tag
@@ -24,18 +24,53 @@ DAY_S = 86_400
 MINUTE_SPANS = (60, 600, 3600)
 
 
-def _rate(kind: str, attr: str) -> Callable[[MessageContext], Op | None]:
-    def build(ctx: MessageContext) -> Op | None:
-        key = getattr(ctx.event, attr)
-        return Window(tag(kind, key, "vol"), ctx.event.ts_ms, 1, 60, MINUTE_SPANS) if key else None
-    return build
+class SenderFeed(NamedTuple):
+    """A counter of one sender (port, provider or signature) that every message of a batch adds to.
+
+    The engine groups a batch by (feed, sender, time bucket) and sends one op per group with the
+    summed amount, instead of one op per message: a batch costs the store one op per sender.
+    """
+    attr: str                                # SmsEvent attribute naming the sender
+    kind: str                                # key namespace
+    suffix: str
+    op: type                                 # Window or Baseline
+    bucket_s: int = 60
+    spans_s: tuple[int, ...] = ()
+    amount: Callable[[MessageContext], int] | None = None    # None: 1 per message
+
+    def build(self, sender: str, ts_ms: int, amount: int) -> Op:
+        key = tag(self.kind, sender, self.suffix)
+        if self.op is Window:
+            return Window(key, ts_ms, amount, self.bucket_s, self.spans_s)
+        return Baseline(key, ts_ms, amount)
+
+    def __call__(self, ctx: MessageContext) -> Op | None:
+        sender = getattr(ctx.event, self.attr)
+        if not sender:
+            return None
+        return self.build(sender, ctx.event.ts_ms, 1 if self.amount is None else self.amount(ctx))
 
 
-def _baseline(kind: str, attr: str) -> Callable[[MessageContext], Op | None]:
-    def build(ctx: MessageContext) -> Op | None:
-        key = getattr(ctx.event, attr)
-        return Baseline(tag(kind, key, "base"), ctx.event.ts_ms, 1) if key else None
-    return build
+def _spam_units(ctx: MessageContext) -> int:
+    """Abusive spam counts 4, compliant-looking marketing 1 (see spam_share)."""
+    return (4 if not ctx.compliant_marketing else 1) if ctx.is_spam else 0
+
+
+SENDER_FEEDS: dict[str, SenderFeed] = {
+    # volume of the port / provider / signature, and their per-minute EWMA baselines
+    "port_rate": SenderFeed("port", "port", "vol", Window, 60, MINUTE_SPANS),
+    "port_baseline": SenderFeed("port", "port", "base", Baseline),
+    "sp_rate": SenderFeed("sp_id", "sp", "vol", Window, 60, MINUTE_SPANS),
+    "sp_baseline": SenderFeed("sp_id", "sp", "base", Baseline),
+    "sig_rate": SenderFeed("signature", "sig", "vol", Window, 60, MINUTE_SPANS),
+    "sig_baseline": SenderFeed("signature", "sig", "base", Baseline),
+    # port volume over a day, for complaints per 10k messages (complaint events add to "cmp")
+    "port_day": SenderFeed("port", "port", "day", Window, 3600, (DAY_S,)),
+    "port_complaints": SenderFeed("port", "port", "cmp", Window, 3600, (DAY_S,), lambda c: 0),
+    # spam-scored messages of the port
+    "port_spam": SenderFeed("port", "port", "spam", Window, 60, (600,), _spam_units),
+    "port_optout_hits": SenderFeed("port", "port", "optv", Window, 60, (3600,), lambda c: 0),
+}
 
 
 def _sender(ctx: MessageContext) -> str:
@@ -44,20 +79,7 @@ def _sender(ctx: MessageContext) -> str:
 
 
 FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
-    # volume of the port / provider / signature, and their per-minute EWMA baselines
-    "port_rate": _rate("port", "port"),
-    "port_baseline": _baseline("port", "port"),
-    "sp_rate": _rate("sp", "sp_id"),
-    "sp_baseline": _baseline("sp", "sp_id"),
-    "sig_rate": _rate("sig", "signature"),
-    "sig_baseline": _baseline("sig", "signature"),
-    # port volume over a day, for complaints per 10k messages
-    "port_day": lambda c: Window(tag("port", c.event.port, "day"), c.event.ts_ms, 1, 3600, (DAY_S,)),
-    "port_complaints": lambda c: Window(tag("port", c.event.port, "cmp"), c.event.ts_ms, 0, 3600, (DAY_S,)),
-    # spam-scored messages of the port (abusive ones count fully, compliant marketing partly: see spam_share)
-    "port_spam": lambda c: Window(tag("port", c.event.port, "spam"), c.event.ts_ms,
-                                  (4 if not c.compliant_marketing else 1) if c.is_spam else 0, 60, (600,)),
-    "port_optout_hits": lambda c: Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 0, 60, (3600,)),
+    **SENDER_FEEDS,
     # fan-out
     "port_recipients": lambda c: Distinct(tag("port", c.event.port, "rcpt"), c.event.ts_ms, c.event.recipient, 600, 3600),
     "port_signatures": lambda c: Distinct(tag("port", c.event.port, "sigs"), c.event.ts_ms,
@@ -70,10 +92,6 @@ FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
     "rcpt_optouts": lambda c: HashGet(tag("optout", c.event.recipient),
                                       (f"s:{c.event.signature}" if c.event.signature else "s:-", f"p:{c.event.port}")),
 }
-# Per-sender counters that every message of a batch adds to: the engine merges them per batch.
-MERGEABLE_FEEDS = frozenset({"port_rate", "port_baseline", "sp_rate", "sp_baseline", "sig_rate", "sig_baseline",
-                             "port_day", "port_complaints", "port_spam", "port_optout_hits"})
-
 # Near-duplicate templates through many ports: one Distinct per MinHash band.
 for _band in range(4):
     FEEDS[f"template_ports_{_band}"] = (
