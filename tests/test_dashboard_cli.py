@@ -1,0 +1,71 @@
+"""The terminal side: ``smsguard ports`` (Redis or the dashboard API) and ``smsguard tail flagged``."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aiohttp.test_utils import TestServer
+
+from detector.dashboard.app import DASHBOARD, create_app
+from detector.events import TOPIC_DECISIONS
+from detector.services import acreate_topics
+from detector.state.redis import RedisStore
+from test_dashboard_api import ALL_TOPICS, SPAM_PORT, decide_like_worker, engine_throttle, produce, traffic, wait_for
+
+CLI = str(Path(sys.executable).parent / "smsguard")
+
+
+def run_cli(settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**settings.as_env(), "PATH": "/usr/bin:/bin", "COLUMNS": "160"}
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+async def test_ports_from_redis_and_from_the_dashboard_api(settings):
+    s = settings()
+    await acreate_topics(s.kafka_bootstrap, [s.topic(t) for t in ALL_TOPICS], partitions=2)
+    now = int(time.time() * 1000)
+    store = RedisStore(s.redis_url)
+    await store.put_port_state(engine_throttle(SPAM_PORT, now))
+    await store.close()
+
+    result = run_cli(s, "ports")
+    assert result.returncode == 0, result.stderr
+    assert SPAM_PORT in result.stdout and "throttle" in result.stdout and "spam_share" in result.stdout
+
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_DECISIONS),
+                  decide_like_worker(traffic(s.data_dir, now - 300_000, 300, spam_rate=30), {SPAM_PORT}))
+    server = TestServer(create_app(s))
+    await server.start_server()
+    try:
+        async def counted():
+            return server.app[DASHBOARD].live.decisions_seen > 100
+
+        await wait_for(counted)
+        result = await asyncio.to_thread(run_cli, s, "ports", "--api", str(server.make_url("/")))
+    finally:
+        await server.close()
+    assert result.returncode == 0, result.stderr
+    first_row = next(line for line in result.stdout.splitlines() if "10690" in line)
+    assert SPAM_PORT in first_row and "throttle" in first_row and "100%" in first_row
+
+
+async def test_tail_flagged_prints_masked_flagged_decisions(settings):
+    s = settings()
+    await acreate_topics(s.kafka_bootstrap, [s.topic(t) for t in ALL_TOPICS], partitions=2)
+    now = int(time.time() * 1000)
+    decisions = decide_like_worker(traffic(s.data_dir, now - 120_000, 120, spam_rate=30), {SPAM_PORT})
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_DECISIONS), decisions)
+    result = run_cli(s, "tail", "flagged", "--lookback", "1000", "--count", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    shown = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(shown) == 5
+    assert {d["port"] for d in shown} == {SPAM_PORT} and {d["action"] for d in shown} <= {"flag", "block"}
+    assert all(d["recipient"].startswith("r_") and d["recipient"].endswith("…") for d in shown)
+
+    pretty = run_cli(s, "tail", "flagged", "--lookback", "1000", "--count", "2")
+    assert pretty.returncode == 0, pretty.stderr
+    assert SPAM_PORT in pretty.stdout and "classifier" in pretty.stdout
