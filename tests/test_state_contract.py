@@ -32,12 +32,12 @@ def namespace() -> str:
     return "t" + uuid.uuid4().hex[:10]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-per-op"])
 async def store(request, redis_server):
     if request.param == "memory":
         yield MemoryStore()
         return
-    s = RedisStore(redis_server.url)
+    s = RedisStore(redis_server.url, batch_script=request.param == "redis")
     yield s
     await s.close()
 

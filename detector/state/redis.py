@@ -1,11 +1,28 @@
-"""Redis backend of the state store: one Lua script per op kind, one pipeline per batch.
+"""Redis backend of the state store: a whole micro-batch in one Lua call, or one Lua call per op.
 
-``run(ops)`` sends every op of a batch in ONE non-transactional pipeline, in order. Window,
-Baseline, Distinct, Counter, Claim and HashSet are Lua scripts (``detector/state/lua/*.lua``,
-each with a header naming its KEYS, ARGV, fields and return), so each op is atomic on the
-server; HashGet is a plain HMGET. Scripts are loaded once (SCRIPT LOAD) and called by SHA
-(EVALSHA); after a SCRIPT FLUSH or a server restart the ops that got NOSCRIPT are re-sent, in
-order, once the scripts are loaded again (and by source, EVAL, if the scripts keep vanishing).
+Each op kind is one Lua function (``detector/state/lua/ops/<kind>.lua``, with a header naming its
+KEYS, ARGV, fields and return). Both modes are assembled from those same functions when the
+store is created, so they cannot drift apart:
+
+* **batch mode** (the default, for a standalone Redis): ``run(ops)`` sends the batch as ONE
+  EVALSHA of ``batch.lua`` (``detector/state/lua/batch.lua``): KEYS are the distinct keys the
+  batch touches, ARGV[1] is one JSON array of ``[op code, key index, args...]``, and the script
+  applies every op in order, returning one reply per op. Very large batches are cut into
+  chunks of ``batch_ops`` ops (2,000), one EVALSHA each, all in one pipeline, so no single call
+  blocks Redis for long. A chunk is atomic on the server.
+* **per-op mode** (``RedisStore(url, batch_script=False)``): one EVALSHA per op (HashGet: a plain
+  HMGET) in one non-transactional pipeline, each op atomic on its own. **Redis Cluster
+  deployments use this mode**: a script may only touch keys of one slot, and a batch's keys
+  span many; every single op's keys share its ``{hash tag}``.
+
+Both modes answer identically (``tests/test_state_contract.py`` runs every sequence through both).
+The per-op mode costs about 5-10x more client CPU per op (packing and parsing one command per
+op); ``smsguard bench store`` measures the two against the same server.
+
+Scripts are loaded once (SCRIPT LOAD) and called by SHA (EVALSHA); after a SCRIPT FLUSH or a
+server restart the calls (ops or chunks) that got NOSCRIPT are re-sent, in order, once the
+scripts are loaded again (and by source, EVAL, if the scripts keep vanishing). A NOSCRIPT call
+ran none of its ops, so nothing is applied twice.
 
 The answers are the same Python values :class:`~detector.state.memory.MemoryStore` gives,
 including its event-time expiry: Counter, Claim and HashSet keep the event time at which they
@@ -70,23 +87,102 @@ _MAX_SCRIPT_RELOADS = 3
 
 
 def lua_source(name: str) -> str:
-    """The text of ``detector/state/lua/<name>.lua``.
+    """The text of ``detector/state/lua/<name>.lua`` (``ops/<kind>`` for an op function).
 
-    >>> lua_source("claim").startswith("-- claim.lua")
+    >>> lua_source("leaky_bucket").startswith("-- leaky_bucket.lua")
+    True
+    >>> lua_source("ops/claim").startswith("-- claim: set-if-absent")
     True
     """
     return resources.files("detector.state").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
+#: The op kinds, in batch.lua's op-code order (code = position + 1); each is ``ops/<kind>.lua``.
+OP_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_get", "hash_set")
+#: Op kinds the per-op mode runs as their own script (HashGet is a plain HMGET there).
+SCRIPTED_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_set")
+
+
+def op_script_source(kind: str) -> str:
+    """The per-op script of ``kind``: its op function called on KEYS[1] and ARGV.
+
+    >>> print(op_script_source("claim").splitlines()[-1])
+    return claim(KEYS[1], ARGV, 0)
+    """
+    return f"{lua_source('ops/' + kind).rstrip()}\nreturn {kind}(KEYS[1], ARGV, 0)\n"
+
+
+def batch_script_source() -> str:
+    """batch.lua with every op function placed between its header comment and its dispatcher.
+
+    >>> source = batch_script_source()
+    >>> source.startswith("-- batch.lua") and source.index("local function window(") < source.index("local run =")
+    True
+    """
+    lines = lua_source("batch").splitlines(keepends=True)
+    header = 0
+    while header < len(lines) and lines[header].startswith("--"):
+        header += 1
+    functions = "\n".join(lua_source("ops/" + kind).rstrip() + "\n" for kind in OP_KINDS)
+    return "".join(lines[:header]) + "\n" + functions + "\n" + "".join(lines[header:])
+
+
 class LuaScript:
-    """A packaged script and its SHA1 (what EVALSHA names it by)."""
+    """An assembled script and its SHA1 (what EVALSHA names it by)."""
 
     __slots__ = ("name", "source", "sha")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, source: str):
         self.name = name
-        self.source = lua_source(name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+# -- each op's script arguments: the same list for its per-op script (ARGV) and for batch.lua ---------------
+# Buckets, members, fields and values go as strings (the scripts store them or name keys by them);
+# the rest as numbers, which the scripts read with tonumber() either way.
+def _window_args(op: Window, clock: int) -> list:
+    width = op.bucket_s
+    longest = max(op.spans_s)
+    return [str(op.ts_ms // (width * 1000)), op.amount, longest + width, longest // width,
+            *[max(1, span // width) for span in op.spans_s]]
+
+
+def _baseline_args(op: Baseline, clock: int) -> list:
+    return [op.ts_ms // 60_000, op.amount, float(op.alpha), BASELINE_TTL_S]
+
+
+def _distinct_args(op: Distinct, clock: int) -> list:
+    width = op.bucket_s
+    return [str(op.ts_ms // (width * 1000)), op.member, max(1, op.span_s // width), op.span_s + width]
+
+
+def _counter_args(op: Counter, clock: int) -> list:
+    return [op.ts_ms, op.amount, op.ts_ms + op.ttl_s * 1000, op.ttl_s]
+
+
+def _claim_args(op: Claim, clock: int) -> list:
+    return [op.ts_ms, op.ts_ms + op.ttl_s * 1000, op.ttl_s]
+
+
+def _hash_get_args(op: HashGet, clock: int) -> list:
+    return list(op.fields)
+
+
+def _hash_set_args(op: HashSet, clock: int) -> list:
+    if op.field == HASH_EXPIRES_FIELD:
+        raise ValueError(f"hash field {HASH_EXPIRES_FIELD!r} is reserved")
+    return [op.field, op.value, op.ts_ms + op.ttl_s * 1000, clock, op.ttl_s]
+
+
+#: op type -> (kind, batch.lua op code, argument builder)
+_OP_KINDS: dict[type, tuple[str, int, Callable[[Any, int], list]]] = {
+    kind: (name, OP_KINDS.index(name) + 1, builder) for kind, name, builder in (
+        (Window, "window", _window_args), (Baseline, "baseline", _baseline_args),
+        (Distinct, "distinct", _distinct_args), (Counter, "counter", _counter_args), (Claim, "claim", _claim_args),
+        (HashGet, "hash_get", _hash_get_args), (HashSet, "hash_set", _hash_set_args))}
+
+_json_ops = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 def port_state_key(port: str) -> str:
@@ -139,25 +235,28 @@ def redacted(url: str) -> str:
 class RedisStore(StateStore):
     """The state store on Redis (see the module docstring)."""
 
-    SCRIPT_NAMES = ("window", "baseline", "distinct", "counter", "claim", "hash_set")
+    #: Ops per batch.lua call: a call is atomic, so a huge batch must not hold Redis for long (2,000 ops
+    #: take a few milliseconds of server time).
+    BATCH_OPS = 2_000
 
     def __init__(self, url: str, *, socket_timeout: float = 2.0, connect_timeout: float | None = None,
-                 max_connections: int | None = 50):
+                 max_connections: int | None = 50, batch_script: bool = True, batch_ops: int = BATCH_OPS):
+        """``batch_script=False`` selects the per-op pipeline, which Redis Cluster deployments must use."""
+        if batch_ops < 1:
+            raise ValueError("batch_ops must be at least 1")
         self.url = url
         self.healthy = True
+        self.batch_script = batch_script
+        self.batch_ops = batch_ops
         self._redis = Redis.from_url(
             url, decode_responses=True, socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout if connect_timeout is not None else socket_timeout,
             retry=Retry(NoBackoff(), 0), max_connections=max_connections)
-        self._scripts = {name: LuaScript(name) for name in self.SCRIPT_NAMES}
+        self._scripts = {kind: LuaScript(kind, op_script_source(kind)) for kind in SCRIPTED_KINDS}
+        self._scripts["batch"] = LuaScript("batch", batch_script_source())
         self._scripts_loaded = False
         self.script_loads = 0       # how often the scripts were (re)loaded: 1 unless Redis lost them
         self._clock_ms = 0          # newest event time seen, like MemoryStore's (HashGet expiry reads it)
-        self._queue: dict[type, Callable[[Any, Any, int], None]] = {
-            Window: self._queue_window, Baseline: self._queue_baseline, Distinct: self._queue_distinct,
-            Counter: self._queue_counter, Claim: self._queue_claim, HashGet: self._queue_hash_get,
-            HashSet: self._queue_hash_set,
-        }
 
     @property
     def redis(self) -> Redis:
@@ -165,7 +264,8 @@ class RedisStore(StateStore):
         return self._redis
 
     def __repr__(self) -> str:
-        return f"RedisStore({redacted(self.url)!r}, healthy={self.healthy})"
+        mode = "batch" if self.batch_script else "per-op"
+        return f"RedisStore({redacted(self.url)!r}, {mode}, healthy={self.healthy})"
 
     @contextlib.asynccontextmanager
     async def _reachable(self) -> AsyncIterator[None]:
@@ -205,9 +305,10 @@ class RedisStore(StateStore):
             if ts is not None and ts > clock:
                 clock = ts
             clocks.append(clock)
+        commands = self._batch_commands(ops, clocks) if self.batch_script else self._op_commands(ops, clocks)
         self._clock_ms = clock
         results: list[Any] = [None] * len(ops)
-        pending = list(range(len(ops)))
+        pending = commands
         async with self._reachable():
             for attempt in range(_MAX_SCRIPT_RELOADS + 1):
                 if not self._scripts_loaded:
@@ -215,58 +316,75 @@ class RedisStore(StateStore):
                 # After repeated NOSCRIPTs send the script text itself (EVAL): slower, but cannot be lost.
                 pipe = _Pipeline(self._redis.pipeline(transaction=False), self._scripts,
                                  by_source=attempt == _MAX_SCRIPT_RELOADS)
-                for i in pending:
-                    op = ops[i]
-                    queue = self._queue.get(type(op))
-                    if queue is None:
-                        raise TypeError(f"unknown op {op!r}")
-                    queue(pipe, op, clocks[i])
+                for command in pending:
+                    self._send(pipe, command)
                 replies = await pipe.execute()
                 lost = []
-                for i, reply in zip(pending, replies):
-                    if isinstance(reply, NoScriptError) or (lost and type(ops[i]) is HashGet):
-                        lost.append(i)
+                for command, reply in zip(pending, replies):
+                    script, _, _, first, count = command
+                    if isinstance(reply, NoScriptError) or (lost and script is None):
+                        lost.append(command)
                     elif isinstance(reply, Exception):
-                        raise StateUnavailable(f"redis rejected {ops[i]!r}: {reply}") from reply
+                        what = repr(ops[first]) if count is None else f"the batch of {count} ops from {ops[first]!r}"
+                        raise StateUnavailable(f"redis rejected {what}: {reply}") from reply
+                    elif count is None:
+                        results[first] = _convert(ops[first], reply, clocks[first])
                     else:
-                        results[i] = _convert(ops[i], reply, clocks[i])
+                        if len(reply) != count:
+                            raise StateUnavailable(f"batch.lua answered {len(reply)} replies for {count} ops")
+                        for i, answer in enumerate(reply, first):
+                            results[i] = _convert(ops[i], answer, clocks[i])
                 if not lost:
                     return results
-                # A SCRIPT FLUSH (or a restart) before or during the pipeline: every script op from the
+                # A SCRIPT FLUSH (or a restart) before or during the pipeline: every script call from the
                 # first NOSCRIPT on never ran. Re-send them, in order, once the scripts are back; the
                 # reads among them (HMGET) are re-sent too so they still see the writes before them.
                 self._scripts_loaded = False
                 pending = lost
         raise AssertionError("unreachable: the last attempt runs the scripts by source")
 
-    def _queue_window(self, pipe: Any, op: Window, clock: int) -> None:
-        bucket = op.ts_ms // (op.bucket_s * 1000)
-        longest = max(op.spans_s)
-        spans = [max(1, span // op.bucket_s) for span in op.spans_s]
-        pipe.script("window", op.key, bucket, op.amount, longest + op.bucket_s,
-                      longest // op.bucket_s, *spans)
+    def _op_commands(self, ops: Sequence[Op], clocks: list[int]) -> list[tuple]:
+        """Per-op mode: ``(script or None for HMGET, keys, args, op index, None)`` per op."""
+        commands = []
+        for i, op in enumerate(ops):
+            spec = _OP_KINDS.get(type(op))
+            if spec is None:
+                raise TypeError(f"unknown op {op!r}")
+            kind, _, arguments = spec
+            args = arguments(op, clocks[i])
+            if kind == "hash_get":
+                commands.append((None, (_require_tag(op.key),), [HASH_EXPIRES_FIELD, *args], i, None))
+            else:
+                commands.append((kind, (_require_tag(op.key),), args, i, None))
+        return commands
 
-    def _queue_baseline(self, pipe: Any, op: Baseline, clock: int) -> None:
-        pipe.script("baseline", op.key, op.ts_ms // 60_000, op.amount, repr(float(op.alpha)),
-                      BASELINE_TTL_S)
+    def _batch_commands(self, ops: Sequence[Op], clocks: list[int]) -> list[tuple]:
+        """Batch mode: ``("batch", keys, [ops as JSON], first op index, op count)`` per chunk."""
+        commands = []
+        for first in range(0, len(ops), self.batch_ops):
+            keys: dict[str, int] = {}
+            encoded = []
+            for i in range(first, min(first + self.batch_ops, len(ops))):
+                op = ops[i]
+                spec = _OP_KINDS.get(type(op))
+                if spec is None:
+                    raise TypeError(f"unknown op {op!r}")
+                _, code, arguments = spec
+                key = op.key
+                index = keys.get(key)
+                if index is None:
+                    index = keys[_require_tag(key)] = len(keys) + 1
+                encoded.append([code, index, *arguments(op, clocks[i])])
+            commands.append(("batch", list(keys), [_json_ops(encoded)], first, len(encoded)))
+        return commands
 
-    def _queue_distinct(self, pipe: Any, op: Distinct, clock: int) -> None:
-        pipe.script("distinct", op.key, op.ts_ms // (op.bucket_s * 1000), op.member,
-                      max(1, op.span_s // op.bucket_s), op.span_s + op.bucket_s)
-
-    def _queue_counter(self, pipe: Any, op: Counter, clock: int) -> None:
-        pipe.script("counter", op.key, op.ts_ms, op.amount, op.ts_ms + op.ttl_s * 1000, op.ttl_s)
-
-    def _queue_claim(self, pipe: Any, op: Claim, clock: int) -> None:
-        pipe.script("claim", op.key, op.ts_ms, op.ts_ms + op.ttl_s * 1000, op.ttl_s)
-
-    def _queue_hash_get(self, pipe: Any, op: HashGet, clock: int) -> None:
-        pipe.hmget(_require_tag(op.key), HASH_EXPIRES_FIELD, *op.fields)
-
-    def _queue_hash_set(self, pipe: Any, op: HashSet, clock: int) -> None:
-        if op.field == HASH_EXPIRES_FIELD:
-            raise ValueError(f"hash field {HASH_EXPIRES_FIELD!r} is reserved")
-        pipe.script("hash_set", op.key, op.field, op.value, op.ts_ms + op.ttl_s * 1000, clock, op.ttl_s)
+    def _send(self, pipe: "_Pipeline", command: tuple) -> None:
+        """Queue one command of :meth:`run` (a seam for tests that interleave other commands)."""
+        script, keys, args = command[0], command[1], command[2]
+        if script is None:
+            pipe.hmget(keys[0], *args)
+        else:
+            pipe.script(script, keys, args)
 
     # -- port states ---------------------------------------------------------------------------------
     async def _per_port(self, ports: Iterable[str], queue: Callable[[Any, str], Any]) -> list[tuple[str, Any]]:
@@ -326,25 +444,37 @@ class RedisStore(StateStore):
 
 
 class _Pipeline:
-    """A redis-py pipeline plus :meth:`script`: a packaged script on one key, by SHA or by source."""
+    """A redis-py pipeline plus :meth:`script` (a packaged script, by SHA or by source).
 
-    __slots__ = ("pipe", "scripts", "by_source")
+    :meth:`execute` answers only the commands queued through :meth:`script` and :meth:`hmget`, so a
+    test may slip other commands in between with :meth:`other`.
+    """
+
+    __slots__ = ("pipe", "scripts", "by_source", "_ours")
 
     def __init__(self, pipe: Any, scripts: dict[str, LuaScript], *, by_source: bool):
         self.pipe, self.scripts, self.by_source = pipe, scripts, by_source
+        self._ours: list[bool] = []
 
-    def script(self, name: str, key: str, *args: Any) -> None:
+    def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         script = self.scripts[name]
         if self.by_source:
-            self.pipe.eval(script.source, 1, _require_tag(key), *args)
+            self.pipe.eval(script.source, len(keys), *keys, *args)
         else:
-            self.pipe.evalsha(script.sha, 1, _require_tag(key), *args)
+            self.pipe.evalsha(script.sha, len(keys), *keys, *args)
+        self._ours.append(True)
 
     def hmget(self, key: str, *fields: str) -> None:
         self.pipe.hmget(key, *fields)
+        self._ours.append(True)
+
+    def other(self, *command: Any) -> None:
+        self.pipe.execute_command(*command)
+        self._ours.append(False)
 
     async def execute(self) -> list[Any]:
-        return await self.pipe.execute(raise_on_error=False)
+        replies = await self.pipe.execute(raise_on_error=False)
+        return [reply for reply, ours in zip(replies, self._ours) if ours]
 
 
 def _convert(op: Op, reply: Any, clock: int) -> Any:

@@ -1,4 +1,4 @@
--- baseline.lua: per-minute rate baseline, an EWMA of per-minute counts and its variance (StateStore op Baseline).
+-- baseline: per-minute rate baseline, an EWMA of per-minute counts and its variance (StateStore op Baseline).
 --
 -- KEYS[1]  a hash with fields
 --            mean    EWMA of the per-minute count (double, "%.17g" so it round-trips exactly)
@@ -17,44 +17,47 @@
 -- When the event minute moves past the stored minute, the stored minute's count is folded in, then
 -- every empty minute in between. The arithmetic is exactly detector.state.memory.fold_baseline
 -- (IEEE doubles in the same order); keep the two in step.
-local key = KEYS[1]
-local minute = tonumber(ARGV[1])
-local amount = tonumber(ARGV[2])
-local alpha = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
+--
+-- As a function: baseline(key, a, o) reads ARGV[i] as a[o + i].
+local function baseline(key, a, o)
+  local minute = tonumber(a[o + 1])
+  local amount = tonumber(a[o + 2])
+  local alpha = tonumber(a[o + 3])
+  local ttl = tonumber(a[o + 4])
 
-local mean, var, seen, cur, count = 0.0, 0.0, 0, minute, 0
-local stored = redis.call('HMGET', key, 'mean', 'var', 'seen', 'minute', 'count')
-if stored[4] then
-  mean, var = tonumber(stored[1]), tonumber(stored[2])
-  seen, cur, count = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
-end
+  local mean, var, seen, cur, count = 0.0, 0.0, 0, minute, 0
+  local stored = redis.call('HMGET', key, 'mean', 'var', 'seen', 'minute', 'count')
+  if stored[4] then
+    mean, var = tonumber(stored[1]), tonumber(stored[2])
+    seen, cur, count = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
+  end
 
-if minute > cur then
-  local gap = minute - cur
-  local diff = count - mean
-  local incr = alpha * diff
-  mean = mean + incr
-  var = (1 - alpha) * (var + diff * incr)
-  seen = seen + 1
-  local empty = math.min(gap - 1, 10000)
-  for _ = 1, math.min(empty, 120) do
-    diff = -mean
-    incr = alpha * diff
+  if minute > cur then
+    local gap = minute - cur
+    local diff = count - mean
+    local incr = alpha * diff
     mean = mean + incr
     var = (1 - alpha) * (var + diff * incr)
+    seen = seen + 1
+    local empty = math.min(gap - 1, 10000)
+    for _ = 1, math.min(empty, 120) do
+      diff = -mean
+      incr = alpha * diff
+      mean = mean + incr
+      var = (1 - alpha) * (var + diff * incr)
+    end
+    if empty > 120 then
+      mean = mean * (1 - alpha) ^ (empty - 120)
+      var = var * (1 - alpha) ^ (empty - 120)
+    end
+    seen = seen + empty
+    cur, count = minute, 0
   end
-  if empty > 120 then
-    mean = mean * (1 - alpha) ^ (empty - 120)
-    var = var * (1 - alpha) ^ (empty - 120)
-  end
-  seen = seen + empty
-  cur, count = minute, 0
-end
-count = count + amount
+  count = count + amount
 
-local mean_s, var_s = string.format('%.17g', mean), string.format('%.17g', var)
-redis.call('HSET', key, 'mean', mean_s, 'var', var_s, 'seen', string.format('%d', seen),
-           'minute', string.format('%d', cur), 'count', string.format('%d', count))
-redis.call('EXPIRE', key, ttl)
-return {mean_s, var_s, seen, count}
+  local mean_s, var_s = string.format('%.17g', mean), string.format('%.17g', var)
+  redis.call('HSET', key, 'mean', mean_s, 'var', var_s, 'seen', string.format('%d', seen),
+             'minute', string.format('%d', cur), 'count', string.format('%d', count))
+  redis.call('EXPIRE', key, ttl)
+  return {mean_s, var_s, seen, count}
+end

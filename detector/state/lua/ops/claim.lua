@@ -1,4 +1,4 @@
--- claim.lua: set-if-absent with an event-time TTL (StateStore op Claim, e.g. msg_id de-duplication).
+-- claim: set-if-absent with an event-time TTL (StateStore op Claim, e.g. msg_id de-duplication).
 --
 -- KEYS[1]  a string holding the event time (ms) at which the claim lapses
 -- ARGV[1]  ts_ms of the event
@@ -6,9 +6,13 @@
 -- ARGV[3]  ttl_s: the key's TTL (server clock), bounding memory
 --
 -- Returns  1 when the claim is taken (absent or lapsed in event time), 0 when it is held.
-local held = redis.call('GET', KEYS[1])
-if held and tonumber(held) > tonumber(ARGV[1]) then
-  return 0
+--
+-- As a function: claim(key, a, o) reads ARGV[i] as a[o + i].
+local function claim(key, a, o)
+  local held = redis.call('GET', key)
+  if held and tonumber(held) > tonumber(a[o + 1]) then
+    return 0
+  end
+  redis.call('SET', key, a[o + 2], 'EX', math.max(tonumber(a[o + 3]), 1))
+  return 1
 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', math.max(tonumber(ARGV[3]), 1))
-return 1

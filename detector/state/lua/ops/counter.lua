@@ -1,4 +1,4 @@
--- counter.lua: fixed event-time window counter (StateStore op Counter).
+-- counter: fixed event-time window counter (StateStore op Counter).
 --
 -- KEYS[1]  a hash with fields
 --            n    the count in the current window (integer)
@@ -11,15 +11,18 @@
 -- Returns  the count after the add (0 when reading a missing or ended window).
 --
 -- A window has ended when exp <= ts_ms (event time, like MemoryStore); the next add starts a new one.
-local key = KEYS[1]
-local ts = tonumber(ARGV[1])
-local amount = tonumber(ARGV[2])
-local exp = redis.call('HGET', key, 'exp')
-if not exp or tonumber(exp) <= ts then
-  if amount == 0 then
-    return 0
+--
+-- As a function: counter(key, a, o) reads ARGV[i] as a[o + i].
+local function counter(key, a, o)
+  local ts = tonumber(a[o + 1])
+  local amount = tonumber(a[o + 2])
+  local exp = redis.call('HGET', key, 'exp')
+  if not exp or tonumber(exp) <= ts then
+    if amount == 0 then
+      return 0
+    end
+    redis.call('HSET', key, 'n', 0, 'exp', a[o + 3])
+    redis.call('EXPIRE', key, math.max(tonumber(a[o + 4]), 1))
   end
-  redis.call('HSET', key, 'n', 0, 'exp', ARGV[3])
-  redis.call('EXPIRE', key, math.max(tonumber(ARGV[4]), 1))
+  return redis.call('HINCRBY', key, 'n', a[o + 2])
 end
-return redis.call('HINCRBY', key, 'n', ARGV[2])

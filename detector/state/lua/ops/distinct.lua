@@ -1,4 +1,4 @@
--- distinct.lua: distinct members over an event-time span, one HyperLogLog per bucket (StateStore op Distinct).
+-- distinct: distinct members over an event-time span, one HyperLogLog per bucket (StateStore op Distinct).
 --
 -- KEYS[1]  the bucket index, a sorted set: member = score = bucket number.
 --          The HyperLogLog of bucket k is the key KEYS[1] .. ':' .. k (same {hash tag}, same cluster slot;
@@ -13,34 +13,38 @@
 -- Once the index holds more than 2n + 4 buckets, buckets k <= b - n are deleted (HyperLogLog and index
 -- entry), like MemoryStore. For an event in order (b is the newest bucket) the answer is the distinct count
 -- of the span in both backends; for a late event both are approximations (see detector/state/redis.py).
-local index = KEYS[1]
-local b = tonumber(ARGV[1])
-local n = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
-
-local function raise_ttl(key)
+--
+-- As a function: distinct(key, a, o) reads ARGV[i] as a[o + i].
+local function raise_ttl(key, ttl)
   if redis.call('TTL', key) < ttl then
     redis.call('EXPIRE', key, ttl)
   end
 end
 
-local bucket_key = index .. ':' .. ARGV[1]
-redis.call('PFADD', bucket_key, ARGV[2])
-raise_ttl(bucket_key)
-redis.call('ZADD', index, b, ARGV[1])
-raise_ttl(index)
+local function distinct(index, a, o)
+  local bucket = a[o + 1]
+  local b = tonumber(bucket)
+  local n = tonumber(a[o + 3])
+  local ttl = tonumber(a[o + 4])
 
-if redis.call('ZCARD', index) > 2 * n + 4 then
-  local old = redis.call('ZRANGEBYSCORE', index, '-inf', b - n)
-  for _, k in ipairs(old) do
-    redis.call('DEL', index .. ':' .. k)
+  local bucket_key = index .. ':' .. bucket
+  redis.call('PFADD', bucket_key, a[o + 2])
+  raise_ttl(bucket_key, ttl)
+  redis.call('ZADD', index, b, bucket)
+  raise_ttl(index, ttl)
+
+  if redis.call('ZCARD', index) > 2 * n + 4 then
+    local old = redis.call('ZRANGEBYSCORE', index, '-inf', b - n)
+    for _, k in ipairs(old) do
+      redis.call('DEL', index .. ':' .. k)
+    end
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', b - n)
   end
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', b - n)
-end
 
-local live = redis.call('ZRANGEBYSCORE', index, '(' .. (b - n), b)
-local keys = {}
-for i, k in ipairs(live) do
-  keys[i] = index .. ':' .. k
+  local live = redis.call('ZRANGEBYSCORE', index, '(' .. (b - n), b)
+  local keys = {}
+  for i, k in ipairs(live) do
+    keys[i] = index .. ':' .. k
+  end
+  return redis.call('PFCOUNT', unpack(keys))
 end
-return redis.call('PFCOUNT', unpack(keys))

@@ -1,4 +1,4 @@
--- hash_set.lua: write one field of a hash with an event-time expiry (StateStore op HashSet).
+-- hash_set: write one field of a hash with an event-time expiry (StateStore op HashSet).
 --
 -- KEYS[1]  the hash; besides the caller's fields it keeps
 --            __expires_at_ms  event time (ms) at which the whole hash expires (the last write's ts + ttl)
@@ -8,12 +8,17 @@
 -- ARGV[4]  the store's event clock (the newest ts_ms it has seen): a hash expired by then starts empty
 -- ARGV[5]  ttl_s: the key's TTL (server clock), bounding memory
 --
--- Returns  nothing. Readers (HMGET) treat the hash as absent when __expires_at_ms <= their event clock.
-local key = KEYS[1]
-local exp = redis.call('HGET', key, '__expires_at_ms')
-if exp and tonumber(exp) <= tonumber(ARGV[4]) then
-  redis.call('DEL', key)
+-- Returns  nothing (false, which Redis answers as nil and which, unlike nil, keeps its place in
+--          batch.lua's reply array). Readers (hash_get, HMGET) treat the hash as absent when
+--          __expires_at_ms <= their event clock.
+--
+-- As a function: hash_set(key, a, o) reads ARGV[i] as a[o + i].
+local function hash_set(key, a, o)
+  local exp = redis.call('HGET', key, '__expires_at_ms')
+  if exp and tonumber(exp) <= tonumber(a[o + 4]) then
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, a[o + 1], a[o + 2], '__expires_at_ms', a[o + 3])
+  redis.call('EXPIRE', key, math.max(tonumber(a[o + 5]), 1))
+  return false
 end
-redis.call('HSET', key, ARGV[1], ARGV[2], '__expires_at_ms', ARGV[3])
-redis.call('EXPIRE', key, math.max(tonumber(ARGV[5]), 1))
-return nil

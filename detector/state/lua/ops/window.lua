@@ -1,4 +1,4 @@
--- window.lua: an event-time sliding window of counts (StateStore op Window).
+-- window: an event-time sliding window of counts (StateStore op Window).
 --
 -- KEYS[1]  the window hash. Field: a bucket number (event ts_ms // bucket width in ms),
 --          value: the sum of the amounts added to that bucket (integer).
@@ -12,40 +12,48 @@
 --
 -- Fields older than b - L are deleted once the hash holds more than 2L + 4 fields, exactly like
 -- MemoryStore, so out-of-order events see the same buckets in both backends.
-local key = KEYS[1]
-local b = tonumber(ARGV[1])
-local amount = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local longest = tonumber(ARGV[4])
-
-if amount ~= 0 then
-  redis.call('HINCRBY', key, ARGV[1], ARGV[2])
-end
-if redis.call('TTL', key) < ttl then   -- -2 (no key) makes EXPIRE a no-op; -1 never happens
-  redis.call('EXPIRE', key, ttl)
-end
-
-local flat = redis.call('HGETALL', key)
-local sums = {}
-for s = 5, #ARGV do
-  sums[s - 4] = 0
-end
-for i = 1, #flat, 2 do
-  local k = tonumber(flat[i])
-  local v = tonumber(flat[i + 1])
-  for s = 5, #ARGV do
-    if k <= b and k > b - tonumber(ARGV[s]) then
-      sums[s - 4] = sums[s - 4] + v
-    end
+--
+-- As a function: window(key, a, o) reads ARGV[i] as a[o + i] (window.lua passes ARGV and 0,
+-- batch.lua an op of its batch and 2).
+local function window(key, a, o)
+  local b = tonumber(a[o + 1])
+  local amount = tonumber(a[o + 2])
+  local ttl = tonumber(a[o + 3])
+  local longest = tonumber(a[o + 4])
+  local spans = {}
+  for s = o + 5, #a do
+    spans[#spans + 1] = tonumber(a[s])
   end
-end
 
-if #flat / 2 > 2 * longest + 4 then
-  local oldest = b - longest
+  if amount ~= 0 then
+    redis.call('HINCRBY', key, a[o + 1], a[o + 2])
+  end
+  if redis.call('TTL', key) < ttl then   -- -2 (no key) makes EXPIRE a no-op; -1 never happens
+    redis.call('EXPIRE', key, ttl)
+  end
+
+  local flat = redis.call('HGETALL', key)
+  local sums = {}
+  for s = 1, #spans do
+    sums[s] = 0
+  end
   for i = 1, #flat, 2 do
-    if tonumber(flat[i]) < oldest then
-      redis.call('HDEL', key, flat[i])
+    local k = tonumber(flat[i])
+    local v = tonumber(flat[i + 1])
+    for s = 1, #spans do
+      if k <= b and k > b - spans[s] then
+        sums[s] = sums[s] + v
+      end
     end
   end
+
+  if #flat / 2 > 2 * longest + 4 then
+    local oldest = b - longest
+    for i = 1, #flat, 2 do
+      if tonumber(flat[i]) < oldest then
+        redis.call('HDEL', key, flat[i])
+      end
+    end
+  end
+  return sums
 end
-return sums
