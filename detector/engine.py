@@ -266,12 +266,13 @@ class Engine:
     def _contexts(self, events: list[SmsEvent]) -> list[MessageContext]:
         if not events:
             return []
-        scores = self.scorer.score([e.content for e in events])
+        contents = [e.content for e in events]
+        keys = [textnorm.template_key(c) for c in contents]
+        score_keyed = getattr(self.scorer, "score_keyed", None)     # a cached scorer reuses our template keys
+        scores = score_keyed(contents, keys) if score_keyed else self.scorer.score(contents)
         threshold = self.scorer.threshold
         contexts = []
-        for event, score in zip(events, scores):
-            score = float(score)
-            key = textnorm.template_key(event.content)
+        for event, key, score in zip(events, keys, scores.tolist() if hasattr(scores, "tolist") else scores):
             template_id, bands, has_unsub, cues = self._templates.get(key, event.content)
             is_spam = score >= threshold
             declared = event.category

@@ -68,7 +68,9 @@ def _segment(run: str) -> tuple[str, ...]:
     """
     words = _segment_cache.get(run)
     if words is None:
-        words = tuple(_jieba().cut(run, HMM=False))
+        # The run is all Chinese, so jieba's no-HMM DAG cut is what jieba.cut(run, HMM=False) would do,
+        # without its per-call regex split (jieba is pinned below 0.43).
+        words = tuple(_jieba()._Tokenizer__cut_DAG_NO_HMM(run))
         if len(_segment_cache) >= _SEGMENT_CACHE_MAX:
             _segment_cache.clear()
         _segment_cache[run] = words
@@ -309,7 +311,13 @@ class CachedScorer:
         if self.cache_size <= 0:
             self.misses += len(texts)
             return self.model.score(texts)
-        keys = [template_key(t) for t in texts]
+        return self.score_keyed(texts, [template_key(t) for t in texts])
+
+    def score_keyed(self, texts: Sequence[str], keys: Sequence[str]) -> np.ndarray:
+        """Like :meth:`score` when the caller already has each text's :func:`template_key` (the engine does)."""
+        if self.cache_size <= 0:
+            self.misses += len(texts)
+            return self.model.score(list(texts))
         out = np.empty(len(texts))
         todo: dict[str, int] = {}
         for i, key in enumerate(keys):

@@ -128,11 +128,12 @@ class MemoryStore(StateStore):
         return tuple(sums)
 
     def _distinct_op(self, op: Distinct) -> int:
-        # entry: [member -> newest bucket it was seen in, bucket -> members whose newest bucket it is]
+        # entry: [member -> newest bucket it was seen in, bucket -> members whose newest bucket it is,
+        #         (bucket, count) cached for the newest bucket asked about]
         entry = self._distinct.get(op.key)
         if entry is None:
-            entry = self._distinct[op.key] = [{}, {}]
-        latest, per_bucket = entry
+            entry = self._distinct[op.key] = [{}, {}, None]
+        latest, per_bucket, cached = entry
         b = op.ts_ms // (op.bucket_s * 1000)
         n = max(1, op.span_s // op.bucket_s)
         self._distinct_ttl[op.key] = op.ts_ms + (op.span_s + op.bucket_s) * 1000
@@ -142,13 +143,25 @@ class MemoryStore(StateStore):
                 per_bucket[seen] -= 1
             latest[op.member] = b
             per_bucket[b] = per_bucket.get(b, 0) + 1
+            if cached is not None and cached[0] == b:
+                # counted already when it was seen within the span; new to the span otherwise
+                counted = seen is not None and seen > b - n
+                entry[2] = cached = (b, cached[1] + (0 if counted else 1))
+                return cached[1]
+        elif cached is not None and cached[0] == b:
+            return cached[1]
         if len(per_bucket) > 2 * n + 4:
             cutoff = b - n
             for member in [m for m, mb in latest.items() if mb <= cutoff]:
                 del latest[member]
             for old in [k for k in per_bucket if k <= cutoff]:
                 del per_bucket[old]
-        return sum(per_bucket.get(b - i, 0) for i in range(n))
+        total = 0
+        for i in range(n):
+            total += per_bucket.get(b - i, 0)
+        newest = max(per_bucket) if per_bucket else b
+        entry[2] = (b, total) if b >= newest else None     # an out-of-order op must not poison the cache
+        return total
 
     def _counter(self, op: Counter) -> int:
         entry = self._counters.get(op.key)
