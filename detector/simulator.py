@@ -458,6 +458,14 @@ def scaled(profiles: Sequence[PortProfile], total_per_s: float, at_ms: int | Non
     return [replace(p, rate_per_min=p.rate_per_min * factor) for p in profiles]
 
 
+def resolve_data_dir(value: str | Path) -> Path:
+    """``SMSGUARD_DATA_DIR``: a relative path is tried against the working directory, then the repository."""
+    path = Path(value)
+    if path.is_absolute() or path.exists():
+        return path
+    return Path(__file__).resolve().parents[1] / path
+
+
 def write_jsonl(events, path: str | Path) -> int:
     """Write events as JSON lines (UTF-8); returns how many."""
     n = 0
@@ -500,4 +508,4 @@ async def publish(bootstrap: str, topic: str, events, *, start_ms: int | None = 
     return n
 
 
-__all__ = ["PortProfile", "TrafficSimulator", "KINDS", "msisdn", "scaled", "strip_signature", "write_jsonl", "publish"]
+__all__ = ["PortProfile", "TrafficSimulator", "KINDS", "msisdn", "scaled", "strip_signature", "write_jsonl", "publish", "resolve_data_dir"]

@@ -5,19 +5,9 @@ Heavy imports (faust, aiokafka, rich) happen inside the commands so ``smsguard -
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
 import click
 
 from detector.settings import Settings
-
-
-def data_dir(settings: Settings) -> Path:
-    """``SMSGUARD_DATA_DIR``; a relative path is tried against the working directory, then the repository."""
-    path = Path(settings.data_dir)
-    if path.is_absolute() or path.exists():
-        return path
-    return Path(__file__).resolve().parents[1] / path
 
 
 def register(main: click.Group, bench: click.Group) -> None:
@@ -33,12 +23,12 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--realtime", is_flag=True, help="With --kafka: send each event when its event time comes.")
     def simulate_cmd(rate, duration, ports, seed, start_ms, malformed, output, kafka, realtime):
         """Generate realistic outbound SMS traffic (for replay, the demo and benchmarks)."""
-        from detector.simulator import TrafficSimulator, scaled, write_jsonl
+        from detector.simulator import TrafficSimulator, resolve_data_dir, scaled, write_jsonl
 
         settings = Settings.from_env()
         if not output and not kafka:
             raise click.UsageError("give -o FILE or --kafka")
-        sim = TrafficSimulator(data_dir(settings), seed=seed, tz_offset_h=settings.default_tz_offset_h)
+        sim = TrafficSimulator(resolve_data_dir(settings.data_dir), seed=seed, tz_offset_h=settings.default_tz_offset_h)
         start = start_ms if start_ms is not None else int(time.time() * 1000)
         profiles = scaled(sim.default_profiles(ports), rate, at_ms=start, tz_offset_h=settings.default_tz_offset_h)
         if output:
@@ -61,3 +51,16 @@ def register(main: click.Group, bench: click.Group) -> None:
         from detector.worker import run_worker
 
         run_worker(Settings.from_env())
+
+    @main.command("demo")
+    @click.option("--duration", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
+    @click.option("--rate", default=100.0, show_default=True, help="Messages a second offered by all ports together.")
+    @click.option("--ports", default=20, show_default=True, help="Ports in the traffic mix.")
+    @click.option("--seed", default=0, show_default=True, help="Seed of the simulated traffic.")
+    @click.option("--night-in", default=15.0, show_default=True,
+                  help="Seconds until simulated midnight, when the night-time spam blaster starts.")
+    def demo_cmd(duration, rate, ports, seed, night_in):
+        """Run broker, Redis, a worker, the dashboard and a gateway with simulated traffic; show what happens."""
+        from detector.demo import Demo
+
+        Demo(Settings.from_env(), rate=rate, duration=duration, ports=ports, seed=seed, night_in_s=night_in).run()
