@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "detector.ops_cli",
     "detector.services",
     "detector.gateway_cli",
+    "detector.state_cli",
     "training.cli",
 )
 
