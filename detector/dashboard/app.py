@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 STATE_REFRESH_S = 2.0
 SSE_QUEUE = 1_000
+RECENT_ACTIONS = 200
 SSE_PING_S = 15.0
 SEVERITY = {"block": 4, "throttle": 3, "watch": 2, "normal": 1, "allowlist": 0}
 _ERROR_STATUS = {InvalidAction: 400, KafkaUnavailable: 503, StateUnavailable: 503, AuditError: 500}
@@ -76,6 +78,7 @@ class Dashboard:
             f"{settings.app_id}-dashboard-feedback", self.publisher,
             session_timeout_s=settings.broker_session_timeout_s)
         self.states: dict[str, dict[str, Any]] = {}     # port -> PortAction.as_dict(), newest wins
+        self.recent_actions: deque[dict[str, Any]] = deque(maxlen=RECENT_ACTIONS)
         self.redis_ok = True
         self.redis_error: str | None = None
         self.states_refreshed_ms: int | None = None
@@ -112,6 +115,7 @@ class Dashboard:
                 self.broadcast("decision", public)
         elif topic == self.topics[TOPIC_PORT_ACTIONS]:
             if self._remember_state(value):
+                self.recent_actions.append(value)
                 self.broadcast("port", value)
         elif topic == self.topics[TOPIC_COMPLAINTS]:
             self.live.add_complaint(value)
@@ -121,8 +125,9 @@ class Dashboard:
         if not port or "state" not in action:
             return False
         current = self.states.get(port)
-        if current is not None and int(current.get("ts_ms") or 0) > int(action.get("ts_ms") or 0):
-            return False
+        if current is not None and (current == action or
+                                    int(current.get("ts_ms") or 0) > int(action.get("ts_ms") or 0)):
+            return False                      # older, or our own action read back from the topic
         self.states[port] = action
         counts: dict[str, int] = {}
         for state in self.states.values():
@@ -264,7 +269,8 @@ class Dashboard:
             metrics.redis_error()
             redis_note = f"error: {exc}"[:200]
         record = self.audit.append({**entry, "outcome": "done", "kafka": "ok", "redis": redis_note}, now_ms=now_ms)
-        self._remember_state(action.as_dict())
+        if self._remember_state(action.as_dict()):
+            self.recent_actions.append(action.as_dict())
         self.broadcast("port", action.as_dict())
         self.broadcast("audit", record)
         return {"ok": True, "action": action.as_dict(), "audit": record}
@@ -388,6 +394,12 @@ async def api_flagged(request: web.Request) -> web.Response:
                                                                   request.query.get("port") or None)})
 
 
+async def api_port_actions(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    recent = list(d.recent_actions)[::-1][:_limit(request, 50, 200)]
+    return web.json_response({"actions": recent})
+
+
 async def api_audit(request: web.Request) -> web.Response:
     d = _dashboard(request)
     entries = await asyncio.to_thread(d.audit.recent, _limit(request, 50, 1000))
@@ -441,6 +453,7 @@ def create_app(settings: Settings, store: StateStore | None = None, *, lookback:
     app.router.add_get("/api/flagged", api_flagged)
     app.router.add_post("/api/messages/{msg_id}/label", api_label)
     app.router.add_get("/api/audit", api_audit)
+    app.router.add_get("/api/port-actions", api_port_actions)
     app.router.add_get("/api/stream", api_stream)
     return app
 

@@ -216,6 +216,17 @@ function historyItem(a) {
     a.expires_at_ms ? el("span", { class: "muted", text: ` until ${fmtTime(a.expires_at_ms, true)}` }) : null,
     el("span", { class: "why", text: a.note || (a.reasons || []).map((x) => x.detail ? `${x.signal}: ${x.detail}` : x.signal).join(", ") }));
 }
+function historyWithPort(a) {
+  const li = historyItem(a);
+  li.insertBefore(el("a", { class: "port mono", href: `/port/${encodeURIComponent(a.port)}`, text: `${a.port} ` }), li.children[1]);
+  return li;
+}
+async function loadChanges() {
+  try {
+    const data = await api("/api/port-actions?limit=50");
+    $("changes").replaceChildren(...(data.actions.length ? data.actions.map(historyWithPort) : [el("li", { class: "none", text: "No state changes yet. 暂无变更" })]));
+  } catch (e) { /* banner */ }
+}
 async function loadPort() {
   if (!S.port) return;
   try {
@@ -276,7 +287,13 @@ function connectStream() {
   es.addEventListener("decision", (e) => addToStream(JSON.parse(e.data)));
   es.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
   es.addEventListener("audit", (e) => { $("audit").querySelector("li.none")?.remove(); $("audit").prepend(auditItem(JSON.parse(e.data))); });
-  es.addEventListener("port", (e) => { const a = JSON.parse(e.data); if (S.port === a.port) loadPort(); else if (!S.port) schedulePorts(); });
+  es.addEventListener("port", (e) => {
+    const a = JSON.parse(e.data);
+    $("changes").querySelector("li.none")?.remove();
+    $("changes").prepend(historyWithPort(a));
+    while ($("changes").children.length > 50) $("changes").lastChild.remove();
+    if (S.port === a.port) loadPort(); else if (!S.port) schedulePorts();
+  });
   es.onerror = () => { $("pill-kafka").textContent = "stream reconnecting…"; $("pill-kafka").className = "pill bad"; };
 }
 let portsTimer = null;
@@ -297,6 +314,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("ad-cancel").addEventListener("click", (e) => { e.preventDefault(); $("action-dialog").close(); });
   document.addEventListener("click", (e) => { const a = e.target.closest("a[href^='/']"); if (a && !e.ctrlKey && !e.metaKey) { e.preventDefault(); go(a.getAttribute("href")); } });
   window.addEventListener("popstate", route);
-  checkOperator(); route(); loadAudit(); loadInitialStream(); connectStream();
+  checkOperator(); route(); loadAudit(); loadChanges(); loadInitialStream(); connectStream();
   setInterval(() => { if (S.port) loadPort(); else loadPorts(); }, 2000);
 });
