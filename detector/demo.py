@@ -189,6 +189,14 @@ class Demo:
         self.children: list[ChildProcess] = []
         self.log_dir = Path(tempfile.mkdtemp(prefix="smsguard-demo-"))
         self._stop = asyncio.Event()
+        # The demo world runs on a simulated clock that starts just before midnight (China time);
+        # the gateway follows it too, so port states lapse in the same time the detector sets them.
+        self.sim_start_ms = sim_start_before_midnight(int(time.time() * 1000), night_in_s,
+                                                      settings.default_tz_offset_h)
+        self.began = time.monotonic()
+
+    def sim_now_ms(self) -> float:
+        return self.sim_start_ms + (time.monotonic() - self.began) * 1000
 
     # -- processes -------------------------------------------------------------------------------------
     def start_processes(self, stack) -> Settings:
@@ -220,7 +228,7 @@ class Demo:
     # -- traffic through the gateway ------------------------------------------------------------------
     async def send_traffic(self, settings: Settings, gateway, producer) -> None:
         sim = TrafficSimulator(resolve_data_dir(settings.data_dir), seed=self.seed, tz_offset_h=settings.default_tz_offset_h)
-        start = sim_start_before_midnight(int(time.time() * 1000), self.night_in_s, settings.default_tz_offset_h)
+        start = self.sim_start_ms
         profiles: list[PortProfile] = scaled(sim.default_profiles(self.ports), self.rate, at_ms=start,
                                              tz_offset_h=settings.default_tz_offset_h)
         for p in profiles:
@@ -230,7 +238,7 @@ class Demo:
         horizon = (self.duration or 7 * 86_400) + 5
         events = sim.events(profiles, start, horizon)
         topic = settings.topic(TOPIC_OUTBOUND)
-        began = time.monotonic()
+        began = self.began = time.monotonic()
         retries: list[tuple[float, int, dict, int]] = []      # (due, seq, event, delays so far)
         seq = 0
         pending = next(events, None)
@@ -318,7 +326,7 @@ class Demo:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
         gateway = Gateway(settings.redis_url, kafka_bootstrap=settings.kafka_bootstrap,
-                          topic=settings.topic(TOPIC_PORT_ACTIONS))
+                          topic=settings.topic(TOPIC_PORT_ACTIONS), clock=self.sim_now_ms)
         await gateway.start()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
         await producer.start()
