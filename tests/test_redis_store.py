@@ -1,4 +1,5 @@
-"""RedisStore beyond the shared contract: lost scripts, a Redis that goes away and comes back, key layout."""
+"""RedisStore beyond the shared contract: lost scripts, a Redis that goes away and comes back, key layout,
+and batch mode (chunks, NOSCRIPT mid-batch, thousands of keys, the same answers as the per-op pipeline)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,12 +8,15 @@ import time
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detector.errors import StateUnavailable
 from detector.events import PortAction
 from detector.state.base import Baseline, Claim, Counter, Distinct, HashGet, HashSet, Window, tag
 from detector.state.memory import MemoryStore
 from detector.state.redis import RedisStore
+from test_state_contract import batches_strategy
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +32,10 @@ def mixed_batch(ns: str, i: int) -> list:
             Claim(tag(ns, f"m{i // 2}"), ts, 600)]
 
 
-async def test_script_flush_between_and_during_batches_changes_nothing(redis_server):
+@pytest.mark.parametrize("batch_script", [True, False], ids=["batch", "per-op"])
+async def test_script_flush_between_and_during_batches_changes_nothing(redis_server, batch_script):
     ns = "t" + uuid.uuid4().hex[:10]
-    store, memory = RedisStore(redis_server.url), MemoryStore()
+    store, memory = RedisStore(redis_server.url, batch_script=batch_script, batch_ops=3), MemoryStore()
     flusher = RedisStore(redis_server.url)
     stop = asyncio.Event()
 
@@ -134,3 +139,106 @@ async def test_a_pipeline_of_a_thousand_ops_is_one_round_trip_per_batch(redis_se
     finally:
         await store.close()
     assert len(batch) == 1001 and elapsed < 1.0
+
+
+# -- batch mode: one batch.lua call per chunk of ops -------------------------------------------------------------
+async def evalsha_calls(redis) -> int:
+    stats = await redis.info("commandstats")
+    return stats.get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+async def test_batch_mode_sends_one_call_per_chunk_and_keeps_order_across_chunks(own_redis):
+    """50 ops in chunks of 7: 8 EVALSHAs; ops on one key on both sides of a chunk boundary still see each other."""
+    ns = "t" + uuid.uuid4().hex[:10]
+    store = RedisStore(own_redis.url, batch_ops=7)
+    batch = [op for i in range(7) for op in mixed_batch(ns, i)] + [Counter(tag(ns, "p0", "c"), T0 + 200_000, 0, 120)]
+    try:
+        await store.load_scripts()
+        await store.redis.config_resetstat()
+        got = await store.run(batch)
+        assert await evalsha_calls(store.redis) == 8
+    finally:
+        await store.close()
+    assert len(batch) == 50 and got == await MemoryStore().run(batch)
+
+
+class FlushAfterFirstChunk(RedisStore):
+    """Slips a SCRIPT FLUSH into the pipeline right after the first chunk of the first attempt."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.flushed = False
+
+    def _send(self, pipe, command):
+        super()._send(pipe, command)
+        if not self.flushed:
+            self.flushed = True
+            pipe.other("SCRIPT", "FLUSH")
+
+
+@pytest.mark.parametrize("batch_script", [True, False], ids=["batch", "per-op"])
+async def test_noscript_mid_batch_resends_only_what_did_not_run(redis_server, batch_script):
+    """The first chunk (or op) runs, the rest get NOSCRIPT: they run once after the reload, in order."""
+    ns = "t" + uuid.uuid4().hex[:10]
+    store = FlushAfterFirstChunk(redis_server.url, batch_script=batch_script, batch_ops=5)
+    batch = [op for i in range(6) for op in mixed_batch(ns, i)]
+    try:
+        got = await store.run(batch)
+        loads = store.script_loads
+    finally:
+        await store.close()
+    assert store.flushed and loads == 2          # loaded, flushed mid-pipeline, loaded again
+    assert got == await MemoryStore().run(batch)   # counters and claims show nothing ran twice
+
+
+async def test_a_batch_touching_thousands_of_keys(redis_server):
+    ns = "t" + uuid.uuid4().hex[:10]
+    store = RedisStore(redis_server.url)
+    batch = [op for i in range(2_500) for op in (Counter(tag(ns, f"r{i}", "c"), T0 + i, 1 + i % 3, 600),
+                                                   Claim(tag(ns, f"m{i % 1_800}"), T0 + i, 600))]
+    batch += [Counter(tag(ns, f"r{i}", "c"), T0 + 3_000, 0, 600) for i in range(0, 2_500, 7)]
+    try:
+        got = await store.run(batch)
+        keys = [k async for k in store.redis.scan_iter(match=f"sg:{ns}:*", count=1000)]
+    finally:
+        await store.close()
+    assert got == await MemoryStore().run(batch)
+    assert len(keys) == 2_500 + 1_800
+
+
+async def test_a_failing_op_in_a_batch_raises_state_unavailable(redis_server):
+    ns = "t" + uuid.uuid4().hex[:10]
+    key = tag(ns, "1069", "w")
+    store = RedisStore(redis_server.url)
+    try:
+        await store.redis.set(key, "not a hash")
+        with pytest.raises(StateUnavailable, match="rejected the batch of 3 ops"):
+            await store.run([Counter(tag(ns, "1069", "c"), T0, 1, 60), Window(key, T0, 1, 60, (60,)),
+                             Claim(tag(ns, "m"), T0, 60)])
+        assert store.healthy
+    finally:
+        await store.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(data=st.data(), batch_ops=st.integers(1, 9))
+def test_batch_mode_answers_exactly_like_per_op_mode(redis_server, data, batch_ops):
+    """Random sequences (late events, expiry, every op kind) under two prefixes: identical answers, HLLs too."""
+    ns = "t" + uuid.uuid4().hex[:10]
+    batches = data.draw(batches_strategy(ns))
+
+    def moved(batch: list) -> list:
+        return [op._replace(key=op.key.replace(f"sg:{ns}:", f"sg:{ns}b:")) for op in batch]
+
+    async def compare() -> None:
+        per_op = RedisStore(redis_server.url, batch_script=False)
+        batched = RedisStore(redis_server.url, batch_ops=batch_ops)
+        try:
+            for batch in batches:
+                assert await batched.run(moved(batch)) == await per_op.run(batch), batch
+        finally:
+            await per_op.close()
+            await batched.close()
+
+    asyncio.run(compare())
