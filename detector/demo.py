@@ -208,6 +208,8 @@ class Demo:
             app_id="smsguard-demo", worker_web_port=free_port(), dashboard_port=free_port(),
             models_dir=str(models if models.is_absolute() else (Path.cwd() / models).resolve()),
             log_format="json", batch_window_s=0.1,
+            # tansu holds a group's first JoinGroup for half the session timeout: keep it short here
+            broker_session_timeout_s=min(float(self.base.broker_session_timeout_s), 3.0),
         )
         create_smsguard_topics(settings)
         env = {**os.environ, **settings.as_env()}

@@ -124,6 +124,9 @@ class BatchProcessor:
         decided_at = self.clock()
         for decision in result.decisions:
             out.add(TOPIC_DECISIONS, decision.port, decision.as_dict(decided_at_ms=decided_at))
+        # duplicates whose first decision may have died with a crashed worker: the engine kept it, send it again
+        for payload in getattr(result, "redelivered", ()):
+            out.add(TOPIC_DECISIONS, payload["port"], payload)
         for action in result.port_actions:
             out.add(TOPIC_PORT_ACTIONS, action.port, action.as_dict())
             log.info("port state changed", extra={"port": action.port, "state": action.state,

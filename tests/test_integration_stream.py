@@ -92,7 +92,7 @@ def redis_dump(url: str) -> bytes:
 
 
 def test_worker_decides_every_valid_event_once_and_dead_letters_the_rest(settings, redis_server, tmp_path):
-    s = settings(batch_size=200)
+    s = settings(batch_size=200, broker_session_timeout_s=3.0)   # tansu delays a first join by half of it
     create_smsguard_topics(s)
     now = int(time.time() * 1000)
     sim = TrafficSimulator(s.data_dir, seed=42)
