@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "detector.services",
     "detector.gateway_cli",
     "detector.state_cli",
+    "detector.bench_cli",
     "training.cli",
 )
 
