@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import unicodedata
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from detector.settings import Settings
 from detector.signals.base import MessageContext
 from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS
 from detector.signals.port_health import complaint_value
-from detector.state.base import Baseline, Claim, Distinct, HashSet, StateStore, Window, tag
+from detector.state.base import Baseline, Claim, Distinct, HashGet, HashSet, StateStore, Window, tag
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
@@ -82,6 +83,9 @@ class EngineResult:
     decisions: list[Decision] = field(default_factory=list)
     port_actions: list[PortAction] = field(default_factory=list)
     duplicates: list[SmsEvent] = field(default_factory=list)
+    #: for duplicates whose decision is still kept (SMSGUARD_DECISION_REPLAY_TTL_S): that decision's payload,
+    #: to produce again, because the first copy may have been lost with a worker that crashed before delivering it
+    redelivered: list[dict[str, Any]] = field(default_factory=list)
     degraded: bool = False
 
 
@@ -155,14 +159,19 @@ class Engine:
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
         ops, slots = self._build_ops(events, by_msg)
+        # a redelivered msg_id gets its kept decision back, so what was lost in a crash is re-emitted identically
+        replay_ops = [HashGet(tag("dec", e.msg_id), ("d",)) for e in result.duplicates]
         states: dict[str, PortAction] = {}
         try:
             outputs, states, registry = await asyncio.gather(
-                self.store.run(ops), self.store.get_port_states(ports), self.store.registered_signatures(ports))
+                self.store.run(ops + replay_ops), self.store.get_port_states(ports),
+                self.store.registered_signatures(ports))
         except StateUnavailable:
             result.degraded = True
             outputs, registry = [], {}
             states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
+        if replay_ops and outputs:
+            result.redelivered = [json.loads(kept[0]) for kept in outputs[len(ops):] if kept[0]]
         complaints: dict[int, dict[str, int]] = {}
         for receivers, value in zip(slots, outputs):
             for owner, name in receivers:
@@ -177,12 +186,14 @@ class Engine:
         self._port_cache.update(states)
 
         port_reasons = self._decide(contexts, states, result)
-        await self._port_transitions(events, contexts, port_reasons, complaints, states, result)
+        changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states)
         for decision in result.decisions:
             decision.port_state = states[decision.port].state if decision.port in states else "normal"
             if decision.port_state == "block" and decision.action != "block":
                 decision.action = "block"
                 decision.reasons.append(Reason("port_blocked", 1.0, 0.0, "the port is blocked"))
+        if not result.degraded:
+            await self._persist(contexts, changes, result)
         return result
 
     def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext]) -> tuple[list, list]:
@@ -336,12 +347,9 @@ class Engine:
                 port_reasons[event.port] = (event.ts_ms, p_reasons)
         return port_reasons
 
-    async def _port_transitions(self, events: Sequence[Event], contexts: list[MessageContext],
-                                port_reasons: dict[str, tuple[int, list[Reason]]],
-                                complaints: dict[int, dict[str, int]], states: dict[str, PortAction],
-                                result: EngineResult) -> None:
-        if result.degraded:
-            return                               # cannot persist a state change; the next healthy batch will
+    def _port_transitions(self, events: Sequence[Event], port_reasons: dict[str, tuple[int, list[Reason]]],
+                          complaints: dict[int, dict[str, int]], states: dict[str, PortAction]) -> list[PortAction]:
+        """Port state changes of this batch (``states`` is updated in place)."""
         changes: list[PortAction] = []
         for port, (ts_ms, reasons) in port_reasons.items():
             risk = sum(r.value * r.weight for r in reasons)
@@ -364,15 +372,23 @@ class Engine:
             if change is not None:
                 states[event.port] = change
                 changes.append(change)
-        optout_hits = [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
-                       for c, d in zip(contexts, result.decisions) if any(r.signal == "opted_out" for r in d.reasons)]
+        return changes
+
+    async def _persist(self, contexts: list[MessageContext], changes: list[PortAction], result: EngineResult) -> None:
+        """Write what this batch decided: kept decisions, opt-out violations, port states."""
+        keep_s = int(self.settings.decision_replay_ttl_s)
+        ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
+                             json.dumps(d.as_dict(), ensure_ascii=False, separators=(",", ":")), keep_s)
+                     for d in result.decisions] if keep_s > 0 else []
+        ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
+                for c, d in zip(contexts, result.decisions) if any(r.signal == "opted_out" for r in d.reasons)]
         try:
-            if optout_hits:
-                await self.store.run(optout_hits)
+            if ops:
+                await self.store.run(ops)
             for change in changes:
                 await self.store.put_port_state(change)
         except StateUnavailable:
-            result.degraded = True
+            result.degraded = True          # the changes were not stored: they are neither announced nor cached
             return
         self._port_cache.update({c.port: c for c in changes})
         result.port_actions.extend(changes)

@@ -115,6 +115,11 @@ def _account(result, stats: ReplayStats) -> None:
             port.first_throttle_after = port.messages
 
 
+def _offline(settings: Settings) -> Settings:
+    """Replay has no crashed worker to recover from: it keeps no decisions for redelivery."""
+    return settings.replace(decision_replay_ttl_s=0)
+
+
 def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings, *,
                scorer: Scorer | None = None, policy: Policy | None = None, store: StateStore | None = None,
                batch_size: int | None = None) -> ReplayStats:
@@ -126,7 +131,7 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
     tune_gc_for_streaming()
     with open(path, "rb") as fh:
         events = read_events(fh, parser, stats, rejects)
-    engine = Engine(settings, store or MemoryStore(), scorer, policy)
+    engine = Engine(_offline(settings), store or MemoryStore(), scorer, policy)
     out = open(out_path, "w", encoding="utf-8") if out_path else None
     try:
         for record in rejects:
@@ -147,7 +152,7 @@ def replay_records(records: list[dict], settings: Settings, *, scorer: Scorer | 
     stats = ReplayStats()
     rejects: list[dict[str, Any]] = []
     events = read_events((json.dumps(r, ensure_ascii=False) for r in records), parser, stats, rejects)
-    engine = Engine(settings, MemoryStore(), scorer, policy)
+    engine = Engine(_offline(settings), MemoryStore(), scorer, policy)
     buf = io.StringIO()
     asyncio.run(replay_events(events, engine, buf, stats, batch_size))
     return stats, rejects + [json.loads(line) for line in buf.getvalue().splitlines()]

@@ -55,6 +55,10 @@ SETTINGS: list[Setting] = [
     Setting("SMSGUARD_BATCH_WINDOW_S", 0.05, "Longest a worker waits to fill a micro-batch (seconds)."),
     Setting("SMSGUARD_SCORE_CACHE_SIZE", 100_000, "Entries in the template score cache (0 disables it)."),
     Setting("SMSGUARD_DEDUP_TTL_S", 86_400, "How long a msg_id is remembered so it is decided and counted once (seconds)."),
+    Setting("SMSGUARD_DECISION_REPLAY_TTL_S", 300,
+            "How long a decision is kept so a batch redelivered after a crash re-emits it identically (seconds). "
+            "Offsets are committed seconds after deciding, so minutes are ample; Redis holds this many seconds of "
+            "decisions (~400 bytes each)."),
     Setting("SMSGUARD_MAX_CONTENT_CHARS", 2_000, "Longer contents are rejected to the dead-letter topic."),
     Setting("SMSGUARD_MAX_EVENT_BYTES", 65_536, "Larger raw events are rejected to the dead-letter topic."),
     Setting("SMSGUARD_MAX_CLOCK_SKEW_S", 86_400,

@@ -127,6 +127,8 @@ class BatchProcessor:
         # duplicates whose first decision may have died with a crashed worker: the engine kept it, send it again
         for payload in getattr(result, "redelivered", ()):
             out.add(TOPIC_DECISIONS, payload["port"], payload)
+        for kept in result.redelivered:      # decided before a crash, maybe never delivered: send it again
+            out.add(TOPIC_DECISIONS, kept["port"], {**kept, "decided_at_ms": decided_at, "redelivered": True})
         for action in result.port_actions:
             out.add(TOPIC_PORT_ACTIONS, action.port, action.as_dict())
             log.info("port state changed", extra={"port": action.port, "state": action.state,

@@ -140,3 +140,23 @@ def test_hot_swapped_scorer_scores_the_next_batch():
     eng.swap_scorer(Quiet())
     d = run(eng.process([sms(2, content="加微信")])).decisions[0]
     assert d.score == 0.0 and d.model_version == "quiet@2"
+
+
+def test_a_redelivered_batch_gets_its_kept_decisions_back_identically():
+    store = MemoryStore()
+    eng = engine(store)
+    first = run(eng.process([sms(1, content="加微信领红包"), sms(2)]))
+    # the worker crashed before delivering: the same events come again, to a fresh engine on the same store
+    again = run(engine(store).process([sms(1, content="加微信领红包"), sms(2), sms(3)]))
+    assert [d.msg_id for d in again.decisions] == ["m3"]
+    assert again.redelivered == [d.as_dict() for d in first.decisions]
+
+
+def test_kept_decisions_expire(monkeypatch):
+    store = MemoryStore()
+    settings = Settings.from_env({"SMSGUARD_DECISION_REPLAY_TTL_S": "60"})
+    run(Engine(settings, store, FixedScorer()).process([sms(1)]))
+    late = sms(1)
+    late.ts_ms += 61_000          # event time moves on: the kept copy has expired, the claim has not
+    result = run(Engine(settings, store, FixedScorer()).process([sms(500), late]))
+    assert [e.msg_id for e in result.duplicates] == ["m1"] and result.redelivered == []
