@@ -70,6 +70,7 @@ def _print_ports(rows: list[dict[str, Any]], live: bool) -> None:
             table.add_column(name, justify="right")
     table.add_column("by", no_wrap=True)
     table.add_column("since (CST)", no_wrap=True)
+    table.add_column("until", no_wrap=True)
     table.add_column("reasons / note")
     for r in rows:
         state = r.get("state", "normal")
@@ -80,7 +81,8 @@ def _print_ports(rows: list[dict[str, Any]], live: bool) -> None:
                       f"{r['spam_share']:.0%}", str(r["fan_out"]), str(r["complaints"])]
         reasons = ", ".join(r.get("state_reasons") or [s for s, _ in r.get("top_reasons") or []])
         note = r.get("note")
-        cells += [r.get("decided_by") or "—", _beijing(r.get("since_ms")), f"{reasons}{' · ' + note if note else ''}"]
+        cells += [r.get("decided_by") or "—", _beijing(r.get("since_ms")), _beijing(r.get("expires_at_ms")),
+                  f"{reasons}{' · ' + note if note else ''}"]
         table.add_row(*cells)
     Console().print(table)
     if not rows:

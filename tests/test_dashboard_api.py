@@ -206,6 +206,10 @@ async def test_live_stats_label_and_export_labels(client, tmp_path):
     assert data["ports"][0]["port"] == SPAM_PORT          # sorted by risk
     allowed = next(r for r in data["ports"] if r["port"] == "10690001")
     assert allowed["flagged"] == 0 and allowed["spam_share"] == 0.0
+    by_provider = (await (await client.get("/api/ports?sp_id=SP09")).json())["ports"]
+    assert [r["port"] for r in by_provider] == [SPAM_PORT]
+    by_signature = (await (await client.get("/api/ports?signature=工商")).json())["ports"]
+    assert [r["port"] for r in by_signature] == ["10690002"]
 
     flagged = (await (await client.get("/api/flagged?limit=500")).json())["flagged"]
     assert flagged and all(d["port"] == SPAM_PORT for d in flagged)

@@ -228,9 +228,9 @@ class Dashboard:
             row = self.port_row(port)
             if state and row["state"] != state:
                 continue
-            if sp_id and sp_id not in row["sp_ids"]:
+            if sp_id and not any(sp_id.lower() in known.lower() for known in row["sp_ids"]):
                 continue
-            if signature and signature not in [s for s, _ in row["signatures"]]:
+            if signature and not any(signature in known for known, _ in row["signatures"]):
                 continue
             rows.append(row)
         rows.sort(key=lambda r: (-SEVERITY.get(r["state"], 1), -r["risk"], -r["flagged"], -r["volume"], r["port"]))
