@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from detector.dashboard.feeds import read_to_end
-from detector.events import TOPIC_DECISIONS, TOPIC_PORT_ACTIONS
+from detector.events import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_PORT_ACTIONS
 from detector.services import acreate_topics, free_port
 from detector.settings import Settings
 from test_dashboard_api import (ALL_TOPICS, SPAM_PORT, TOKEN, TOKENS_ENV, decide_like_worker, engine_throttle,
@@ -164,6 +164,7 @@ def test_spam_burst_appears_live_and_port_turns_throttle(browser_stack, driver):
     seen_after = time.monotonic() - started
     wait_until(driver, ec.presence_of_element_located(
         css(f"#ports tbody tr[data-port='{BURST_PORT}'][data-state='throttle']")), 10)
+    print(f"flagged burst on the page {seen_after:.2f}s after the worker-like writes finished")
     assert seen_after < 5.0, f"flagged burst took {seen_after:.1f}s after it was written to reach the page"
     item = driver.find_element(*css(f"#stream li.msg[data-port='{BURST_PORT}']"))
     text = item.text
@@ -200,6 +201,16 @@ def test_operator_blocks_a_port_with_a_reason(browser_stack, driver):
     audit = [json.loads(line) for line in Path(settings.audit_log).read_text(encoding="utf-8").splitlines()]
     assert [(e["operator"], e["action"], e["port"], e["reason"]) for e in audit] == [
         ("alice", "block", SPAM_PORT, "夜间无退订营销 + 12321 投诉激增")]
+    assert audit[0]["previous_state"] == "normal" and audit[0]["expires_at_ms"] - audit[0]["at_ms"] == 3_600_000
+
+    # label the newest flagged message of the port as spam: it goes to sms.feedback with its masked text
+    item = driver.find_element(*css("#pp-recent li.msg"))
+    msg_id = item.get_attribute("data-msg-id")
+    item.find_element(*css(".label-btns button")).click()
+    wait_until(driver, ec.text_to_be_present_in_element(css(f"#pp-recent li.msg[data-msg-id='{msg_id}'] .labelled"),
+                                                        "labelled spam"))
+    feedback = asyncio.run(read_to_end(settings.kafka_bootstrap, settings.topic(TOPIC_FEEDBACK)))
+    assert [(f["msg_id"], f["label"], f["who"], f["source"]) for f in feedback] == [(msg_id, 1, "alice", "operator")]
 
     driver.get(browser_stack["url"])
     wait_until(driver, ec.text_to_be_present_in_element(css("#audit"), "夜间无退订营销"))
