@@ -50,7 +50,7 @@ _URL = re.compile(
 )
 # 'x' runs stand for masked digits; short ones only when not inside a latin word ("xbox", "max").
 _MASKED_DIGITS = re.compile(r"x{3,}|(?<![a-z])x{1,2}(?![a-z])")
-_DIGIT = re.compile(r"\d")
+_ONE_DIGIT = str.maketrans("123456789", "000000000")
 _GROUPED_NUMBER = re.compile(r"(?<!0)0{3,4}[ \-]0{3,4}[ \-]?0{4}(?!0)")
 _WECHAT = re.compile(r"(微信|weixin|wechat|vx|wx|v信|威信|薇信|维信|徽信|微x|卫星)(号)?\s*[:：]?\s*[a-z][a-z0-9_\-]{4,19}(?![a-z0-9_\-])")
 _QQ = re.compile(r"(qq|扣扣|企鹅|(?<![a-z])q)(号|群)?\s*[:：]?\s*0{5,11}(?!0)")
@@ -99,8 +99,11 @@ def split_signature(text: str) -> tuple[str | None, str]:
 
 
 def _typed_numbers(text: str) -> str:
-    text = _MASKED_DIGITS.sub(lambda m: DIGIT * len(m.group()), text)
-    text = _DIGIT.sub(DIGIT, text)
+    if "x" in text:
+        text = _MASKED_DIGITS.sub(lambda m: DIGIT * len(m.group()), text)
+    text = text.translate(_ONE_DIGIT)
+    if DIGIT not in text:  # most chat-like texts: skip the number patterns
+        return text
     text = _GROUPED_NUMBER.sub(lambda m: DIGIT * (len(m.group()) - m.group().count(" ") - m.group().count("-")), text)
     text = _QQ.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{QQ}", text)
     text = _MONEY.sub(MONEY, text)
@@ -115,7 +118,8 @@ def clean(text: str) -> str:
     text = _EMOJI.sub(f" {EMOJI} ", text)
     text = _CN_NUMERAL_RUN.sub(lambda m: m.group().translate(_CN_DIGITS), text)
     text = _SEPARATED_HAN.sub("", text)
-    text = _URL.sub(f" {URL} ", text)
+    if "." in text or "http" in text:  # every URL pattern needs one of them
+        text = _URL.sub(f" {URL} ", text)
     text = _WECHAT.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{WECHAT}", text)
     text = _typed_numbers(text)
     return _SPACES.sub(" ", text).strip()

@@ -45,12 +45,16 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Sample weights for one data set by file stem, e.g. raw_dev=2:6 (raw traffic counts more).")
     @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder, e.g. models/zh-linear-v2.")
     @click.option("--refit-all", is_flag=True, help="After the held-out evaluation, ship a model refitted on all rows.")
-    @click.option("--target-precision", type=float, default=0.95, show_default=True)
+    @click.option("--target-precision", type=float, default=0.95, show_default=True,
+                  help="The threshold is the lowest reaching this precision on out-of-fold training scores.")
+    @click.option("--threshold-on", default="", metavar="NAME",
+                  help="Pick the threshold on the out-of-fold scores of this data set only (file stem, e.g. raw_dev).")
     @click.option("--C", "C", type=float, default=30.0, show_default=True, help="Inverse L2 strength.")
     @click.option("--features-log2", type=int, default=20, show_default=True, help="Hashed feature space size (log2).")
     @click.option("--seed", type=int, default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
-    def train(data, splits, holdout, weights, out, refit_all, target_precision, C, features_log2, seed, promote):
+    def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2, seed,
+              promote):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -73,8 +77,8 @@ def register(main: click.Group, bench: click.Group) -> None:
             if not sep:
                 raise ConfigError(f"--weight {spec!r}: expected NAME=SPAM:NORMAL")
             weight_map[name] = value
-        params = TrainParams(n_features_log2=features_log2, C=C, target_precision=target_precision, seed=seed,
-                             weights=weight_map)
+        params = TrainParams(n_features_log2=features_log2, C=C, target_precision=target_precision,
+                             threshold_on=threshold_on, seed=seed, weights=weight_map)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)

@@ -43,8 +43,10 @@ def _parse_weight(spec: Any) -> tuple[float, float]:
     return float(spam), float(normal or spam)
 
 
-def _concat(datasets: list[Dataset]) -> tuple[list[str], np.ndarray]:
-    return [t for d in datasets for t in d.texts], np.concatenate([d.labels for d in datasets])
+def _concat(datasets: list[Dataset]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, labels and the source data-set name of every row."""
+    sources = np.concatenate([np.full(len(d), d.name.split(":")[0]) for d in datasets])
+    return [t for d in datasets for t in d.texts], np.concatenate([d.labels for d in datasets]), sources
 
 
 def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
@@ -58,8 +60,8 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     if has_holdout:
         train_parts = [d.subset(train, "train") for d, (train, _) in zip(datasets, splits)]
         step(f"fitting the held-out model on {sum(map(len, train_parts))} training rows")
-        texts, labels = _concat(train_parts)
-        heldout = fit(texts, labels, job.params, _weights(train_parts, job.params))
+        texts, labels, sources = _concat(train_parts)
+        heldout = fit(texts, labels, job.params, _weights(train_parts, job.params), sources)
         heldout_threshold = heldout.threshold
         step("fitting the classic baseline (jieba + TF-IDF + MultinomialNB) on the same rows")
         baseline = fit_classic_baseline(texts, labels)
@@ -75,8 +77,8 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
                                        spam_metrics(part.labels, base, 0.5)))
     if job.refit_all or not has_holdout:
         step(f"fitting the shipped model on all {sum(map(len, datasets))} rows")
-        texts, labels = _concat(datasets)
-        shipped = fit(texts, labels, job.params, _weights(datasets, job.params))
+        texts, labels, sources = _concat(datasets)
+        shipped = fit(texts, labels, job.params, _weights(datasets, job.params), sources)
         used = [len(d) for d in datasets]
     else:
         shipped = heldout

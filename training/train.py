@@ -29,6 +29,7 @@ class TrainParams:
     C: float = 30.0                # inverse L2 strength of the logistic regression
     folds: int = 3                 # out-of-fold predictions for calibration and the threshold
     target_precision: float = 0.95
+    threshold_on: str = ""         # data-set name whose out-of-fold scores pick the threshold ("": all rows)
     seed: int = 42
     weights: dict[str, str] = field(default_factory=dict)   # data-set name -> 'SPAM:NORMAL' sample weights
 
@@ -67,13 +68,24 @@ class Fitted:
     oof_proba: np.ndarray
 
 
-def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.ndarray | None = None) -> Fitted:
+def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.ndarray | None = None,
+        sources: np.ndarray | None = None) -> Fitted:
+    """Fit the pipeline; ``sources`` (data-set name per row) lets ``params.threshold_on`` pick the rows
+    whose out-of-fold precision decides the threshold (the data closest to live traffic)."""
+    from detector.errors import ConfigError
+
+    labels = np.asarray(labels)
     pipeline = build_pipeline(params)
     pipeline.fit(texts, labels, classify__sample_weight=weights)
     classifier = pipeline.named_steps["classify"]
     oof = classifier.oof_proba_
     del classifier.oof_proba_  # training-set sized; not part of the artifact
-    return Fitted(pipeline, pick_threshold(oof, np.asarray(labels), params.target_precision), oof)
+    rows = np.ones(len(labels), dtype=bool)
+    if params.threshold_on:
+        rows = np.asarray(sources) == params.threshold_on if sources is not None else rows & False
+        if not rows.any():
+            raise ConfigError(f"--threshold-on {params.threshold_on!r}: no training rows from that data set")
+    return Fitted(pipeline, pick_threshold(oof[rows], labels[rows], params.target_precision), oof)
 
 
 def save(fitted: Fitted, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
