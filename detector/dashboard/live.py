@@ -134,7 +134,7 @@ class LiveStats:
         if m <= self.now_ms // MINUTE_MS - HISTORY_MIN:
             return None                                  # older than anything we keep
         action = d.get("action", "allow")
-        stats = self._ports.setdefault(port, _Port())
+        stats = self._ports.get(port) or self._ports.setdefault(port, _Port())
         bucket = stats.minute(m)
         bucket.volume += 1
         score = float(d.get("score") or 0)
@@ -148,7 +148,10 @@ class LiveStats:
             bucket.sp_ids[d["sp_id"]] += 1
         content = mask_numbers(str(d.get("content") or ""))
         bucket.templates[template_text(content)] += 1
-        self._totals.setdefault(m, Counter())[action] += 1
+        totals = self._totals.get(m)
+        if totals is None:
+            totals = self._totals[m] = Counter()
+        totals[action] += 1
         if not stats.first_ts_ms or ts_ms < stats.first_ts_ms:
             stats.first_ts_ms = ts_ms
         if ts_ms >= stats.last_ts_ms:
