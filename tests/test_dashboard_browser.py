@@ -6,6 +6,7 @@ way the worker writes them (see tests/test_dashboard_api.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -36,6 +37,55 @@ def _http_json(url: str, timeout: float = 5.0) -> dict:
         return json.load(resp)
 
 
+@contextlib.contextmanager
+def dashboard_process(env: dict[str, str], log_path: Path):
+    """``smsguard dashboard`` in its own process group on a free port; yields its URL once Kafka is read."""
+    port = free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "smsguard"), "dashboard", "--port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if _http_json(f"{url}/api/status")["kafka"]["ok"]:
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"dashboard did not come up: {log_path.read_text()[-2000:]}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def stack_env(broker, redis_url: str, tmp: Path, prefix: str) -> dict[str, str]:
+    return {
+        **os.environ, **TOKENS_ENV,
+        "SMSGUARD_KAFKA_BOOTSTRAP": broker.bootstrap, "SMSGUARD_REDIS_URL": redis_url,
+        "SMSGUARD_TOPIC_PREFIX": prefix, "SMSGUARD_AUDIT_LOG": str(tmp / "audit.jsonl"),
+        "SMSGUARD_DATA_DIR": str((REPO.parent / "shared" / "data" / "sms_zh").resolve()),
+        "SMSGUARD_LOG_FORMAT": "text",
+    }
+
+
+async def prepare_topics(settings: Settings, background_minutes: int) -> None:
+    """The topics, and ``background_minutes`` of traffic up to now already decided."""
+    await acreate_topics(settings.kafka_bootstrap, [settings.topic(t) for t in ALL_TOPICS], partitions=3,
+                         compacted=[settings.topic(TOPIC_PORT_ACTIONS)])
+    now = int(time.time() * 1000)
+    background = decide_like_worker(traffic(settings.data_dir, now - background_minutes * 60_000,
+                                            background_minutes * 60, spam_rate=12), {SPAM_PORT})
+    await produce(settings.kafka_bootstrap, settings.topic(TOPIC_DECISIONS), background)
+
+
 @pytest.fixture(scope="module")
 def browser_stack(broker, redis_server, tmp_path_factory):
     """Topics, 30 minutes of traffic already decided, and a running dashboard process."""
@@ -45,48 +95,11 @@ def browser_stack(broker, redis_server, tmp_path_factory):
         pytest.fail("chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
     tmp = tmp_path_factory.mktemp("dashboard-browser")
     redis_client.Redis.from_url(redis_server.url).flushdb()
-    port = free_port()
-    env = {
-        **os.environ, **TOKENS_ENV,
-        "SMSGUARD_KAFKA_BOOTSTRAP": broker.bootstrap, "SMSGUARD_REDIS_URL": redis_server.url,
-        "SMSGUARD_TOPIC_PREFIX": f"browser-{port}.", "SMSGUARD_AUDIT_LOG": str(tmp / "audit.jsonl"),
-        "SMSGUARD_DATA_DIR": str((REPO.parent / "shared" / "data" / "sms_zh").resolve()),
-        "SMSGUARD_LOG_FORMAT": "text",
-    }
+    env = stack_env(broker, redis_server.url, tmp, f"browser-{free_port()}.")
     settings = Settings.from_env(env)
-    now = int(time.time() * 1000)
-
-    async def prepare() -> None:
-        await acreate_topics(settings.kafka_bootstrap, [settings.topic(t) for t in ALL_TOPICS], partitions=3,
-                             compacted=[settings.topic(TOPIC_PORT_ACTIONS)])
-        background = decide_like_worker(traffic(settings.data_dir, now - 30 * 60_000, 30 * 60, spam_rate=12),
-                                        {SPAM_PORT})
-        await produce(settings.kafka_bootstrap, settings.topic(TOPIC_DECISIONS), background)
-
-    asyncio.run(prepare())
-    log = (tmp / "dashboard.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "smsguard"), "dashboard", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _http_json(f"{url}/api/status")["kafka"]["ok"]:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dashboard did not come up: {(tmp / 'dashboard.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield {"url": url, "settings": settings, "proc": proc}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    asyncio.run(prepare_topics(settings, 30))
+    with dashboard_process(env, tmp / "dashboard.log") as url:
+        yield {"url": url, "settings": settings}
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +244,21 @@ def test_the_same_action_without_a_token_is_refused(browser_stack, driver):
     actions = asyncio.run(read_to_end(settings.kafka_bootstrap, settings.topic(TOPIC_PORT_ACTIONS)))
     assert not [a for a in actions if a["port"] == BURST_PORT and a["state"] == "block"]
     assert "no token" not in Path(settings.audit_log).read_text(encoding="utf-8")
+
+
+def test_a_redis_outage_shows_a_banner_and_goes_away(broker, own_redis, tmp_path, driver):
+    from selenium.webdriver.support import expected_conditions as ec
+
+    env = stack_env(broker, own_redis.url, tmp_path, f"browser-outage-{free_port()}.")
+    asyncio.run(prepare_topics(Settings.from_env(env), 5))
+    with dashboard_process(env, tmp_path / "dashboard.log") as url:
+        driver.get(url)
+        wait_until(driver, ec.presence_of_element_located(css("#ports tbody tr")))
+        assert not driver.find_element(*css("#banner")).is_displayed()
+        own_redis.stop()
+        wait_until(driver, ec.visibility_of_element_located(css("#banner")), 15)
+        assert "Redis unreachable" in driver.find_element(*css("#banner")).text
+        assert driver.find_elements(*css("#ports tbody tr"))            # the last known table stays
+        driver.save_screenshot(str(SHOTS / "06-redis-outage-banner.png"))
+        own_redis.start()
+        wait_until(driver, ec.invisibility_of_element_located(css("#banner")), 15)
