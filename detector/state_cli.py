@@ -14,7 +14,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--traffic", type=click.Choice(["engine", "synthetic"]), default="engine", show_default=True,
                   help="engine: the engine's op lists for simulator traffic (needs SMSGUARD_DATA_DIR); "
                        "synthetic: the same op mix without the data.")
-    @click.option("--chunk-ops", type=int, default=2_000, show_default=True, help="Ops per batch.lua call.")
+    @click.option("--chunk-ops", type=int, default=1_000, show_default=True, help="Ops per batch.lua call.")
     @click.option("--redis-url", default=None,
                   help="Measure an existing Redis (keys under a prefix of their own, deleted after); "
                        "default: start a redis-server of our own.")

@@ -193,7 +193,7 @@ async def test_noscript_mid_batch_resends_only_what_did_not_run(redis_server, ba
 
 async def test_a_batch_touching_thousands_of_keys(redis_server):
     ns = "t" + uuid.uuid4().hex[:10]
-    store = RedisStore(redis_server.url)
+    store = RedisStore(redis_server.url, batch_ops=10_000)      # one call, 4,300 KEYS
     batch = [op for i in range(2_500) for op in (Counter(tag(ns, f"r{i}", "c"), T0 + i, 1 + i % 3, 600),
                                                    Claim(tag(ns, f"m{i % 1_800}"), T0 + i, 600))]
     batch += [Counter(tag(ns, f"r{i}", "c"), T0 + 3_000, 0, 600) for i in range(0, 2_500, 7)]

@@ -22,6 +22,7 @@ server's (``INFO cpu``), and msgs/s: messages per second the store alone would a
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import subprocess
@@ -248,7 +249,7 @@ class StoreBenchConfig:
     ports: int = 200
     rate: float = 10_000.0            # simulated msgs/s: how many messages of a port share a batch
     traffic: str = "engine"           # engine | synthetic
-    chunk_ops: int = 2_000
+    chunk_ops: int = 1_000
     warmup_batches: int = 4
     data_dir: str = ""
     redis_url: str | None = None      # an existing server; default: start our own redis-server
@@ -263,6 +264,7 @@ class StoreBenchResult:
     kinds: dict[str, int]
     same_answers: bool
     differing: int
+    load_average: float = 0.0       # 1-minute load average when the timing started (other processes compete)
 
 
 async def _measure(cfg: StoreBenchConfig, url: str) -> StoreBenchResult:
@@ -286,6 +288,7 @@ async def _measure(cfg: StoreBenchConfig, url: str) -> StoreBenchResult:
     messages = round(cfg.messages * timed_share)
 
     run_id = uuid.uuid4().hex[:6]
+    load_average = os.getloadavg()[0]
     per_op, per_op_answers = await time_store("per-op pipeline (batch_script=False)", url,
                                               with_prefix(batches, f"sgb{run_id}p"), warmup=warmup,
                                               messages=messages, batch_script=False)
@@ -305,7 +308,7 @@ async def _measure(cfg: StoreBenchConfig, url: str) -> StoreBenchResult:
     if cfg.redis_url:
         await _delete_prefixed(url, f"sgb{run_id}*")
     return StoreBenchResult([per_op, batch, *floors], len(batches), total_ops, total_ops / cfg.messages, kinds,
-                            differing == 0, differing)
+                            differing == 0, differing, load_average)
 
 
 async def _delete_prefixed(url: str, pattern: str) -> None:
@@ -342,6 +345,8 @@ def render(result: StoreBenchResult, cfg: StoreBenchConfig) -> str:
         f"in batches of {cfg.batch_size}: {result.batches} op lists, {result.ops:,} ops "
         f"({result.ops_per_message:.1f} per message): {mix}.",
         "Per-op and batch answers identical: " + ("yes" if result.same_answers else f"NO ({result.differing} differ)"),
+        f"Load average when timing started: {result.load_average:.1f} on {os.cpu_count()} cores "
+        "(wall times include waiting for the CPU; the CPU columns do not).",
         "",
         "| path | ops timed | µs/op | ops/s | client CPU µs/op | redis CPU µs/op | msgs/s (store only) |",
         "|---|---:|---:|---:|---:|---:|---:|",
