@@ -143,3 +143,51 @@ def test_worker_decides_every_valid_event_once_and_dead_letters_the_rest(setting
         assert not leaked, f"{len(leaked)} raw MSISDNs in the {name}, e.g. {leaked[:1]}"
     assert b'"engine ready"' in log_bytes and b"dead-lettered" in log_bytes
     assert rc == 0, log_bytes[-2000:]
+
+
+def test_decisions_survive_a_worker_killed_mid_stream(settings, tmp_path):
+    """SIGKILL a worker while it decides; a second worker of the same group finishes the job.
+
+    Offsets are committed only after delivery, so whatever the first worker had not delivered is
+    read again; msg_ids it had already claimed get their kept decision re-sent (at least once,
+    and identical), the rest are decided for the first time. Every msg_id ends up decided.
+    """
+    s = settings(batch_size=100, broker_session_timeout_s=3.0)
+    create_smsguard_topics(s)
+    now = int(time.time() * 1000)
+    sim = TrafficSimulator(s.data_dir, seed=43)
+    profiles = [PortProfile("10690001", "verification", 1200), PortProfile("10690002", "notification", 600),
+                PortProfile("10690004", "spam", 600, signatures=(), recipients=1_000_000, unsubscribe=False)]
+    valid = list(sim.events(profiles, now - 20 * 60_000, 1200))[:6_000]
+    asyncio.run(publish(s.kafka_bootstrap, s.topic(TOPIC_OUTBOUND), valid))
+    decisions_topic = s.topic(TOPIC_DECISIONS)
+
+    first = start_worker(s, tmp_path / "worker-1.log")
+    try:
+        partial = asyncio.run(read_topics(s.kafka_bootstrap, [decisions_topic], timeout_s=120,
+                                          until=lambda g: len(g[decisions_topic]) >= 1_000))
+        os.killpg(first.pid, signal.SIGKILL)            # no shutdown, no last commit
+        first.wait()
+    finally:
+        stop_worker(first)
+    decided_before_kill = len({json.loads(v)["msg_id"] for v in partial[decisions_topic]})
+    assert 1_000 <= decided_before_kill < len(valid), "the kill did not land mid-stream"
+
+    second = start_worker(s, tmp_path / "worker-2.log")
+    try:
+        wanted = {e["msg_id"] for e in valid}
+        got = asyncio.run(read_topics(
+            s.kafka_bootstrap, [decisions_topic], timeout_s=180,
+            until=lambda g: {json.loads(v)["msg_id"] for v in g[decisions_topic]} >= wanted))
+    finally:
+        stop_worker(second)
+    decisions = [json.loads(v) for v in got[decisions_topic]]
+    by_msg: dict[str, list[dict]] = {}
+    for d in decisions:
+        by_msg.setdefault(d["msg_id"], []).append(d)
+    missing = wanted - set(by_msg)
+    assert not missing, f"{len(missing)} msg_ids never decided (e.g. {sorted(missing)[:3]})"
+    for copies in by_msg.values():       # a re-sent decision is the kept one: same verdict
+        assert len({(c["action"], c["score"], c["risk"]) for c in copies}) == 1, copies
+    print(f"decided before the kill: {decided_before_kill}; decisions in all: {len(decisions)} "
+          f"for {len(wanted)} msg_ids ({len(decisions) - len(wanted)} re-sent)")
