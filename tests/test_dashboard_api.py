@@ -257,3 +257,21 @@ async def test_port_page_and_metrics(client):
     assert page["port"]["templates"] and page["port"]["rate_limit_per_min"] == 30
     body = await (await client.get("/metrics")).text()
     assert 'smsguard_ports{state="throttle"} 1.0' in body
+
+
+async def test_an_expired_state_is_marked(client):
+    s = client.settings
+    now = int(time.time() * 1000)
+    action = engine_throttle("10690555", now - 2 * 3_600_000)          # expired an hour ago
+    await client.server.app[DASHBOARD].store.put_port_state(action)
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_DECISIONS),
+                  decide_like_worker(traffic(s.data_dir, now - 60_000, 60), {SPAM_PORT}))
+
+    async def throttled_rows():
+        dashboard = client.server.app[DASHBOARD]
+        if not dashboard.live.decisions_seen:             # event time known from the decisions
+            return None
+        return (await (await client.get("/api/ports?state=throttle")).json())["ports"]
+
+    rows = await wait_for(throttled_rows)
+    assert [(r["port"], r["expired"]) for r in rows] == [("10690555", True)]

@@ -216,7 +216,9 @@ class Dashboard:
         row.update(state=shown or state.get("state", "normal"), since_ms=state.get("since_ms"),
                    expires_at_ms=state.get("expires_at_ms"), decided_by=state.get("decided_by"),
                    note=state.get("note"), rate_limit_per_min=state.get("rate_limit_per_min"),
-                   state_reasons=signals)
+                   state_reasons=signals,
+                   # the engine steps a state down on the port's next message; until then it is only nominal
+                   expired=bool(state.get("expires_at_ms")) and (self.live.now_ms or _now_ms()) >= state["expires_at_ms"])
         return row
 
     def port_rows(self, *, state: str | None = None, sp_id: str | None = None, signature: str | None = None,

@@ -159,7 +159,7 @@ function portRow(r) {
   const stateTitle = [r.decided_by ? `by ${r.decided_by}` : "", r.note || "", r.rate_limit_per_min !== null && r.rate_limit_per_min !== undefined ? `${r.rate_limit_per_min}/min` : ""].filter(Boolean).join(" · ");
   return el("tr", { class: `st-${r.state}`, "data-port": r.port, "data-state": r.state, onclick: () => go(`/port/${encodeURIComponent(r.port)}`) },
     el("td", { class: "port", text: r.port }),
-    el("td", { class: "state-cell", title: stateTitle }, stateBadge(r.state)),
+    el("td", { class: "state-cell", title: stateTitle }, stateBadge(r.state), r.expired ? el("span", { class: "expired", title: "expired: the engine steps it down on the port's next message", text: " expired" }) : null),
     el("td", { class: "num", text: fmtNum(r.risk, 2) }),
     rate,
     el("td", {}, sparkline(r.spark)),
