@@ -216,10 +216,11 @@ def encode_live(event: dict, ts_ms: int) -> tuple[bytes, bytes]:
 
 
 async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: float, seconds: float,
-                on_tick=None) -> int:
+                on_tick=None, sent_log: list[tuple[str, str]] | None = None) -> int:
     """Send ``rate`` events a second for ``seconds``, msg_ids ``prefix0…``, each stamped with its send time.
 
-    ``on_tick(sent, elapsed)`` (sync or async) runs every few milliseconds; returns how many were sent.
+    ``on_tick(sent, elapsed)`` (sync or async) runs every few milliseconds; ``sent_log`` gets
+    ``(msg_id, port)`` of every event sent. Returns how many were sent.
     """
     started = time.monotonic()
     sent = 0
@@ -238,6 +239,8 @@ async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: f
             event["msg_id"] = f"{prefix}{sent}"
             key, value = encode_live(event, stamp)
             await producer.send(topic, value, key=key)
+            if sent_log is not None:
+                sent_log.append((event["msg_id"], event["port"]))
             sent += 1
         await asyncio.sleep(0.005)
     await producer.flush()
@@ -247,8 +250,10 @@ async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: f
 class Outputs:
     """Follows an output topic from its start: the first emit time, latency and action of every msg_id."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, *, passthrough: bool = False):
+    def __init__(self, bootstrap: str, topic: str, partitions: int, *, passthrough: bool = False,
+                 keep: bool = False):
         self.bootstrap, self.topic, self.partitions, self.passthrough = bootstrap, topic, partitions, passthrough
+        self.payloads: dict[str, list[dict]] | None = {} if keep else None    # every copy, for the tests
         self.latency_ms: dict[str, int] = {}
         self.actions: dict[str, str] = {}
         self.received = 0
@@ -283,6 +288,8 @@ class Outputs:
         self.received += 1
         value = json.loads(record.value)
         msg_id = value["msg_id"]
+        if self.payloads is not None:
+            self.payloads.setdefault(msg_id, []).append(value)
         if self.passthrough:
             latency, action = record.timestamp - int(value["ts"]), "pass"
         else:
