@@ -242,3 +242,24 @@ def test_batch_mode_answers_exactly_like_per_op_mode(redis_server, data, batch_o
             await batched.close()
 
     asyncio.run(compare())
+
+
+def test_bench_store_measures_both_modes_and_cleans_up(redis_server):
+    """`smsguard bench store` against an existing Redis: same answers in both modes, no keys left behind."""
+    import redis as sync_redis
+
+    from detector.state.bench import StoreBenchConfig, render, run_store_bench
+
+    cfg = StoreBenchConfig(messages=300, batch_size=100, ports=10, traffic="synthetic", chunk_ops=250,
+                           warmup_batches=2, redis_url=redis_server.url)
+    result = run_store_bench(cfg)
+    table = render(result, cfg)
+    assert result.same_answers and result.ops > 300 * 7
+    paths = [f.path for f in result.figures]
+    assert paths[:2] == ["per-op pipeline (batch_script=False)", "batch.lua (chunks of 250)"]
+    assert all(f.ops > 0 and f.seconds > 0 for f in result.figures) and "| batch.lua (chunks of 250) |" in table
+    client = sync_redis.Redis.from_url(redis_server.url)
+    try:
+        assert not list(client.scan_iter(match="sgb*", count=1000))
+    finally:
+        client.close()
