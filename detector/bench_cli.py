@@ -20,12 +20,13 @@ def _config(**options):
     from detector.bench_stream import StreamBenchConfig, ensure_model
     from detector.registry import resolve_models_dir
     from detector.settings import Settings
-    from detector.stream_cli import data_dir
+    from detector.simulator import resolve_data_dir
 
     settings = Settings.from_env()
     models_dir = str(resolve_models_dir(options.pop("models_dir") or settings.models_dir).resolve())
-    ensure_model(models_dir)
-    return StreamBenchConfig(models_dir=models_dir, data_dir=str(data_dir(settings).resolve()), **options)
+    version = ensure_model(models_dir)
+    return StreamBenchConfig(models_dir=models_dir, data_dir=str(resolve_data_dir(settings.data_dir).resolve()),
+                             model_version=version, **options)
 
 
 def register(main: click.Group, bench: click.Group) -> None:

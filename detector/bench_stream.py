@@ -384,6 +384,7 @@ class StreamBenchConfig:
     models_dir: str = "models"
     data_dir: str = "../shared/data/sms_zh"
     kinds: tuple[str, ...] = KINDS
+    model_version: str = ""
 
 
 class Scenario:
@@ -662,7 +663,8 @@ def results_markdown(results: Sequence[ScenarioResult], cfg: StreamBenchConfig) 
                 f"{_fmt(p.throughput / r.processes)} | {_fmt(p.cpu_ms_per_msg, 3)} | {_fmt(p.cpu_cores, 2)} | "
                 f"{_fmt(p.p50_ms)} | {_fmt(p.p95_ms)} | {_fmt(p.p99_ms)} | {_fmt(p.max_ms)} | "
                 f"{', '.join(f'{m:.0f}' for m in p.rss_mb)} | {p.load} | {p.note} |")
-    out = "\n".join(rows) + "\n"
+    out = (f"Model {cfg.model_version or '?'}, {cfg.ports} ports, {cfg.partitions} partitions, batch size "
+           f"{cfg.batch_size}.\n\n" + "\n".join(rows) + "\n")
     dup = [f"{r.label}: {r.duplicates} duplicate outputs ({r.conflicting} with another action)"
            for r in results if r.duplicates]
     if dup:
@@ -779,13 +781,21 @@ def run_baseline(kind: str) -> None:
     worker.execute_from_commandline()
 
 
-def ensure_model(models_dir: str) -> None:
+def ensure_model(models_dir: str) -> str:
+    """The promoted model's version, once it has scored a message with this code (fail before starting anything)."""
     from detector.registry import Registry
 
-    if Registry(models_dir).promoted_name() is None:
-        raise ServiceError(f"no promoted model in {Registry(models_dir).root}: the benchmark scores with the real "
+    registry = Registry(models_dir)
+    if registry.promoted_name() is None:
+        raise ServiceError(f"no promoted model in {registry.root}: the benchmark scores with the real "
                            "classifier; train one first (smsguard train --data dev.tsv --data raw_dev.tsv "
                            f"--out {models_dir}/NAME --promote) or pass --models-dir")
+    model = registry.load_promoted()
+    try:
+        model.score(["【京东】您的订单已发货，请注意查收。"])
+    except Exception as exc:  # e.g. an artifact trained by an older feature extractor
+        raise ServiceError(f"the promoted model {model.version} cannot score with this code: {exc}") from None
+    return model.version
 
 
 # --- soak -----------------------------------------------------------------------------------------
