@@ -73,6 +73,13 @@ class LiveRun:
         self.workers.append(worker)
         return worker
 
+    async def steady_worker(self, seconds: float, rate: float = 300) -> Processor:
+        """One worker that has decided ``seconds`` of traffic: up, in the group, connected to Redis."""
+        worker = self.start_worker("worker")
+        await self.send(rate, seconds)
+        assert not await self.all_decided(timeout=90), worker.log_tail()
+        return worker
+
     async def send(self, rate: float, seconds: float) -> int:
         self._batches += 1
         return await offer(self._producer, self.s.topic(TOPIC_OUTBOUND), self.live, f"b{self._batches}-", rate,
@@ -170,9 +177,7 @@ async def test_a_worker_joining_and_another_leaving_mid_stream(settings, tmp_pat
 async def test_redis_restarted_mid_stream_degrades_then_recovers(settings, own_redis, tmp_path):
     s = _fast(settings, redis_url=own_redis.url)
     async with LiveRun(s, tmp_path, seed=13) as run:
-        worker = run.start_worker("worker")
-        await run.send(rate=300, seconds=5)
-        assert not await run.all_decided(timeout=90), worker.log_tail()
+        worker = await run.steady_worker(seconds=5)
         traffic = asyncio.create_task(run.send(rate=300, seconds=12))
         await asyncio.sleep(3)
         await asyncio.to_thread(own_redis.restart, 4.0)        # down for 4 s, back empty
@@ -197,9 +202,7 @@ async def test_redis_restarted_mid_stream_degrades_then_recovers(settings, own_r
 async def test_broker_frozen_then_thawed_loses_nothing(settings, own_broker, tmp_path):
     s = _fast(settings, kafka_bootstrap=own_broker.bootstrap)
     async with LiveRun(s, tmp_path, seed=14) as run:
-        worker = run.start_worker("worker")
-        await run.send(rate=300, seconds=4)
-        assert not await run.all_decided(timeout=90), worker.log_tail()
+        worker = await run.steady_worker(seconds=4)
         own_broker.pause()                                   # SIGSTOP: connections open, nothing answers
         try:
             await asyncio.sleep(10)                          # longer than the session timeout
