@@ -124,9 +124,6 @@ class BatchProcessor:
         decided_at = self.clock()
         for decision in result.decisions:
             out.add(TOPIC_DECISIONS, decision.port, decision.as_dict(decided_at_ms=decided_at))
-        # duplicates whose first decision may have died with a crashed worker: the engine kept it, send it again
-        for payload in getattr(result, "redelivered", ()):
-            out.add(TOPIC_DECISIONS, payload["port"], payload)
         for kept in result.redelivered:      # decided before a crash, maybe never delivered: send it again
             out.add(TOPIC_DECISIONS, kept["port"], {**kept, "decided_at_ms": decided_at, "redelivered": True})
         for action in result.port_actions:
