@@ -17,9 +17,9 @@ store is created, so they cannot drift apart:
 
 Both modes answer identically (``tests/test_state_contract.py`` runs every sequence through both).
 ``smsguard bench store`` measures the two against the same server: on the engine's batches the
-per-op mode spends ~35 µs of client CPU per op (packing and parsing one command per op), batch
-mode ~6; what remains is the scripts' own work in Redis (~13 µs per op, mostly Distinct's
-HyperLogLogs), the same in both modes.
+per-op mode spends ~33-41 µs of client CPU per op (packing and parsing one command per op), batch
+mode ~6-9; what remains is the scripts' own work in Redis (~15 µs of Redis CPU per op, mostly
+Distinct's HyperLogLogs and sorted-set index), about the same in both modes.
 
 Scripts are loaded once (SCRIPT LOAD) and called by SHA (EVALSHA); after a SCRIPT FLUSH or a
 server restart the calls (ops or chunks) that got NOSCRIPT are re-sent, in order, once the
@@ -266,7 +266,7 @@ class RedisStore(StateStore):
     """The state store on Redis (see the module docstring)."""
 
     #: Ops per batch.lua call. A call is atomic and holds Redis (and the gateways' leaky-bucket calls) while
-    #: it runs: ~13 µs of server time per op measured here, so ~13 ms for 1,000 ops.
+    #: it runs: ~15 µs of Redis CPU per op measured here, so ~15 ms for 1,000 ops on an idle machine.
     BATCH_OPS = 1_000
 
     def __init__(self, url: str, *, socket_timeout: float = 2.0, connect_timeout: float | None = None,
