@@ -299,6 +299,7 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=str(settings.log_level).upper(), override_logging=False, quiet=True,
                           redirect_stdouts=False)
+    worker.spinner = None       # its terminal escapes would land in the (JSON) log stream
     log.info("worker starting", extra={"app_id": settings.app_id, "outbound": settings.topic(TOPIC_OUTBOUND)})
     try:
         worker.execute_from_commandline()
