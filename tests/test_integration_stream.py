@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,8 @@ def test_worker_decides_every_valid_event_once_and_dead_letters_the_rest(setting
         # read everything again a few seconds later: a second decision for a msg_id would show now
         late = asyncio.run(read_topics(s.kafka_bootstrap, topics, timeout_s=4, until=lambda g: False))
         assert worker.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{s.worker_web_port}/metrics", timeout=10).read()
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{s.worker_web_port}/health", timeout=10).read())
     finally:
         rc = stop_worker(worker)
     log_bytes = log_path.read_bytes()
@@ -141,6 +144,8 @@ def test_worker_decides_every_valid_event_once_and_dead_letters_the_rest(setting
     for name, blob in where.items():
         leaked = phones & set(re.findall(rb"(?=(1[3-9]\d{9}))", blob))     # every 11-digit run, overlapping
         assert not leaked, f"{len(leaked)} raw MSISDNs in the {name}, e.g. {sorted(leaked)[:1]}"
+    assert re.search(rb'smsguard_dead_letters_total \d', metrics) and b"smsguard_decisions_total" in metrics
+    assert health["ready"] is True and health["model_version"]
     assert b'"engine ready"' in log_bytes and b"dead-lettered" in log_bytes
     assert rc == 0, log_bytes[-2000:]
 
