@@ -107,6 +107,7 @@ class PortView:
     flagged: int = 0
     blocked: int = 0
     state: str = "normal"
+    gave_up: int = 0
     verdicts: Counter = field(default_factory=Counter)
 
 
@@ -120,6 +121,7 @@ class DemoStats:
     actions: Counter = field(default_factory=Counter)
     verdicts: Counter = field(default_factory=Counter)
     port_actions: int = 0
+    gave_up: int = 0
     ports: dict[str, PortView] = field(default_factory=lambda: defaultdict(PortView))
     _rates: deque = field(default_factory=lambda: deque(maxlen=12))     # (t, sent, decisions)
 
@@ -140,11 +142,13 @@ class DemoStats:
         lines = [f"sent {self.sent}, decisions {self.decisions} "
                  f"({', '.join(f'{a} {n}' for a, n in sorted(self.actions.items())) or 'none yet'}), "
                  f"port actions {self.port_actions}, gateway verdicts "
-                 f"({', '.join(f'{v} {n}' for v, n in sorted(self.verdicts.items()))})"]
+                 f"({', '.join(f'{v} {n}' for v, n in sorted(self.verdicts.items()))}), "
+                 f"given up after {MAX_DELAYS} delays {self.gave_up}"]
         for port, view in self.top_ports():
             if view.flagged or view.blocked or view.state != "normal":
                 lines.append(f"  port {port} [{view.kind}] state={view.state} sent={view.sent} "
-                             f"flagged={view.flagged} blocked={view.blocked} gateway={dict(view.verdicts)}")
+                             f"flagged={view.flagged} blocked={view.blocked} gateway={dict(view.verdicts)} "
+                             f"gave_up={view.gave_up}")
         return "\n".join(lines)
 
 
@@ -160,7 +164,7 @@ def _render(stats: DemoStats, dashboard_url: str | None, tz_offset_h: int):
                  f"[b]sent[/] {stats.sent} ({sent_rate:.0f}/s)", f"[b]decided[/] {stats.decisions} ({decided_rate:.0f}/s)")
     head.add_row(*(f"[b]{a}[/] {stats.actions.get(a, 0)}" for a in ("allow", "flag", "block")),
                  f"[b]gateway[/] ok {stats.verdicts['ok']} · delay {stats.verdicts['delay']} · "
-                 f"reject {stats.verdicts['reject']}")
+                 f"reject {stats.verdicts['reject']} · gave up {stats.gave_up}")
     ports = Table(title="most flagged ports", expand=True)
     for col in ("port", "kind", "state", "sent", "decided", "flagged", "blocked", "gw ok", "gw delay", "gw reject"):
         ports.add_column(col, justify="right" if col not in ("port", "kind", "state") else "left")
@@ -271,6 +275,9 @@ class Demo:
             elif verdict.action == "delay" and delays < MAX_DELAYS:
                 seq += 1
                 heapq.heappush(retries, (now + max(verdict.retry_after_ms, 50) / 1000, seq, event, delays + 1))
+            elif verdict.action == "delay":
+                view.gave_up += 1           # held back too often: the sender drops it
+                self.stats.gave_up += 1
 
     async def follow_outputs(self, settings: Settings) -> None:
         from aiokafka import AIOKafkaConsumer
