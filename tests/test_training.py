@@ -39,7 +39,7 @@ def trained(small_files, tmp_path_factory):
 
 def test_train_writes_artifact_manifest_and_report(trained, small_files):
     manifest = json.loads((trained / "manifest.json").read_text())
-    for key in ("name", "artifact_sha256", "threshold", "created_at", "parameters", "metrics", "training_data"):
+    for key in ("name", "version", "artifact_sha256", "threshold", "created_at", "parameters", "metrics", "training_data"):
         assert key in manifest
     assert manifest["artifact_sha256"] == sha256_file(trained / "model.skops")
     assert [d["sha256"] for d in manifest["training_data"]] == [load_tsv(p).sha256 for p in small_files]

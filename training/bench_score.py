@@ -37,7 +37,7 @@ def traffic(paths: list[Path], n: int, seed: int = 7) -> tuple[list[str], list[s
     rng.shuffle(texts)
     real = (texts * (n // len(texts) + 1))[:n]
     templates = [t for t in texts if _TEMPLATE_HINT.search(t) and _DIGITS.search(t)][:300]
-    heavy = [vary_digits(rng.choice(templates), rng) if rng.random() < 0.85 else rng.choice(texts) for _ in range(n)]
+    heavy = [vary_digits(rng.choice(templates), rng) if rng.random() < 0.9 else rng.choice(texts) for _ in range(n)]
     return real, heavy, texts
 
 

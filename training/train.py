@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.textnorm import template_key
 from detector.model import (ARTIFACT, MANIFEST, CalibratedLinear, StructuralFeatures, TextNormalizer, analyze,
                             sha256_file)
 
@@ -76,7 +77,8 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
 
     labels = np.asarray(labels)
     pipeline = build_pipeline(params)
-    pipeline.fit(texts, labels, classify__sample_weight=weights)
+    groups = [template_key(t) for t in texts]
+    pipeline.fit(texts, labels, classify__sample_weight=weights, classify__groups=groups)
     classifier = pipeline.named_steps["classify"]
     oof = classifier.oof_proba_
     del classifier.oof_proba_  # training-set sized; not part of the artifact
@@ -97,11 +99,13 @@ def save(fitted: Fitted, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / ARTIFACT
     sio.dump(fitted.pipeline, artifact, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    digest = sha256_file(artifact)
     manifest = {
         "name": out.name,
+        "version": f"{out.name}@{digest[:12]}",
         "format_version": FORMAT_VERSION,
         "artifact": ARTIFACT,
-        "artifact_sha256": sha256_file(artifact),
+        "artifact_sha256": digest,
         "artifact_bytes": artifact.stat().st_size,
         "threshold": fitted.threshold,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
