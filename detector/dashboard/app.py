@@ -102,7 +102,9 @@ class Dashboard:
         await self.follower.stop()
         await self.complaints.stop()
         await self.publisher.close()
-        for queue in list(self._subscribers):
+        for queue in list(self._subscribers):     # end every open stream (None), even a backed-up one
+            if queue.full():
+                queue.get_nowait()
             queue.put_nowait(None)
         with contextlib.suppress(Exception):
             await self.store.close()
