@@ -124,8 +124,18 @@ async def _tail_flagged(settings: Settings, lookback: int, count: int | None, as
     follower = TopicFollower(settings.kafka_bootstrap, [settings.topic(TOPIC_DECISIONS)], handle,
                              lookback=lookback, name="tail")
     follower.start()
+    shown_error = None
     try:
-        await done.wait()
+        while not done.is_set():              # say once when the broker goes away (the follower keeps retrying)
+            if follower.error != shown_error and not follower.connected:
+                shown_error = follower.error
+                click.secho(f"kafka: {shown_error}; retrying", fg="yellow", err=True)
+            elif follower.connected:
+                shown_error = None
+            try:
+                await asyncio.wait_for(done.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
     finally:
         await follower.stop()
 
@@ -184,6 +194,11 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
     def tail_flagged_cmd(lookback: int, count: int | None, as_json: bool) -> None:
         """Flagged and blocked decisions as they happen (every partition, numbers masked)."""
+        import logging
+
+        # the terminal gets one line when the broker goes away, not the client library's retry log
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        logging.getLogger("detector.dashboard.feeds").setLevel(logging.CRITICAL)
         try:
             asyncio.run(_tail_flagged(Settings.from_env(), lookback, count, as_json))
         except KeyboardInterrupt:
