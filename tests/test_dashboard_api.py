@@ -275,3 +275,31 @@ async def test_an_expired_state_is_marked(client):
 
     rows = await wait_for(throttled_rows)
     assert [(r["port"], r["expired"]) for r in rows] == [("10690555", True)]
+
+
+async def test_signature_registry_is_editable_through_the_api_and_feeds_the_engine(client):
+    from detector.engine import Engine
+    from detector.events import EventParser
+    from detector.privacy import RecipientHasher
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    port = "10690777"
+    before = await (await client.get(f"/api/ports/{port}/signatures")).json()
+    assert before == {"port": port, "registered": False, "registered_signatures": []}
+    refused = await client.post(f"/api/ports/{port}/signatures", json={"signatures": ["京东"], "reason": "报备"})
+    assert refused.status == 401
+    bad = await client.post(f"/api/ports/{port}/signatures", headers=headers, json={"signatures": ["京东"]})
+    assert bad.status == 400                                             # a reason is required
+    done = await client.post(f"/api/ports/{port}/signatures", headers=headers,
+                             json={"signatures": ["京东", "京东到家"], "reason": "签名报备 2024-11"})
+    assert done.status == 200, await done.text()
+    assert (await done.json())["registered_signatures"] == ["京东", "京东到家"]
+    audit = json.loads(Path(client.settings.audit_log).read_text(encoding="utf-8").splitlines()[-1])
+    assert (audit["operator"], audit["action"], audit["port"]) == ("alice", "add_signatures", port)
+
+    # the engine reads the same registry: an unregistered signature on that port fires its signal
+    store = client.server.app[DASHBOARD].store
+    parser = EventParser(RecipientHasher("k" * 16))
+    event = parser.parse_sms({"msg_id": "sig1", "ts": 1731290400000, "port": port, "recipient": "13800000000",
+                              "content": "【淘宝】您的包裹已发出"})
+    decision = (await Engine(client.settings, store).process([event])).decisions[0]
+    assert any(r.signal == "unregistered_signature" for r in decision.reasons)

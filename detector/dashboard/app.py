@@ -279,6 +279,22 @@ class Dashboard:
         self.broadcast("audit", record)
         return {"ok": True, "action": action.as_dict(), "audit": record}
 
+    async def set_signatures(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Register signatures for a port (签名报备); ``replace`` swaps the whole entry."""
+        signatures = body.get("signatures")
+        if not isinstance(signatures, list) or not all(isinstance(s, str) and s.strip() for s in signatures):
+            raise InvalidAction("signatures must be a list of non-empty strings")
+        if not str(body.get("reason") or "").strip():
+            raise InvalidAction("a reason is required")
+        replace = bool(body.get("replace", False))
+        await self.store.register_signatures(port, signatures, replace=replace)
+        registered = sorted((await self.store.registered_signatures([port])).get(port, ()))
+        entry = self.audit.append({"operator": operator, "action": "replace_signatures" if replace else "add_signatures",
+                                   "port": port, "signatures": signatures, "reason": str(body["reason"]).strip(),
+                                   "outcome": "done"})
+        self.broadcast("audit", entry)
+        return {"ok": True, "port": port, "registered_signatures": registered, "audit": entry}
+
     async def label_message(self, msg_id: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         label = {"spam": 1, "normal": 0, 1: 1, 0: 0, "1": 1, "0": 0}.get(body.get("label"))
         if label is None:
@@ -417,6 +433,21 @@ async def api_port_action(request: web.Request) -> web.Response:
     return web.json_response(await d.act_on_port(request.match_info["port"], operator, body))
 
 
+async def api_signatures(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    port = request.match_info["port"]
+    registered = (await d.store.registered_signatures([port])).get(port)
+    return web.json_response({"port": port, "registered": registered is not None,
+                              "registered_signatures": sorted(registered or ())})
+
+
+async def api_set_signatures(request: web.Request) -> web.Response:
+    d = _dashboard(request)
+    operator = d.operator(request)
+    body = await _json_body(request)
+    return web.json_response(await d.set_signatures(request.match_info["port"], operator, body))
+
+
 async def api_label(request: web.Request) -> web.Response:
     d = _dashboard(request)
     operator = d.operator(request)
@@ -454,6 +485,8 @@ def create_app(settings: Settings, store: StateStore | None = None, *, lookback:
     app.router.add_get("/api/ports", api_ports)
     app.router.add_get("/api/ports/{port}", api_port)
     app.router.add_post("/api/ports/{port}/actions", api_port_action)
+    app.router.add_get("/api/ports/{port}/signatures", api_signatures)
+    app.router.add_post("/api/ports/{port}/signatures", api_set_signatures)
     app.router.add_get("/api/flagged", api_flagged)
     app.router.add_post("/api/messages/{msg_id}/label", api_label)
     app.router.add_get("/api/audit", api_audit)
