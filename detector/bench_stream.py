@@ -73,17 +73,19 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 class ProcSample:
     cpu_s: float       # user + system CPU seconds since the process started
     rss_bytes: int
+    runq_wait_s: float = 0.0   # main thread: seconds runnable but waiting for a CPU (a shared machine's cost)
 
 
 def proc_sample(pid: int) -> ProcSample | None:
-    """CPU time and RSS of ``pid`` from ``/proc/<pid>/stat``; None when it is gone."""
+    """CPU time, RSS and run-queue wait of ``pid`` from ``/proc/<pid>/stat`` and ``schedstat``; None when gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
+        sched = Path(f"/proc/{pid}/schedstat").read_text().split()
     except OSError:
         return None
     fields = raw[raw.rindex(b")") + 2:].split()      # after "pid (comm) "; comm may hold spaces
     utime, stime, rss_pages = int(fields[11]), int(fields[12]), int(fields[21])
-    return ProcSample((utime + stime) / _CLK_TCK, rss_pages * _PAGE)
+    return ProcSample((utime + stime) / _CLK_TCK, rss_pages * _PAGE, int(sched[1]) / 1e9)
 
 
 def load_average() -> str:
@@ -270,7 +272,8 @@ class Outputs:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+                                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+                                          fetch_max_wait_ms=100)   # tansu holds a fetch this long when idle
         await self._consumer.start()
         parts = [TopicPartition(self.topic, p) for p in range(self.partitions)]
         self._consumer.assign(parts)
@@ -329,6 +332,7 @@ class Sample:
     decided: int
     cpu_s: float            # all processors together
     rss_bytes: list[int]
+    runq_wait_s: float = 0.0
 
 
 @dataclass
@@ -340,6 +344,7 @@ class Phase:
     throughput: float = 0.0
     cpu_ms_per_msg: float | None = None
     cpu_cores: float | None = None
+    runq_wait: float | None = None      # seconds waiting for a CPU per second, all processors together
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
@@ -452,7 +457,7 @@ class Scenario:
         while True:
             samples = [p.sample() for p in self.processors]
             self.samples.append(Sample(time.monotonic(), outputs.unique, sum(s.cpu_s for s in samples),
-                                       [s.rss_bytes for s in samples]))
+                                       [s.rss_bytes for s in samples], sum(s.runq_wait_s for s in samples)))
             await asyncio.sleep(0.25)
 
     def _check_alive(self) -> None:
@@ -538,6 +543,7 @@ class Scenario:
         phase.throughput = done / seconds
         phase.cpu_ms_per_msg = (last.cpu_s - first.cpu_s) * 1000 / done
         phase.cpu_cores = (last.cpu_s - first.cpu_s) / seconds
+        phase.runq_wait = (last.runq_wait_s - first.runq_wait_s) / seconds
         phase.rss_mb = [round(r / 2**20, 1) for r in last.rss_bytes]
         return phase
 
@@ -546,7 +552,8 @@ class Scenario:
         prefix = f"{self.tag}-rate-"
         load = load_average()
         started = time.monotonic()
-        first_cpu = sum(p.sample().cpu_s for p in self.processors)
+        first = [p.sample() for p in self.processors]
+        first_cpu, first_wait = sum(x.cpu_s for x in first), sum(x.runq_wait_s for x in first)
         profiler = self._start_profiler("rate")
         sent = await offer(producer, self.in_topic, live, prefix, rate, seconds,
                            on_tick=lambda _sent, _elapsed: self._check_alive())
@@ -554,13 +561,15 @@ class Scenario:
         decided_in_time = outputs.count(prefix)
         self._stop_profiler(profiler)
         await outputs.wait_for(prefix, sent, timeout=60.0)
-        last_cpu = sum(p.sample().cpu_s for p in self.processors)
+        last = [p.sample() for p in self.processors]
+        last_cpu, last_wait = sum(x.cpu_s for x in last), sum(x.runq_wait_s for x in last)
         lat = [v for k, v in outputs.latency_ms.items() if k.startswith(prefix)]
         decided = len(lat)
         phase = Phase(f"rate {rate:.0f}/s", messages=sent, decided=decided, seconds=offered_for,
                       throughput=decided_in_time / offered_for, load=load,
                       cpu_ms_per_msg=(last_cpu - first_cpu) * 1000 / decided if decided else None,
                       cpu_cores=(last_cpu - first_cpu) / (time.monotonic() - started),
+                      runq_wait=(last_wait - first_wait) / (time.monotonic() - started),
                       p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), p99_ms=percentile(lat, 99),
                       max_ms=max(lat) if lat else None,
                       rss_mb=[round(p.sample().rss_bytes / 2**20, 1) for p in self.processors])
@@ -600,8 +609,18 @@ def py_spy() -> str:
     return found
 
 
+# Frames worth naming in the inclusive table: our code and the libraries it spends time in, minus the entry chain.
+_INTERESTING = ("detector/", "sklearn/", "redis/", "aiokafka/", "faust/", "json/", "jieba/")
+_ENTRY = ("detector/cli.py", "detector/stream_cli.py", "run_worker (detector/", "bench_stream.py")
+
+
 def summarize_collapsed(lines: Iterable[str], top: int = 15) -> dict[str, list[tuple[str, int]]]:
-    """Top frames of py-spy's collapsed stacks: by own samples ("self") and by samples spent under them."""
+    """Top frames of py-spy's collapsed stacks: by own samples ("self") and by samples spent under them
+    ("inclusive", only our code and the libraries it calls, not the entry chain).
+
+    >>> sorted(summarize_collapsed(["main (detector/cli.py:1);f (detector/x.py:2);g (json/e.py:3) 2"])["inclusive"])
+    [('f (detector/x.py:2)', 2), ('g (json/e.py:3)', 2)]
+    """
     own: Counter[str] = Counter()
     under: Counter[str] = Counter()
     total = 0
@@ -614,22 +633,21 @@ def summarize_collapsed(lines: Iterable[str], top: int = 15) -> dict[str, list[t
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
-            under[frame] += n
+            if any(k in frame for k in _INTERESTING) and not any(k in frame for k in _ENTRY):
+                under[frame] += n
     return {"self": own.most_common(top), "inclusive": under.most_common(top), "total": [("samples", total)]}
 
 
-def profile_markdown(path: Path, top: int = 15) -> str:
+def profile_markdown(path: Path, top: int = 20) -> str:
     if not path.exists():
         return f"(no profile at {path})\n"
     summary = summarize_collapsed(path.read_text(errors="replace").splitlines(), top)
     total = summary["total"][0][1] or 1
-    lines = [f"py-spy, {total} samples of the worker process ({path.name}).", "",
-             "| own samples | % | frame |", "|---:|---:|---|"]
+    lines = [f"py-spy, {total} samples of the worker process ({path.name}); `EpollSelector.select` is the "
+             "event loop waiting.", "", "| own samples | % | frame |", "|---:|---:|---|"]
     lines += [f"| {n} | {100 * n / total:.1f} | `{frame}` |" for frame, n in summary["self"]]
     lines += ["", "| samples under the frame | % | frame |", "|---:|---:|---|"]
-    lines += [f"| {n} | {100 * n / total:.1f} | `{frame}` |" for frame, n in summary["inclusive"]
-              if not frame.startswith(("<module>", "run (", "_run_once", "run_forever", "run_until_complete",
-                                       "_run (asyncio"))]
+    lines += [f"| {n} | {100 * n / total:.1f} | `{frame}` |" for frame, n in summary["inclusive"]]
     return "\n".join(lines) + "\n"
 
 
@@ -652,15 +670,16 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 def results_markdown(results: Sequence[ScenarioResult], cfg: StreamBenchConfig) -> str:
     rows = ["| processor | phase | msgs | decided | msgs/s | per process msgs/s | CPU ms/msg | CPU cores | "
-            "p50 ms | p95 ms | p99 ms | max ms | RSS MB | load avg (1 5 15) | note |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+            "run-queue wait s/s | p50 ms | p95 ms | p99 ms | max ms | RSS MB | load avg (1 5 15) | note |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in results:
         if r.error:
-            rows.append(f"| {r.label} | – | | | | | | | | | | | | | error: {r.error.splitlines()[0][:200]} |")
+            rows.append(f"| {r.label} | – | | | | | | | | | | | | | | error: {r.error.splitlines()[0][:200]} |")
         for p in r.phases:
             rows.append(
                 f"| {r.label} | {p.name} | {p.messages:,} | {p.decided:,} | {_fmt(p.throughput)} | "
                 f"{_fmt(p.throughput / r.processes)} | {_fmt(p.cpu_ms_per_msg, 3)} | {_fmt(p.cpu_cores, 2)} | "
+                f"{_fmt(p.runq_wait, 2)} | "
                 f"{_fmt(p.p50_ms)} | {_fmt(p.p95_ms)} | {_fmt(p.p99_ms)} | {_fmt(p.max_ms)} | "
                 f"{', '.join(f'{m:.0f}' for m in p.rss_mb)} | {p.load} | {p.note} |")
     out = (f"Model {cfg.model_version or '?'}, {cfg.ports} ports, {cfg.partitions} partitions, batch size "
@@ -690,6 +709,9 @@ def ratios_markdown(results: Sequence[ScenarioResult]) -> str:
     if worker and two and worker.throughput:
         lines.append(f"- worker x2 / worker x1: **{two.throughput / worker.throughput:.2f}×** (2 cores, shared with "
                      "the broker, Redis and this benchmark's own producer and consumer)")
+    if worker and worker.cpu_ms_per_msg:
+        lines.append(f"- worker x1 CPU cost {worker.cpu_ms_per_msg:.3f} ms/msg: at most "
+                     f"**{1000 / worker.cpu_ms_per_msg:,.0f} msgs/s per fully available core**")
     if worker and naive and worker.cpu_ms_per_msg and naive.cpu_ms_per_msg:
         lines.append(f"- CPU per message, naive / worker x1: **{naive.cpu_ms_per_msg / worker.cpu_ms_per_msg:.1f}×**")
     return "\n".join(lines) + "\n"
