@@ -33,7 +33,8 @@ def register(main: click.Group, bench: click.Group) -> None:
     @bench.command("stream")
     @click.option("--quick", is_flag=True, help="Short run (about 2-3 minutes) for smoke use.")
     @click.option("--workers", default="1,2", show_default=True, help="Worker counts to measure, comma separated.")
-    @click.option("--rate", type=float, default=5_000.0, show_default=True, help="Offered rate of the latency runs (msgs/s).")
+    @click.option("--rate", default="5000", show_default=True,
+                  help="Offered rate(s) of the latency runs (msgs/s), comma separated, e.g. 250,5000.")
     @click.option("--rate-seconds", type=float, default=None, help="Length of each fixed-rate run (default 60, quick 15).")
     @click.option("--backlog", type=int, default=None, help="Backlog drained at full speed (default 150k, quick 30k).")
     @click.option("--ports", type=int, default=200, show_default=True, help="Ports in the simulated traffic.")
@@ -52,7 +53,8 @@ def register(main: click.Group, bench: click.Group) -> None:
                                            run_stream_bench)
         from detector.services import local_stack
 
-        cfg = _config(workers=tuple(int(w) for w in workers.split(",") if w.strip()), rate=rate,
+        rates = tuple(float(r) for r in rate.split(",") if r.strip())
+        cfg = _config(workers=tuple(int(w) for w in workers.split(",") if w.strip()), rate=max(rates), rates=rates,
                       rate_seconds=rate_seconds or (15.0 if quick else 60.0),
                       backlog=backlog or (30_000 if quick else 150_000),
                       baseline_backlog=2 * (backlog or (30_000 if quick else 150_000)),
@@ -65,12 +67,12 @@ def register(main: click.Group, bench: click.Group) -> None:
             results = asyncio.run(run_stream_bench(stack, cfg))
         body = results_markdown(results, cfg)
         if cfg.profile_dir:
-            for phase in ("drain", "rate"):
-                body += f"\nProfile of the single worker, {phase} phase:\n\n"
-                body += profile_markdown(cfg.profile_dir / f"worker-{phase}.collapsed.txt")
+            for path in sorted(cfg.profile_dir.glob("worker-*.collapsed.txt")):
+                phase = path.name.removeprefix("worker-").removesuffix(".collapsed.txt")
+                body += f"\nProfile of the single worker, {phase} phase:\n\n" + profile_markdown(path)
         click.echo(body)
         if record:
-            title = f"bench stream{' --quick' if quick else ''}, {rate:,.0f} msgs/s offered"
+            title = f"bench stream{' --quick' if quick else ''}, {rate} msgs/s offered"
             record_section(Path(record), title, _command_line(), body)
             click.echo(f"recorded in {record}", err=True)
         if any(r.error for r in results):

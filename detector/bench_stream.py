@@ -374,7 +374,8 @@ class ScenarioResult:
 @dataclass
 class StreamBenchConfig:
     workers: tuple[int, ...] = (1, 2)
-    rate: float = 5_000.0
+    rate: float = 5_000.0                 # the simulator's rate (event-time spacing of the backlog) and the soak's
+    rates: tuple[float, ...] = (5_000.0,)  # offered rates of the latency runs
     rate_seconds: float = 60.0
     backlog: int = 150_000
     baseline_backlog: int = 300_000
@@ -439,7 +440,8 @@ class Scenario:
             await self._warm_up(producer, outputs, live)
             drained = await self._drain(producer, outputs)
             if drained and self.kind != "naive":
-                await self._fixed_rate(producer, outputs, live)
+                for rate in sorted(self.cfg.rates):       # the lowest first: a saturated run leaves a backlog
+                    await self._fixed_rate(producer, outputs, live, rate)
         except SmsGuardError as exc:
             self.result.error = str(exc)
             log.error("scenario failed", extra={"scenario": self.tag, "error": str(exc)[:300]})
@@ -547,14 +549,14 @@ class Scenario:
         phase.rss_mb = [round(r / 2**20, 1) for r in last.rss_bytes]
         return phase
 
-    async def _fixed_rate(self, producer, outputs: Outputs, live: Iterator[dict]) -> None:
-        rate, seconds = self.cfg.rate, self.cfg.rate_seconds
-        prefix = f"{self.tag}-rate-"
+    async def _fixed_rate(self, producer, outputs: Outputs, live: Iterator[dict], rate: float) -> None:
+        seconds = self.cfg.rate_seconds
+        prefix = f"{self.tag}-rate{rate:.0f}-"
         load = load_average()
         started = time.monotonic()
         first = [p.sample() for p in self.processors]
         first_cpu, first_wait = sum(x.cpu_s for x in first), sum(x.runq_wait_s for x in first)
-        profiler = self._start_profiler("rate")
+        profiler = self._start_profiler(f"rate{rate:.0f}")
         sent = await offer(producer, self.in_topic, live, prefix, rate, seconds,
                            on_tick=lambda _sent, _elapsed: self._check_alive())
         offered_for = time.monotonic() - started

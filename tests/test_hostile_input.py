@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
