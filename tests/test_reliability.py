@@ -127,6 +127,20 @@ class LiveRun:
         got = {port: c[0] for port, c in zip(per_port, counts)}
         assert got == dict(per_port), {p: (got[p], per_port[p]) for p in per_port if got[p] != per_port[p]}
 
+    def why_missing(self, missing: set[str]) -> str:
+        """For undecided msg_ids: are they claimed in Redis, and is a decision kept for them?"""
+        import redis
+
+        client = redis.Redis.from_url(self.s.redis_url)
+        try:
+            claimed = sum(bool(client.exists(tag("msg", m))) for m in missing)
+            kept = sum(bool(client.exists(tag("dec", m))) for m in missing)
+        finally:
+            client.close()
+        return (f"{len(missing)} msg_ids never decided (e.g. {sorted(missing)[:3]}); {claimed} of them are claimed "
+                f"in Redis and {kept} have a kept decision: claimed without a kept decision means the first worker "
+                "died between the engine's Claim and its _persist, and the replay skipped them as duplicates")
+
     def assert_alive(self, worker: Processor) -> None:
         assert worker.proc.poll() is None, f"worker exited with {worker.proc.returncode}:\n{worker.log_tail()}"
 
@@ -146,7 +160,7 @@ async def test_kill_9_mid_stream_then_restart_decides_every_message_once(setting
         restarted = run.start_worker("worker-a-again")
         await traffic
         missing = await run.all_decided(timeout=120)
-        assert not missing, restarted.log_tail()
+        assert not missing, run.why_missing(missing)
         run.assert_alive(restarted)
         assert decided_at_kill < len(run.sent), "the kill did not land mid-stream"
         resent = run.assert_nothing_lost_nothing_conflicting()
