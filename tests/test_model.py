@@ -118,3 +118,18 @@ def test_skops_load_refuses_untrusted_types_even_with_a_matching_hash(tmp_path):
 def test_artifact_is_a_skops_zip_not_a_pickle(default_path):
     assert zipfile.is_zipfile(default_path / ARTIFACT)
     assert (default_path / ARTIFACT).stat().st_size < 50e6
+
+
+def test_fast_dag_cut_gives_exactly_jiebas_words():
+    import jieba
+
+    from detector.model import _DagCutter, _jieba
+    from detector.textnorm import clean
+    from training.cli import resolve_data
+    from training.data import load_tsv
+
+    texts = load_tsv(resolve_data("raw_dev.tsv")).texts[:1500]
+    runs = {r for t in texts for r in re.findall("[\u4e00-\u9fff]{2,}", clean(t))}
+    cutter = _DagCutter(_jieba())
+    assert len(runs) > 1000
+    assert all(cutter.cut(r) == tuple(jieba.cut(r, HMM=False)) for r in runs)
