@@ -55,6 +55,7 @@ _SEGMENT_CACHE_MAX = 200_000
 
 
 _cutter = None
+_MISSING = object()
 
 
 def _jieba():
@@ -77,21 +78,23 @@ class _DagCutter:
     """
 
     def __init__(self, tokenizer):
-        self.freq = tokenizer.FREQ
         log_total = math.log(tokenizer.total)
-        self.logp = {w: math.log(f) - log_total for w, f in tokenizer.FREQ.items() if f}
+        # One lookup per step: a word's log-probability, or None for a prefix that is not a word itself.
+        self.table = {w: (math.log(f) - log_total if f else None) for w, f in tokenizer.FREQ.items()}
         self.unknown = math.log(1) - log_total
 
     def cut(self, run: str) -> tuple[str, ...]:
-        freq, logp = self.freq, self.logp
+        table, missing = self.table, _MISSING
         n = len(run)
         score = [0.0] * (n + 1)
         end = [0] * n
         for start in range(n - 1, -1, -1):
             best, best_end = None, start
             i, frag = start, run[start]
-            while i < n and frag in freq:
-                p = logp.get(frag)
+            while i < n:
+                p = table.get(frag, missing)
+                if p is missing:
+                    break
                 if p is not None:
                     s = p + score[i + 1]
                     if best is None or s >= best:
@@ -99,9 +102,7 @@ class _DagCutter:
                 i += 1
                 frag = run[start:i + 1]
             if best is None:
-                char = run[start]
-                p = logp.get(char, self.unknown)
-                best = p + score[start + 1]
+                best = self.unknown + score[start + 1]
             score[start], end[start] = best, best_end
         words, x = [], 0
         while x < n:

@@ -142,5 +142,7 @@ def template_key(text: str) -> str:
     >>> template_key("您的快递 1093218216211 已到 http://x.cn/a") == template_key("您的快递 77 已到 www.y.com/b")
     True
     """
-    text = _KEY_SPACE.sub("", _KEY_URL.sub("U", text))  # separators first: "1,200.50" is one number
+    if "." in text or "ttp" in text or "TTP" in text:  # every URL pattern needs one of them
+        text = _KEY_URL.sub("U", text)
+    text = _KEY_SPACE.sub("", text)  # separators first: "1,200.50" is one number
     return _KEY_NUMBERISH.sub("#", text)
