@@ -127,6 +127,10 @@ def register(main: click.Group, bench: click.Group) -> None:
         results = {}
         for name in filter(None, [model or registry.promoted_name(), compare]):
             loaded = load_model(registry.model_path(name))
+            seen = {d.get("sha256"): d.get("split") for d in loaded.manifest.get("training_data", [])}
+            if dataset.sha256 in seen and (loaded.manifest.get("trained_on") == "all rows" or parsed.kind == "none"):
+                click.secho(f"warning: {name} was trained on rows of this file; these are not held-out figures "
+                            "(see its report.md for those)", fg="yellow", err=True)
             metrics = spam_metrics(dataset.labels, loaded.score(dataset.texts), loaded.threshold)
             results[name] = {"model": loaded.version, "threshold": round(loaded.threshold, 4),
                              **{k: metrics[k] for k in METRIC_NAMES}}
