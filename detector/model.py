@@ -341,7 +341,20 @@ def load_model(path: str | Path) -> SpamModel:
     except Exception as exc:  # skops raises several types (untrusted type, bad zip, bad schema)
         raise ModelError(f"model {folder.name!r}: refusing to load {artifact.name}: {exc}") from None
     _jieba()
-    return SpamModel(pipeline, manifest, actual)
+    model = SpamModel(pipeline, manifest, actual)
+    # A model that cannot score (e.g. trained with a different feature layout than this code builds)
+    # would turn every batch into an engine error: refuse it here, where the previous model keeps serving.
+    try:
+        probe = model.score(SMOKE_TEXTS)
+    except Exception as exc:
+        raise ModelError(f"model {folder.name!r}: loads but cannot score ({type(exc).__name__}: {exc})") from None
+    if probe.shape != (len(SMOKE_TEXTS),) or not np.all((probe >= 0) & (probe <= 1)):
+        raise ModelError(f"model {folder.name!r}: scores are not probabilities: {probe!r}")
+    return model
+
+
+#: Scored once on every load to prove the artifact works with this code.
+SMOKE_TEXTS = ("【京东】您的验证码是482913，5分钟内有效。", "加微信领红包，日赚三百，回T退订")
 
 
 class CachedScorer:

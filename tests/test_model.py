@@ -133,3 +133,18 @@ def test_fast_dag_cut_gives_exactly_jiebas_words():
     cutter = _DagCutter(_jieba())
     assert len(runs) > 1000
     assert all(cutter.cut(r) == tuple(jieba.cut(r, HMM=False)) for r in runs)
+
+
+def test_a_model_that_cannot_score_is_refused_on_load(tmp_path, monkeypatch):
+    import shutil
+
+    from detector import model as model_module
+    from detector.errors import ModelError
+    from detector.registry import Registry
+    source = Registry().root / Registry().promoted_name()
+    copy = tmp_path / "broken"
+    shutil.copytree(source, copy)
+    monkeypatch.setattr(model_module.SpamModel, "score", lambda self, texts: (_ for _ in ()).throw(
+        ValueError("X has 1048582 features, but LogisticRegression is expecting 1048584")))
+    with pytest.raises(ModelError, match="cannot score"):
+        model_module.load_model(copy)
