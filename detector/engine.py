@@ -31,7 +31,7 @@ from detector.settings import Settings
 from detector.signals.base import MessageContext
 from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS
 from detector.signals.port_health import complaint_value
-from detector.state.base import Baseline, Claim, Distinct, HashGet, HashSet, StateStore, Window, tag
+from detector.state.base import Baseline, Claim, Counter, Distinct, HashGet, HashSet, StateStore, Window, tag
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
@@ -125,6 +125,7 @@ class Engine:
         self._templates = _TemplateFeatures()
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
+        self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
         self._active_signals = [(name, cfg) for name, cfg in self.policy.signals.items() if cfg.weight or cfg.port_weight]
         feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
                              for f in cfg.signal.feeds})
@@ -152,6 +153,7 @@ class Engine:
     # -- the batch ---------------------------------------------------------------------------------
     async def process(self, events: Sequence[Event]) -> EngineResult:
         result = EngineResult()
+        self._read_only.clear()
         sms = [e for e in events if type(e) is SmsEvent]
         fresh = await self._claim(sms, result)
         contexts = self._contexts(fresh)
@@ -159,19 +161,15 @@ class Engine:
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
         ops, slots = self._build_ops(events, by_msg)
-        # a redelivered msg_id gets its kept decision back, so what was lost in a crash is re-emitted identically
-        replay_ops = [HashGet(tag("dec", e.msg_id), ("d",)) for e in result.duplicates]
+        self._read_only.clear()
         states: dict[str, PortAction] = {}
         try:
             outputs, states, registry = await asyncio.gather(
-                self.store.run(ops + replay_ops), self.store.get_port_states(ports),
-                self.store.registered_signatures(ports))
+                self.store.run(ops), self.store.get_port_states(ports), self.store.registered_signatures(ports))
         except StateUnavailable:
             result.degraded = True
             outputs, registry = [], {}
             states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
-        if replay_ops and outputs:
-            result.redelivered = [json.loads(kept[0]) for kept in outputs[len(ops):] if kept[0]]
         complaints: dict[int, dict[str, int]] = {}
         for receivers, value in zip(slots, outputs):
             for owner, name in receivers:
@@ -214,6 +212,7 @@ class Engine:
             if ctx is not None:
                 state = ctx.state
                 ts_ms = event.ts_ms
+                read_only = id(event) in self._read_only
                 for name, feed in self._sender_feeds:
                     sender = getattr(event, feed.attr)
                     if not sender:
@@ -223,7 +222,8 @@ class Engine:
                     entry = senders.get(group)
                     if entry is None:
                         entry = senders[group] = [0, ts_ms, []]
-                    entry[0] += 1 if feed.amount is None else feed.amount(ctx)
+                    if not read_only:
+                        entry[0] += 1 if feed.amount is None else feed.amount(ctx)
                     if ts_ms > entry[1]:
                         entry[1] = ts_ms
                     entry[2].append((ctx, name))
@@ -232,6 +232,8 @@ class Engine:
                     if op is None:
                         state[name] = None
                         continue
+                    if read_only and type(op) is Counter:
+                        op = op._replace(amount=0)   # read the count, add nothing: this message was counted
                     if type(op) is Distinct:     # the same member again in the same bucket changes nothing
                         group = (op.key, op.ts_ms // (op.bucket_s * 1000), op.member)
                         index = merged.get(group)
@@ -265,14 +267,40 @@ class Engine:
         except StateUnavailable:
             result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
             first = [True] * len(sms)
-        fresh, seen = [], set()
+        fresh, seen, claimed_before = [], set(), []
         for event, is_first in zip(sms, first):
-            if is_first and event.msg_id not in seen:
+            if event.msg_id in seen:
+                result.duplicates.append(event)          # twice in this batch: decided once, right here
+            elif is_first:
                 fresh.append(event)
                 seen.add(event.msg_id)
             else:
-                result.duplicates.append(event)
+                claimed_before.append(event)
+                seen.add(event.msg_id)
+        if claimed_before:
+            await self._redeliver(claimed_before, fresh, result)
         return fresh
+
+    async def _redeliver(self, claimed_before: list[SmsEvent], fresh: list[SmsEvent], result: EngineResult) -> None:
+        """msg_ids claimed by an earlier batch: send back the kept decision, or decide again without counting.
+
+        A worker that died after claiming a batch but before keeping its decisions leaves msg_ids that are
+        claimed with nothing kept; they are decided again with every counter read-only (amount 0), so they
+        are neither lost nor counted twice.
+        """
+        try:
+            kept = await self.store.run([HashGet(tag("dec", e.msg_id), ("d",)) for e in claimed_before])
+        except StateUnavailable:
+            result.degraded = True
+            result.duplicates.extend(claimed_before)
+            return
+        for event, (payload,) in zip(claimed_before, kept):
+            result.duplicates.append(event)
+            if payload:
+                result.redelivered.append(json.loads(payload))
+            else:
+                self._read_only.add(id(event))
+                fresh.append(event)
 
     def _contexts(self, events: list[SmsEvent]) -> list[MessageContext]:
         if not events:

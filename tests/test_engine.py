@@ -160,3 +160,26 @@ def test_kept_decisions_expire(monkeypatch):
     late.ts_ms += 61_000          # event time moves on: the kept copy has expired, the claim has not
     result = run(Engine(settings, store, FixedScorer()).process([sms(500), late]))
     assert [e.msg_id for e in result.duplicates] == ["m1"] and result.redelivered == []
+
+
+def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice():
+    """The crash window: a worker claimed a batch, counted it, and died before keeping its decisions."""
+    from detector.state.base import Claim, Counter, Window, tag
+    store = MemoryStore()
+    crashed = [sms(i, content="加微信领红包") for i in range(20)]
+    half_done = engine(store)
+    run(half_done.process(crashed))
+    for e in crashed:                       # forget the kept decisions, as if the worker died before _persist
+        store._hashes.pop(tag("dec", e.msg_id), None)
+    volume = Window(tag("port", "10690001", "vol"), T0 + 19_000, 0, 60, (3600,))
+    per_recipient = Counter(tag("rcpt", crashed[0].recipient, "p:10690001"), T0, 0, 86_400)
+    before = (store.apply(volume), store.apply(per_recipient))
+    assert before == ((20,), 1)
+
+    result = run(engine(store).process([sms(i, content="加微信领红包") for i in range(20)]))
+    assert sorted(d.msg_id for d in result.decisions) == sorted(e.msg_id for e in crashed)   # none lost
+    assert all(d.action == "flag" for d in result.decisions)
+    assert (store.apply(volume), store.apply(per_recipient)) == before                        # none counted twice
+    assert all(store.apply(Claim(tag("msg", e.msg_id), T0, 10)) is False for e in crashed)
+    again = run(engine(store).process([sms(3, content="加微信领红包")]))
+    assert not again.decisions and [d["msg_id"] for d in again.redelivered] == ["m3"]          # kept now
