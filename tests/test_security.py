@@ -166,11 +166,15 @@ def _write_model(folder: Path, obj) -> Path:
 
 @pytest.fixture
 def good_model(tmp_path) -> Path:
-    """A small model made only of trusted types, with a manifest that matches it."""
+    """A small text model made only of trusted types, with a manifest that matches it."""
+    from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
 
-    clf = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1]))
-    return _write_model(tmp_path / "good-v1", clf)
+    texts = ["【京东】您的订单已发货", "加微信领红包 日赚三百", "【招商银行】您尾号1234的卡支出", "贷款 秒批 无抵押 加微信"]
+    pipeline = Pipeline([("hash", HashingVectorizer(analyzer="char", ngram_range=(1, 2), n_features=2**10)),
+                         ("clf", LogisticRegression())]).fit(texts, np.array([0, 1, 0, 1]))
+    return _write_model(tmp_path / "good-v1", pipeline)
 
 
 def test_a_model_that_matches_its_manifest_loads(good_model):
