@@ -185,11 +185,13 @@ class Engine:
 
         port_reasons = self._decide(contexts, states, result)
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states)
-        for decision in result.decisions:
+        for ctx, decision in zip(contexts, result.decisions):
             decision.port_state = states[decision.port].state if decision.port in states else "normal"
             if decision.port_state == "block" and decision.action != "block":
                 decision.action = "block"
                 decision.reasons.append(Reason("port_blocked", 1.0, 0.0, "the port is blocked"))
+            if ctx.is_spam and decision.action != "allow":
+                self._explain_reason(ctx, decision)
         if not result.degraded:
             await self._persist(contexts, changes, result)
         return result
@@ -321,8 +323,18 @@ class Engine:
                 event=event, score=score, is_spam=is_spam, marketing=marketing, has_unsubscribe=has_unsub,
                 local_hour=hour, template_key=key, template_id=template_id,
                 content_id=_short_hash(event.content), lsh_bands=bands,
-                explanation=self._explain(key, event.content) if is_spam else ()))
+                # explanations are filled in once the action is known: only flagged/blocked messages need them
+                ))
         return contexts
+
+    def _explain_reason(self, ctx: MessageContext, decision: Decision) -> None:
+        """Name the tokens that pushed the classifier in the content_spam reason (operators read these)."""
+        ctx.explanation = self._explain(ctx.template_key, ctx.event.content)
+        spam = self.policy.signals["content_spam"].signal
+        for reason in decision.reasons:
+            if reason.signal == spam.name:
+                fired = spam.evaluate(ctx)
+                reason.detail = fired.detail if fired else reason.detail
 
     def _explain(self, key: str, content: str) -> tuple[tuple[str, float], ...]:
         hit = self._explanations.get(key)
