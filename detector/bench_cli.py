@@ -31,12 +31,12 @@ def _config(**options):
 
 def register(main: click.Group, bench: click.Group) -> None:
     @bench.command("stream")
-    @click.option("--quick", is_flag=True, help="Short run (about 2-3 minutes) for smoke use.")
+    @click.option("--quick", is_flag=True, help="Short run (about 3-4 minutes on 2 cores) for smoke use.")
     @click.option("--workers", default="1,2", show_default=True, help="Worker counts to measure, comma separated.")
     @click.option("--rate", default="5000", show_default=True,
                   help="Offered rate(s) of the latency runs (msgs/s), comma separated, e.g. 250,5000.")
-    @click.option("--rate-seconds", type=float, default=None, help="Length of each fixed-rate run (default 60, quick 15).")
-    @click.option("--backlog", type=int, default=None, help="Backlog drained at full speed (default 150k, quick 30k).")
+    @click.option("--rate-seconds", type=float, default=None, help="Length of each fixed-rate run (default 60, quick 10).")
+    @click.option("--backlog", type=int, default=None, help="Backlog drained at full speed (default 150k, quick 10k).")
     @click.option("--ports", type=int, default=200, show_default=True, help="Ports in the simulated traffic.")
     @click.option("--only", default="passthrough,naive,worker", show_default=True,
                   help="Processor kinds to run: passthrough, naive, worker.")
@@ -55,10 +55,10 @@ def register(main: click.Group, bench: click.Group) -> None:
 
         rates = tuple(float(r) for r in rate.split(",") if r.strip())
         cfg = _config(workers=tuple(int(w) for w in workers.split(",") if w.strip()), rate=max(rates), rates=rates,
-                      rate_seconds=rate_seconds or (15.0 if quick else 60.0),
-                      backlog=backlog or (30_000 if quick else 150_000),
-                      baseline_backlog=2 * (backlog or (30_000 if quick else 150_000)),
-                      naive_seconds=10.0 if quick else 30.0, ports=ports,
+                      rate_seconds=rate_seconds or (10.0 if quick else 60.0),
+                      backlog=backlog or (10_000 if quick else 150_000),
+                      baseline_backlog=2 * (backlog or (10_000 if quick else 150_000)),
+                      naive_seconds=8.0 if quick else 30.0, settle_s=15.0 if quick else 60.0, ports=ports,
                       kinds=tuple(k.strip() for k in only.split(",") if k.strip()),
                       profile_dir=Path(profile_dir) if profile_dir else None, run_dir=Path(run_dir),
                       models_dir=models_dir)

@@ -381,6 +381,7 @@ class StreamBenchConfig:
     baseline_backlog: int = 300_000
     naive_seconds: float = 30.0           # the naive agent is measured over this long, not to the end
     drain_timeout: float = 300.0
+    settle_s: float = 60.0                # how long a fixed-rate run's last messages may take to be decided
     ports: int = 200
     partitions: int = 4
     batch_size: int = 500
@@ -562,7 +563,7 @@ class Scenario:
         offered_for = time.monotonic() - started
         decided_in_time = outputs.count(prefix)
         self._stop_profiler(profiler)
-        await outputs.wait_for(prefix, sent, timeout=60.0)
+        await outputs.wait_for(prefix, sent, timeout=self.cfg.settle_s)
         last = [p.sample() for p in self.processors]
         last_cpu, last_wait = sum(x.cpu_s for x in last), sum(x.runq_wait_s for x in last)
         lat = [v for k, v in outputs.latency_ms.items() if k.startswith(prefix)]
@@ -576,7 +577,7 @@ class Scenario:
                       max_ms=max(lat) if lat else None,
                       rss_mb=[round(p.sample().rss_bytes / 2**20, 1) for p in self.processors])
         if decided < sent:
-            phase.note = f"{sent - decided} of {sent} not decided within 60 s after the run"
+            phase.note = f"{sent - decided} of {sent} not decided within {self.cfg.settle_s:.0f} s after the run"
         self.result.phases.append(phase)
 
     def _start_profiler(self, phase: str) -> subprocess.Popen | None:
