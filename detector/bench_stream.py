@@ -157,8 +157,8 @@ class Processor:
 def processor_argv(kind: str) -> list[str]:
     """The command line of a processor of ``kind`` (all are `smsguard` subcommands)."""
     if kind == "worker":
-        if os.environ.get("SMSGUARD_BENCH_WORKER_SCRIPT"):     # diagnostics: a wrapped worker
-            return [sys.executable, os.environ["SMSGUARD_BENCH_WORKER_SCRIPT"]]
+        if os.environ.get("BENCH_WORKER_SCRIPT"):     # diagnostics: a wrapped worker
+            return [sys.executable, os.environ["BENCH_WORKER_SCRIPT"]]
         return [sys.executable, "-m", "detector.cli", "worker"]
     if kind in ("passthrough", "naive"):
         return [sys.executable, "-m", "detector.cli", "bench", "stream-baseline", kind]
@@ -418,7 +418,7 @@ class Scenario:
         return {**self.stack.env(), "SMSGUARD_TOPIC_PREFIX": self.prefix, "SMSGUARD_APP_ID": f"bench-{self.tag}",
                 "SMSGUARD_PARTITIONS": str(self.cfg.partitions), "SMSGUARD_BATCH_SIZE": str(self.cfg.batch_size),
                 "SMSGUARD_MODELS_DIR": str(self.cfg.models_dir), "SMSGUARD_DATA_DIR": str(self.cfg.data_dir),
-                "SMSGUARD_LOG_LEVEL": "WARNING", "SMSGUARD_BENCH_OUT_TOPIC": self.out_topic}
+                "SMSGUARD_LOG_LEVEL": "WARNING", "BENCH_OUT_TOPIC": self.out_topic}
 
     async def run(self) -> ScenarioResult:
         from aiokafka import AIOKafkaProducer
@@ -798,7 +798,7 @@ def run_baseline(kind: str) -> None:
     settings = Settings.from_env()
     if kind == "passthrough":
         asyncio.run(passthrough_main(settings.kafka_bootstrap, settings.topic(TOPIC_OUTBOUND),
-                                     os.environ["SMSGUARD_BENCH_OUT_TOPIC"], settings.app_id))
+                                     os.environ["BENCH_OUT_TOPIC"], settings.app_id))
         return
     import faust
 
