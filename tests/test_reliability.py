@@ -10,7 +10,8 @@ something goes wrong, then checks on the real output topic and in the real Redis
   number of distinct messages the port sent (the engine's msg_id Claim makes replays free).
 
 Faults: ``kill -9`` of a worker and a restart; a worker joining and another leaving (rebalances);
-Redis restarted (empty) under a running worker; the broker frozen (SIGSTOP) then thawed.
+Redis restarted (empty) under a running worker; the broker frozen (SIGSTOP) then thawed; the broker
+restarted (tansu is memory-only: it comes back empty, so only survival and new traffic are checked).
 (tests/test_integration_stream.py has the simpler kill-then-another-worker case on a backlog.)
 """
 from __future__ import annotations
@@ -229,3 +230,26 @@ async def test_broker_frozen_then_thawed_loses_nothing(settings, own_broker, tmp
         run.assert_alive(worker)
         run.assert_nothing_lost_nothing_conflicting()
         await run.assert_counted_once()
+
+
+async def test_broker_restarted_empty_the_worker_survives_and_decides_new_traffic(settings, own_broker, tmp_path):
+    """tansu keeps its log in memory: a restart loses topics, data and committed offsets. What was decided
+    before stays decided; the worker must neither crash nor stall, and decides what is sent afterwards."""
+    s = _fast(settings, kafka_bootstrap=own_broker.bootstrap)
+    async with LiveRun(s, tmp_path, seed=15) as run:
+        worker = await run.steady_worker(seconds=3)
+        before = len(run.sent)
+        await run.outputs.stop()
+        await asyncio.to_thread(own_broker.restart, 3.0)     # same port, empty
+        await acreate_topics(s.kafka_bootstrap, [s.topic(t) for t in ALL_TOPICS], PARTITIONS,
+                             compacted={s.topic(t) for t in COMPACTED_TOPICS})
+        run.outputs = Outputs(s.kafka_bootstrap, s.topic(TOPIC_DECISIONS), PARTITIONS, keep=True)
+        await run.outputs.start()
+        await run.send(rate=300, seconds=4)
+        wanted = {m for m, _ in run.sent[before:]}
+        deadline = time.monotonic() + 120
+        while wanted - run.outputs.payloads.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        missing = wanted - run.outputs.payloads.keys()
+        run.assert_alive(worker)
+        assert not missing, f"{len(missing)} of {len(wanted)} sent after the restart undecided:\n{worker.log_tail()}"
