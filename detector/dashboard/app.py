@@ -44,6 +44,7 @@ SSE_QUEUE = 1_000
 RECENT_ACTIONS = 200
 SSE_PING_S = 15.0
 SEVERITY = {"block": 4, "throttle": 3, "watch": 2, "normal": 1, "allowlist": 0}
+SHUTDOWN_STEP_S = 10.0   # longest each Kafka client may take to close when the dashboard stops
 _ERROR_STATUS = {InvalidAction: 400, KafkaUnavailable: 503, StateUnavailable: 503, AuditError: 500}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
@@ -99,9 +100,12 @@ class Dashboard:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.follower.stop()
-        await self.complaints.stop()
-        await self.publisher.close()
+        # a Kafka client stuck on a broker that went away must not hang the shutdown
+        for closing in (self.follower.stop(), self.complaints.stop(), self.publisher.close()):
+            try:
+                await asyncio.wait_for(closing, SHUTDOWN_STEP_S)
+            except asyncio.TimeoutError:
+                log.warning("dashboard shutdown step timed out", extra={"seconds": SHUTDOWN_STEP_S})
         for queue in list(self._subscribers):     # end every open stream (None), even a backed-up one
             if queue.full():
                 queue.get_nowait()
