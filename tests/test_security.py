@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import inspect
 import json
@@ -49,19 +50,25 @@ def test_operator_tokens_are_only_compared_with_compare_digest():
     assert "hmac.compare_digest" in source
 
 
-@pytest.fixture
-async def dashboard(settings):
+@contextlib.asynccontextmanager
+async def _dashboard(settings, tokens: str):
+    """The dashboard app on the session's broker (its topics created first) behind an aiohttp test client."""
     from aiohttp.test_utils import TestClient, TestServer
 
     from detector.dashboard.app import create_app
     from detector.services import ALL_TOPICS, COMPACTED_TOPICS, acreate_topics
 
-    s = settings({"SMSGUARD_OPERATOR_TOKENS": f"alice:{TOKEN}"})
+    s = settings({"SMSGUARD_OPERATOR_TOKENS": tokens})
     await acreate_topics(s.kafka_bootstrap, [s.topic(t) for t in ALL_TOPICS], 1,
                          compacted={s.topic(t) for t in COMPACTED_TOPICS})
-    app = create_app(s, lookback=100)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(create_app(s, lookback=100))) as client:
         client.settings = s
+        yield client
+
+
+@pytest.fixture
+async def dashboard(settings):
+    async with _dashboard(settings, f"alice:{TOKEN}") as client:
         yield client
 
 
@@ -107,12 +114,7 @@ async def test_every_mutating_route_refuses_requests_without_a_valid_token(dashb
 
 
 async def test_without_configured_tokens_the_dashboard_is_read_only(settings):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from detector.dashboard.app import create_app
-
-    s = settings({"SMSGUARD_OPERATOR_TOKENS": ""})
-    async with TestClient(TestServer(create_app(s, lookback=100))) as client:
+    async with _dashboard(settings, "") as client:
         for method, path in _mutating_routes(client.server.app):
             for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
                 resp = await client.request(method, path, json={"kind": "block", "reason": "x"}, headers=headers)
