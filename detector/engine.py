@@ -31,7 +31,7 @@ from detector.settings import Settings
 from detector.signals.base import MessageContext
 from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS
 from detector.signals.port_health import complaint_value
-from detector.state.base import Baseline, Claim, Counter, Distinct, HashGet, HashSet, StateStore, Window, tag
+from detector.state.base import Baseline, Counter, Distinct, HashGet, HashSet, StateStore, Window, tag
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
@@ -161,6 +161,13 @@ class Engine:
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
         ops, slots = self._build_ops(events, by_msg)
+        # The msg_id is marked counted last, in the same ordered call as its counters: a worker that dies
+        # before this call leaves nothing marked, and the redelivered message is simply counted then.
+        dedup_s = int(self.settings.dedup_ttl_s)
+        for ctx in contexts:
+            if id(ctx.event) not in self._read_only:
+                ops.append(Counter(tag("msg", ctx.event.msg_id), ctx.event.ts_ms, 1, dedup_s))
+                slots.append([])
         self._read_only.clear()
         states: dict[str, PortAction] = {}
         try:
@@ -264,16 +271,16 @@ class Engine:
         if not sms:
             return []
         ttl = int(self.settings.dedup_ttl_s)
-        try:
-            first = await self.store.run([Claim(tag("msg", e.msg_id), e.ts_ms, ttl) for e in sms])
+        try:        # read-only: a msg_id is marked counted only together with its counters (see process)
+            counted = await self.store.run([Counter(tag("msg", e.msg_id), e.ts_ms, 0, ttl) for e in sms])
         except StateUnavailable:
             result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
-            first = [True] * len(sms)
+            counted = [0] * len(sms)
         fresh, seen, claimed_before = [], set(), []
-        for event, is_first in zip(sms, first):
+        for event, times in zip(sms, counted):
             if event.msg_id in seen:
                 result.duplicates.append(event)          # twice in this batch: decided once, right here
-            elif is_first:
+            elif not times:
                 fresh.append(event)
                 seen.add(event.msg_id)
             else:
@@ -284,11 +291,11 @@ class Engine:
         return fresh
 
     async def _redeliver(self, claimed_before: list[SmsEvent], fresh: list[SmsEvent], result: EngineResult) -> None:
-        """msg_ids claimed by an earlier batch: send back the kept decision, or decide again without counting.
+        """msg_ids counted by an earlier batch: send back the kept decision, or decide them again read-only.
 
-        A worker that died after claiming a batch but before keeping its decisions leaves msg_ids that are
-        claimed with nothing kept; they are decided again with every counter read-only (amount 0), so they
-        are neither lost nor counted twice.
+        A worker that died after counting a batch but before keeping its decisions leaves msg_ids counted
+        with nothing kept; they are decided again with every counter read-only (amount 0), so each is
+        decided, and counted exactly once.
         """
         try:
             kept = await self.store.run([HashGet(tag("dec", e.msg_id), ("d",)) for e in claimed_before])

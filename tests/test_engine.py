@@ -170,7 +170,7 @@ def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice
     half_done = engine(store)
     run(half_done.process(crashed))
     for e in crashed:                       # forget the kept decisions, as if the worker died before _persist
-        store._hashes.pop(tag("dec", e.msg_id), None)
+        store._hashes.pop(tag("dec", e.msg_id))
     volume = Window(tag("port", "10690001", "vol"), T0 + 19_000, 0, 60, (3600,))
     per_recipient = Counter(tag("rcpt", crashed[0].recipient, "p:10690001"), T0, 0, 86_400)
     before = (store.apply(volume), store.apply(per_recipient))
@@ -180,6 +180,28 @@ def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice
     assert sorted(d.msg_id for d in result.decisions) == sorted(e.msg_id for e in crashed)   # none lost
     assert all(d.action == "flag" for d in result.decisions)
     assert (store.apply(volume), store.apply(per_recipient)) == before                        # none counted twice
-    assert all(store.apply(Claim(tag("msg", e.msg_id), T0, 10)) is False for e in crashed)
+    assert all(store.apply(Counter(tag("msg", e.msg_id), T0, 0, 10)) == 1 for e in crashed)   # marked once
     again = run(engine(store).process([sms(3, content="加微信领红包")]))
     assert not again.decisions and [d["msg_id"] for d in again.redelivered] == ["m3"]          # kept now
+
+
+def test_a_msg_id_is_marked_counted_in_the_same_call_as_its_counters():
+    """A worker that dies before that call leaves nothing marked: the redelivered message is counted then."""
+    from detector.state.base import Counter, Window, tag
+    store = MemoryStore()
+    calls = []
+    real_run = store.run
+
+    async def recording_run(ops):
+        calls.append(list(ops))
+        return await real_run(ops)
+    store.run = recording_run
+    run(engine(store).process([sms(i, content="加微信领红包") for i in range(5)]))
+    marks = [i for i, ops in enumerate(calls) for op in ops if type(op) is Counter and op.key.startswith("sg:msg:")
+             and op.amount == 1]
+    counters = [i for i, ops in enumerate(calls) for op in ops if type(op) is Window and ":vol" in op.key]
+    assert len(marks) == 5 and set(marks) == set(counters)             # one call holds both
+    volume = Window(tag("port", "10690001", "vol"), T0 + 4_000, 0, 60, (3600,))
+    assert store.apply(volume) == (5,)
+    run(engine(store).process([sms(i, content="加微信领红包") for i in range(5)]))
+    assert store.apply(volume) == (5,)                                   # redelivered: not counted again
