@@ -18,7 +18,7 @@ from typing import IO, Any, Iterable
 
 from detector.engine import Engine, Scorer, tune_gc_for_streaming
 from detector.errors import InvalidEvent
-from detector.events import EventParser, SmsEvent, dead_letter
+from detector.events import EventParser, dead_letter
 from detector.policy import Policy
 from detector.privacy import RecipientHasher
 from detector.settings import Settings

@@ -164,7 +164,7 @@ def test_kept_decisions_expire(monkeypatch):
 
 def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice():
     """The crash window: a worker claimed a batch, counted it, and died before keeping its decisions."""
-    from detector.state.base import Claim, Counter, Window, tag
+    from detector.state.base import Counter, Window, tag
     store = MemoryStore()
     crashed = [sms(i, content="加微信领红包") for i in range(20)]
     half_done = engine(store)

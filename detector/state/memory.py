@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Sequence
 
 from detector.events import PortAction
