@@ -24,12 +24,12 @@ from typing import Any, Protocol, Sequence
 
 from detector import textnorm
 from detector.errors import StateUnavailable
-from detector.events import ComplaintEvent, Decision, OptOutEvent, PortAction, Reason, SmsEvent
+from detector.events import ComplaintEvent, Decision, OptOutEvent, PortAction, Reason, SmsEvent, to_json
 from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
-from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS
+from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, Distinct, HashGet, HashSet, StateStore, Window, tag
 
@@ -130,7 +130,7 @@ class Engine:
         feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
                              for f in cfg.signal.feeds})
         self._sender_feeds = [(f, SENDER_FEEDS[f]) for f in feed_names if f in SENDER_FEEDS]
-        self._message_feeds = [f for f in feed_names if f not in SENDER_FEEDS]
+        self._message_feeds = [(f, FEEDS[f]) for f in feed_names if f not in SENDER_FEEDS]
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
 
     @classmethod
@@ -160,15 +160,14 @@ class Engine:
         by_msg = {id(c.event): c for c in contexts}
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
-        ops, slots = self._build_ops(events, by_msg)
+        ops, slots, shared, groups = self._build_ops(events, by_msg)
         # The msg_id is marked counted last, in the same ordered call as its counters: a worker that dies
         # before this call leaves nothing marked, and the redelivered message is simply counted then.
         dedup_s = int(self.settings.dedup_ttl_s)
-        for ctx in contexts:
-            if id(ctx.event) not in self._read_only:
-                ops.append(Counter(tag("msg", ctx.event.msg_id), ctx.event.ts_ms, 1, dedup_s))
-                slots.append([])
-        self._read_only.clear()
+        read_only = self._read_only
+        ops.extend(Counter(tag("msg", ctx.event.msg_id), ctx.event.ts_ms, 1, dedup_s)
+                   for ctx in contexts if id(ctx.event) not in read_only)
+        read_only.clear()
         states: dict[str, PortAction] = {}
         try:
             outputs, states, registry = await asyncio.gather(
@@ -178,6 +177,14 @@ class Engine:
             outputs, registry = [], {}
             states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
         complaints: dict[int, dict[str, int]] = {}
+        if outputs:
+            for index, name, receivers in shared:       # sender feeds: one result per group of messages
+                value = outputs[index]
+                for group_state in receivers:
+                    group_state[name] = value
+        for group_state, members in groups:
+            for ctx in members:
+                ctx.state.update(group_state)
         for receivers, value in zip(slots, outputs):
             for owner, name in receivers:
                 if name is None:
@@ -203,53 +210,59 @@ class Engine:
             await self._persist(contexts, changes, result)
         return result
 
-    def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext]) -> tuple[list, list]:
-        """The batch's state ops, and for each op the (context, feed) pairs that read its result.
+    def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext]) -> tuple[list, list, list, list]:
+        """The batch's state ops, and who reads each result.
 
+        Returns ``(ops, slots, shared, groups)``. ``slots[i]`` lists the (context or event, feed) pairs that
+        read ``ops[i]`` (message feeds, opt-outs, complaints; ops after ``len(slots)`` have no reader).
         Sender feeds (per port / provider / signature counters, :data:`SENDER_FEEDS`) get one op per
-        (feed, sender, time bucket) with the batch's summed amount, read by every message of the group:
-        port-level volumes are evaluated per micro-batch (deterministic in replay, whose batch size is
-        fixed), and a batch costs the store one op per sender instead of one per message. Message feeds
-        get one op per message, except that a repeated Distinct member in one bucket is sent once.
+        (feed, sender, time bucket) with the batch's summed amount: port-level volumes are evaluated per
+        micro-batch (deterministic in replay, whose batch size is fixed), and a batch costs the store one
+        op per sender instead of one per message. Their results go to ``shared`` ``(op index, feed, [group
+        state])`` and each ``groups`` entry ``(group state, contexts)`` is copied into its messages' state.
+        Message feeds get one op per message, except that a repeated Distinct member in one bucket is
+        sent once (it would change nothing).
         """
         ops: list = []
         slots: list[list[tuple[Any, str | None]]] = []
         merged: dict[tuple, int] = {}
-        senders: dict[tuple, list] = {}          # (feed, sender, bucket) -> [amount, latest ts, receivers]
+        by_sender: dict[tuple, list] = {}     # (port, sp_id, signature, minute) -> its messages
+        read_only = self._read_only
+        message_feeds = self._message_feeds
         for event in events:
             ctx = by_msg.get(id(event))
             if ctx is not None:
-                state = ctx.state
                 ts_ms = event.ts_ms
-                read_only = id(event) in self._read_only
-                for name, feed in self._sender_feeds:
-                    sender = getattr(event, feed.attr)
-                    if not sender:
-                        state[name] = None       # no provider / no signature: the feed does not apply
-                        continue
-                    group = (name, sender, ts_ms // (feed.bucket_s * 1000))
-                    entry = senders.get(group)
-                    if entry is None:
-                        entry = senders[group] = [0, ts_ms, []]
-                    if not read_only:
-                        entry[0] += 1 if feed.amount is None else feed.amount(ctx)
-                    if ts_ms > entry[1]:
-                        entry[1] = ts_ms
-                    entry[2].append((ctx, name))
-                for name in self._message_feeds:
-                    op = FEEDS[name](ctx)
-                    if op is None:
-                        state[name] = None
-                        continue
-                    if read_only and type(op) is Counter:
-                        op = op._replace(amount=0)   # read the count, add nothing: this message was counted
-                    if type(op) is Distinct:     # the same member again in the same bucket changes nothing
-                        group = (op.key, op.ts_ms // (op.bucket_s * 1000), op.member)
+                group_key = (event.port, event.sp_id, event.signature, ts_ms // 60_000)
+                members = by_sender.get(group_key)
+                if members is None:
+                    by_sender[group_key] = [ctx]
+                else:
+                    members.append(ctx)
+                state = ctx.state
+                is_read_only = id(event) in read_only
+                for name, feed in message_feeds:
+                    if type(feed) is DistinctFeed:
+                        ident = feed.ident(ctx)
+                        if ident is None:
+                            state[name] = None
+                            continue
+                        member = feed.member(ctx)
+                        group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
                         index = merged.get(group)
-                        if index is not None:
+                        if index is not None:         # the same member again in the same bucket changes nothing
                             slots[index].append((ctx, name))
                             continue
                         merged[group] = len(ops)
+                        ops.append(feed.build(ident, ts_ms, member))
+                        slots.append([(ctx, name)])
+                        continue
+                    op = feed(ctx)
+                    if op is None:
+                        state[name] = None
+                        continue
+                    if is_read_only and type(op) is Counter:
+                        op = op._replace(amount=0)   # read the count, add nothing: this message was counted
                     ops.append(op)
                     slots.append([(ctx, name)])
             elif type(event) is OptOutEvent:
@@ -262,10 +275,31 @@ class Engine:
                 slots.append([(event, "complaints")])
                 ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
                 slots.append([(event, "day")])
+        senders: dict[tuple, list] = {}          # (feed, sender, bucket) -> [amount, latest ts, [group state]]
+        groups: list[tuple[dict, list]] = []
+        for (port, sp_id, signature, minute), members in by_sender.items():
+            group_state: dict[str, Any] = {}
+            groups.append((group_state, members))
+            counted = [c for c in members if id(c.event) not in read_only] if read_only else members
+            latest = max(c.event.ts_ms for c in members)
+            for name, feed in self._sender_feeds:
+                sender = port if feed.attr == "port" else sp_id if feed.attr == "sp_id" else signature
+                if not sender:
+                    group_state[name] = None     # no provider / no signature: the feed does not apply
+                    continue
+                entry_key = (name, sender, minute * 60 // feed.bucket_s)
+                entry = senders.get(entry_key)
+                if entry is None:
+                    entry = senders[entry_key] = [0, latest, []]
+                entry[0] += len(counted) if feed.amount is None else sum(feed.amount(c) for c in counted)
+                if latest > entry[1]:
+                    entry[1] = latest
+                entry[2].append(group_state)
+        shared = []
         for (name, sender, _), (amount, ts_ms, receivers) in senders.items():
+            shared.append((len(ops), name, receivers))
             ops.append(SENDER_FEEDS[name].build(sender, ts_ms, amount))
-            slots.append(receivers)
-        return ops, slots
+        return ops, slots, shared, groups
 
     async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:
         if not sms:
@@ -359,6 +393,8 @@ class Engine:
         # A port's state is judged on its last message of the batch (its counters are then the newest),
         # so signals that only judge ports run once per port and batch, not once per message.
         last_of_port = {ctx.event.port: ctx for ctx in contexts}
+        # Every feed has a result (or None: does not apply) unless the store failed: only then ask each signal.
+        check_feeds = result.degraded
         for ctx in contexts:
             reasons: list[Reason] = []
             p_reasons: list[Reason] = []
@@ -369,7 +405,7 @@ class Engine:
                 signal = cfg.signal
                 if not cfg.weight and not judge_port:
                     continue
-                if signal.feeds and not signal.available(ctx):
+                if check_feeds and signal.feeds and not signal.available(ctx):
                     skipped.append(name)
                     continue
                 fired = signal.evaluate(ctx)
@@ -425,7 +461,7 @@ class Engine:
         """Write what this batch decided: kept decisions, opt-out violations, port states."""
         keep_s = int(self.settings.decision_replay_ttl_s)
         ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
-                             json.dumps(d.as_dict(), ensure_ascii=False, separators=(",", ":")), keep_s)
+                             to_json(d.as_dict()).decode(), keep_s)
                      for d in result.decisions] if keep_s > 0 else []
         ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
                 for c, d in zip(contexts, result.decisions) if any(r.signal == "opted_out" for r in d.reasons)]

@@ -1,4 +1,4 @@
-"""The event contract (schema version 1): parse inputs, build outputs. ``docs/events.md`` documents it.
+r"""The event contract (schema version 1): parse inputs, build outputs. ``docs/events.md`` documents it.
 
 Parsing is hand-written rather than pydantic because it runs on every message; each
 rejection raises :class:`InvalidEvent` whose message is the dead-letter reason.
@@ -16,11 +16,12 @@ detector.errors.InvalidEvent: missing required field(s): content, recipient
 from __future__ import annotations
 
 import base64
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from detector.errors import InvalidEvent
 from detector.privacy import RecipientHasher, mask_numbers, scrub_msisdns
@@ -49,13 +50,31 @@ _MIN_TS_MS = 946_684_800_000      # 2000-01-01: anything earlier is a unit mista
 _MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
 
 
+_SECOND_PREFIX: dict[int, str] = {}
+
+
 def format_ts(ts_ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC.
 
-    >>> format_ts(1731326400000)
-    '2024-11-11T12:00:00.000Z'
+    >>> format_ts(1731326400000), format_ts(1731326400042), format_ts(-1)
+    ('2024-11-11T12:00:00.000Z', '2024-11-11T12:00:00.042Z', '1969-12-31T23:59:59.999Z')
     """
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, ms = divmod(ts_ms, 1000)
+    prefix = _SECOND_PREFIX.get(seconds)
+    if prefix is None:      # every decision carries a timestamp, and a batch's events share their seconds
+        if len(_SECOND_PREFIX) > 8192:
+            _SECOND_PREFIX.clear()
+        prefix = _SECOND_PREFIX[seconds] = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{ms:03d}Z"
+
+
+def to_json(record: dict[str, Any]) -> bytes:
+    """One output record as compact UTF-8 JSON (decisions, port actions, dead letters).
+
+    >>> to_json({"port": "1069", "content": "验证码", "score": 0.5})
+    b'{"port":"1069","content":"\xe9\xaa\x8c\xe8\xaf\x81\xe7\xa0\x81","score":0.5}'
+    """
+    return orjson.dumps(record)
 
 
 def parse_ts(value: Any) -> int:
@@ -246,12 +265,12 @@ class EventParser:
             if len(raw) > self.max_event_bytes:
                 raise InvalidEvent(f"event is {len(raw)} bytes, more than the {self.max_event_bytes} allowed")
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidEvent(f"not valid UTF-8 at byte {exc.start}") from None
-            try:
-                obj = json.loads(text)
-            except (json.JSONDecodeError, RecursionError) as exc:
+                obj = orjson.loads(raw)         # validates UTF-8 too; rejects NaN and lone surrogates
+            except orjson.JSONDecodeError as exc:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    raise InvalidEvent(f"not valid UTF-8 at byte {bad.start}") from None
                 raise InvalidEvent(f"not valid JSON: {str(exc)[:80]}") from None
         if not isinstance(obj, dict):
             raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")

@@ -18,7 +18,7 @@ from typing import IO, Any, Iterable
 
 from detector.engine import Engine, Scorer, tune_gc_for_streaming
 from detector.errors import InvalidEvent
-from detector.events import EventParser, dead_letter
+from detector.events import EventParser, dead_letter, to_json
 from detector.policy import Policy
 from detector.privacy import RecipientHasher
 from detector.settings import Settings
@@ -80,7 +80,7 @@ def read_events(lines: Iterable[str | bytes], parser: EventParser, stats: Replay
     return events
 
 
-async def replay_events(events: list, engine: Engine, out: IO[str] | None, stats: ReplayStats,
+async def replay_events(events: list, engine: Engine, out: IO[bytes] | None, stats: ReplayStats,
                         batch_size: int) -> None:
     start = time.perf_counter()
     for i in range(0, len(events), batch_size):
@@ -90,10 +90,12 @@ async def replay_events(events: list, engine: Engine, out: IO[str] | None, stats
         stats.duplicates += len(result.duplicates)
         _account(result, stats)
         if out is not None:
+            # one record at a time: orjson's buffers are cheap when dropped at once, page faults when kept
             for d in result.decisions:
-                out.write(json.dumps(d.as_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+                out.write(to_json(d.as_dict()))
+                out.write(b"\n")
             for a in result.port_actions:
-                out.write(json.dumps(a.as_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+                out.write(to_json(a.as_dict()) + b"\n")
     stats.seconds = time.perf_counter() - start
 
 
@@ -132,11 +134,11 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
     with open(path, "rb") as fh:
         events = read_events(fh, parser, stats, rejects)
     engine = Engine(_offline(settings), store or MemoryStore(), scorer, policy)
-    out = open(out_path, "w", encoding="utf-8") if out_path else None
+    out = open(out_path, "wb") if out_path else None
     try:
         for record in rejects:
             if out is not None:
-                out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+                out.write(to_json(record) + b"\n")
         asyncio.run(replay_events(events, engine, out, stats, batch_size or settings.batch_size))
     finally:
         if out is not None:
@@ -153,6 +155,6 @@ def replay_records(records: list[dict], settings: Settings, *, scorer: Scorer | 
     rejects: list[dict[str, Any]] = []
     events = read_events((json.dumps(r, ensure_ascii=False) for r in records), parser, stats, rejects)
     engine = Engine(_offline(settings), MemoryStore(), scorer, policy)
-    buf = io.StringIO()
+    buf = io.BytesIO()
     asyncio.run(replay_events(events, engine, buf, stats, batch_size))
     return stats, rejects + [json.loads(line) for line in buf.getvalue().splitlines()]

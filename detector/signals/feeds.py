@@ -78,22 +78,61 @@ def _sender(ctx: MessageContext) -> str:
     return f"s:{ctx.event.signature}" if ctx.event.signature else f"p:{ctx.event.port}"
 
 
+class DistinctFeed(NamedTuple):
+    """Distinct ``member`` values of one key (a port, a template, a MinHash band) per window.
+
+    Split into ``ident`` (the key's partition, or None when the feed does not apply) and ``member``
+    so the engine can drop a repeated (key, bucket, member) of a batch before it builds the op:
+    a repeat changes nothing, and a port re-sending its template would otherwise cost four ops.
+    """
+    kind: str
+    ident: Callable[[MessageContext], str | None]
+    suffix: str
+    member: Callable[[MessageContext], str]
+    bucket_s: int = 600
+    span_s: int = 3600
+
+    def build(self, ident: str, ts_ms: int, member: str) -> Distinct:
+        return Distinct(tag(self.kind, ident, self.suffix), ts_ms, member, self.bucket_s, self.span_s)
+
+    def __call__(self, ctx: MessageContext) -> Distinct | None:
+        ident = self.ident(ctx)
+        return None if ident is None else self.build(ident, ctx.event.ts_ms, self.member(ctx))
+
+
+def _port(ctx: MessageContext) -> str:
+    return ctx.event.port
+
+
+def _recipient(ctx: MessageContext) -> str:
+    return ctx.event.recipient
+
+
+def _optout_lookup(ctx: MessageContext) -> HashGet | None:
+    """Only marketing can violate an opt-out (see OptedOut), so nothing else needs the lookup."""
+    if not ctx.marketing:
+        return None
+    return HashGet(tag("optout", ctx.event.recipient),
+                   (f"s:{ctx.event.signature}" if ctx.event.signature else "s:-", f"p:{ctx.event.port}"))
+
+
+def _band(b: int) -> Callable[[MessageContext], str | None]:
+    return lambda c: c.lsh_bands[b] if len(c.lsh_bands) > b else None
+
+
 FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
     **SENDER_FEEDS,
     # fan-out
-    "port_recipients": lambda c: Distinct(tag("port", c.event.port, "rcpt"), c.event.ts_ms, c.event.recipient, 600, 3600),
-    "port_signatures": lambda c: Distinct(tag("port", c.event.port, "sigs"), c.event.ts_ms,
-                                          c.event.signature or "-", 600, 3600),
-    "template_recipients": lambda c: Distinct(tag("tpl", c.template_id, "rcpt"), c.event.ts_ms, c.event.recipient,
-                                              600, 3600),
+    "port_recipients": DistinctFeed("port", _port, "rcpt", _recipient),
+    "port_signatures": DistinctFeed("port", _port, "sigs", lambda c: c.event.signature or "-"),
+    # Only spam-scored messages are judged by it (TemplateRecipients), and a template's messages share one
+    # score (the score cache is keyed by template), so only they need counting.
+    "template_recipients": DistinctFeed("tpl", lambda c: c.template_id if c.is_spam else None, "rcpt", _recipient),
     # per recipient
     "rcpt_sender_24h": lambda c: Counter(tag("rcpt", c.event.recipient, _sender(c)), c.event.ts_ms, 1, DAY_S),
     "rcpt_content_24h": lambda c: Counter(tag("rcpt", c.event.recipient, "c", c.content_id), c.event.ts_ms, 1, DAY_S),
-    "rcpt_optouts": lambda c: HashGet(tag("optout", c.event.recipient),
-                                      (f"s:{c.event.signature}" if c.event.signature else "s:-", f"p:{c.event.port}")),
+    "rcpt_optouts": _optout_lookup,
 }
 # Near-duplicate templates through many ports: one Distinct per MinHash band.
-for _band in range(4):
-    FEEDS[f"template_ports_{_band}"] = (
-        lambda c, b=_band: Distinct(tag("lsh", c.lsh_bands[b], "ports"), c.event.ts_ms, c.event.port, 600, 3600)
-        if len(c.lsh_bands) > b else None)
+for _b in range(4):
+    FEEDS[f"template_ports_{_b}"] = DistinctFeed("lsh", _band(_b), "ports", _port)
