@@ -53,6 +53,9 @@ SETTINGS: list[Setting] = [
     Setting("SMSGUARD_POLICY_FILE", "", "Policy config (YAML). Empty: the packaged default detector/policy.default.yaml."),
     Setting("SMSGUARD_BATCH_SIZE", 500, "Most messages a worker scores in one micro-batch."),
     Setting("SMSGUARD_BATCH_WINDOW_S", 0.05, "Longest a worker waits to fill a micro-batch (seconds)."),
+    Setting("SMSGUARD_FETCH_MAX_WAIT_MS", 100,
+            "Longest the broker may hold a worker's fetch waiting for data (ms): at low rates a floor under "
+            "latency (faust's fixed value is 1500; tansu holds an idle fetch for much of the wait)."),
     Setting("SMSGUARD_SCORE_CACHE_SIZE", 100_000, "Entries in the template score cache (0 disables it)."),
     Setting("SMSGUARD_DEDUP_TTL_S", 86_400, "How long a msg_id is remembered so it is decided and counted once (seconds)."),
     Setting("SMSGUARD_DECISION_REPLAY_TTL_S", 300,

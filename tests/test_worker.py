@@ -6,6 +6,9 @@ import asyncio
 import json
 import logging
 import re
+import time
+
+import pytest
 
 from detector.engine import Engine
 from detector.events import TOPIC_COMPLAINTS, TOPIC_DEAD_LETTER, TOPIC_DECISIONS, TOPIC_OPTOUTS, TOPIC_OUTBOUND, \
@@ -13,7 +16,7 @@ from detector.events import TOPIC_COMPLAINTS, TOPIC_DEAD_LETTER, TOPIC_DECISIONS
 from detector.settings import Settings
 from detector.simulator import PortProfile, TrafficSimulator
 from detector.state.memory import MemoryStore
-from detector.worker import BatchProcessor, RawEvent, create_app
+from detector.worker import OUTPUT_BATCH_BYTES, BatchProcessor, RawEvent, create_app, deliver
 
 from conftest import DATA_DIR
 
@@ -148,3 +151,108 @@ def test_create_app_names_topics_with_the_prefix_and_uses_raw_bytes():
     assert app.conf.id == "unit-worker" and not app.conf.web_enabled
     assert app.conf.broker_session_timeout == settings.broker_session_timeout_s
     assert app.conf.consumer_auto_offset_reset == "earliest"
+
+
+def test_the_fetch_wait_must_be_positive_and_set_before_the_consumer_starts():
+    from aiokafka import AIOKafkaConsumer
+
+    from detector.errors import ConfigError
+    from detector.worker import set_fetch_max_wait
+
+    async def check():
+        consumer = AIOKafkaConsumer(bootstrap_servers="localhost:1")
+        set_fetch_max_wait(consumer, 40)
+        assert consumer._fetch_max_wait_ms == 40
+        with pytest.raises(ConfigError, match="at least 1 ms"):
+            set_fetch_max_wait(consumer, 0)
+        consumer._fetcher = object()        # what start() leaves behind: a change now would be ignored
+        with pytest.raises(ConfigError, match="cannot set"):
+            set_fetch_max_wait(consumer, 40)
+    asyncio.run(check())
+
+
+def test_the_fetch_wait_setting_reaches_the_worker_consumer_and_the_broker(settings, broker):
+    """faust hard-codes fetch_max_wait_ms=1500 and tansu holds an empty fetch that long: with the setting
+    at 40 ms, a record produced while the consumer waits arrives within tens of ms (at 1500 ms: ~700 ms here)."""
+    from aiokafka import AIOKafkaProducer, TopicPartition
+
+    from detector.services import create_topics
+
+    s = settings(env={"SMSGUARD_FETCH_MAX_WAIT_MS": "40"})
+    topic = s.topic(TOPIC_OUTBOUND)
+    create_topics(broker.bootstrap, [topic], 1)
+
+    async def check():
+        app = create_app(s, store=MemoryStore())
+        # the aiokafka consumer exactly as the worker's faust consumer thread builds it
+        consumer = app.consumer._thread._create_consumer(loop=asyncio.get_running_loop())
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await consumer.start()
+        await producer.start()
+        try:
+            assert consumer._fetcher._fetch_max_wait_ms == 40
+            consumer.assign([TopicPartition(topic, 0)])
+            await consumer.seek_to_end()
+            delays = []
+            for i in range(3):
+                receive = asyncio.ensure_future(consumer.getone())
+                await asyncio.sleep(0.05)             # the consumer's fetch is now waiting at the broker
+                sent = time.monotonic()
+                await producer.send_and_wait(topic, f"r{i}".encode())
+                record = await asyncio.wait_for(receive, 10)
+                delays.append(time.monotonic() - sent)
+                assert record.value == f"r{i}".encode()
+            return sorted(delays)[1]
+        finally:
+            await producer.stop()
+            await consumer.stop()
+    median_delay = asyncio.run(check())
+    assert median_delay < 0.35, f"median delivery delay {median_delay:.3f} s: the fetch wait did not apply"
+
+
+@pytest.mark.parametrize("batch_bytes", [OUTPUT_BATCH_BYTES, 2048])
+def test_deliver_keeps_every_record_in_order_on_its_keys_partition(settings, broker, batch_bytes):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.partitioner import murmur2
+
+    from detector.services import create_topics
+
+    topic = settings().topic(TOPIC_DECISIONS)
+    create_topics(broker.bootstrap, [topic], 4)
+    keyed = [(topic, f"1069{i % 23:04d}".encode(), json.dumps({"n": i, "pad": "x" * 150}).encode())
+             for i in range(400)]
+    unkeyed = [(topic, None, json.dumps({"n": 400 + i}).encode()) for i in range(20)]
+    records = keyed[:200] + unkeyed + keyed[200:]
+
+    async def run():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", max_batch_size=batch_bytes)
+        await producer.start()
+        try:
+            batches = await deliver(producer, records)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        got: dict[int, list] = {}
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in range(4)])
+            await consumer.seek_to_beginning()
+            deadline = time.monotonic() + 20
+            while sum(map(len, got.values())) < len(records) and time.monotonic() < deadline:
+                for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                    got.setdefault(tp.partition, []).extend((m.key, json.loads(m.value)["n"]) for m in msgs)
+        finally:
+            await consumer.stop()
+        return batches, got
+
+    batches, got = asyncio.run(run())
+    position = {json.loads(value)["n"]: i for i, (_t, _k, value) in enumerate(records)}
+    assert sorted(n for msgs in got.values() for _k, n in msgs) == list(range(420))     # all, once each
+    for partition, msgs in got.items():
+        positions = [position[n] for _k, n in msgs]
+        assert positions == sorted(positions)                                          # in order per partition
+        assert all((murmur2(k) & 0x7FFFFFFF) % 4 == partition for k, _n in msgs if k is not None)
+    if batch_bytes == OUTPUT_BATCH_BYTES:
+        assert batches <= 4              # one record batch per partition
+    else:
+        assert batches >= 420 * 160 // 2048   # full batches were sent and new ones started
