@@ -89,6 +89,10 @@ class EngineResult:
     degraded: bool = False
 
 
+def _reason_strength(reason: Reason) -> float:
+    return -abs(reason.value * reason.weight)
+
+
 def _short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
@@ -127,6 +131,11 @@ class Engine:
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
         self._active_signals = [(name, cfg) for name, cfg in self.policy.signals.items() if cfg.weight or cfg.port_weight]
+        # (name, signal, weight, port weight, hard block): every active signal for a port's last message of the
+        # batch, which also judges the port; only those with a message weight for the others
+        self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
+                        for name, cfg in self._active_signals]
+        self._message_judges = [judge for judge in self._judges if judge[2]]
         feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
                              for f in cfg.signal.feeds})
         self._sender_feeds = [(f, SENDER_FEEDS[f]) for f in feed_names if f in SENDER_FEEDS]
@@ -395,36 +404,37 @@ class Engine:
         last_of_port = {ctx.event.port: ctx for ctx in contexts}
         # Every feed has a result (or None: does not apply) unless the store failed: only then ask each signal.
         check_feeds = result.degraded
+        model_version = self.scorer.version
+        message_action = self.policy.message_action
+        decisions = result.decisions
         for ctx in contexts:
             reasons: list[Reason] = []
             p_reasons: list[Reason] = []
             skipped: list[str] = []
             hard_block = False
-            judge_port = last_of_port[ctx.event.port] is ctx
-            for name, cfg in self._active_signals:
-                signal = cfg.signal
-                if not cfg.weight and not judge_port:
-                    continue
+            event = ctx.event
+            judge_port = last_of_port[event.port] is ctx
+            for name, signal, weight, port_weight, hard in (self._judges if judge_port else self._message_judges):
                 if check_feeds and signal.feeds and not signal.available(ctx):
                     skipped.append(name)
                     continue
                 fired = signal.evaluate(ctx)
                 if fired is None:
                     continue
-                if cfg.weight:
-                    reasons.append(Reason(name, fired.value, cfg.weight, fired.detail))
-                    hard_block = hard_block or cfg.hard_block
-                if cfg.port_weight:
-                    p_reasons.append(Reason(name, fired.value, cfg.port_weight, fired.detail))
+                if weight:
+                    reasons.append(Reason(name, fired.value, weight, fired.detail))
+                    hard_block = hard_block or hard
+                if port_weight:
+                    p_reasons.append(Reason(name, fired.value, port_weight, fired.detail))
             if skipped:
                 reasons.append(Reason("degraded", 1.0, 0.0, "state store unavailable; skipped: " + ", ".join(skipped)))
-            event = ctx.event
             current = states.get(event.port)
-            action, risk = self.policy.message_action(reasons, current.state if current else "normal", hard_block)
-            reasons.sort(key=lambda r: -abs(r.value * r.weight))
-            result.decisions.append(Decision(
+            action, risk = message_action(reasons, current.state if current else "normal", hard_block)
+            if len(reasons) > 1:
+                reasons.sort(key=_reason_strength)
+            decisions.append(Decision(
                 msg_id=event.msg_id, port=event.port, ts_ms=event.ts_ms, action=action, score=ctx.score, risk=risk,
-                reasons=reasons, port_state="normal", model_version=self.scorer.version, recipient=event.recipient,
+                reasons=reasons, port_state="normal", model_version=model_version, recipient=event.recipient,
                 content=event.content, signature=event.signature, sp_id=event.sp_id, category=event.category))
             if judge_port and not skipped:
                 port_reasons[event.port] = (event.ts_ms, p_reasons)
