@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import tempfile
 import time
@@ -42,7 +41,7 @@ from detector.engine import Engine, EngineResult
 from detector.errors import ConfigError, InvalidEvent, SmsGuardError
 from detector.events import (
     TOPIC_COMPLAINTS, TOPIC_DEAD_LETTER, TOPIC_DECISIONS, TOPIC_OPTOUTS, TOPIC_OUTBOUND, TOPIC_PORT_ACTIONS,
-    EventParser, dead_letter,
+    EventParser, dead_letter, to_json,
 )
 from detector.privacy import RecipientHasher, scrub_msisdns
 from detector.settings import Settings
@@ -56,7 +55,6 @@ SHUTDOWN_GRACE_S = 10.0              # how long a stopping worker may take to de
 # sequential round trips per micro-batch. Well under the 1 MB a Kafka broker accepts by default.
 OUTPUT_BATCH_BYTES = 256 * 1024
 
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode   # built once, not per record
 
 
 def now_ms() -> int:
@@ -80,7 +78,7 @@ class Outputs:
     port_actions: int = 0
 
     def add(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
-        self.records.append((topic, key.encode() if key is not None else None, _encode_json(value).encode()))
+        self.records.append((topic, key.encode() if key is not None else None, to_json(value)))
 
 
 @dataclass(frozen=True)
