@@ -385,6 +385,7 @@ class StreamBenchConfig:
     ports: int = 200
     partitions: int = 4
     batch_size: int = 500
+    fetch_max_wait_ms: int = 100          # SMSGUARD_FETCH_MAX_WAIT_MS of the worker and the pass-through's consumer
     seed: int = 7
     profile_dir: Path | None = None
     run_dir: Path = Path("/tmp/smsguard-bench")
@@ -417,6 +418,7 @@ class Scenario:
     def env(self) -> dict[str, str]:
         return {**self.stack.env(), "SMSGUARD_TOPIC_PREFIX": self.prefix, "SMSGUARD_APP_ID": f"bench-{self.tag}",
                 "SMSGUARD_PARTITIONS": str(self.cfg.partitions), "SMSGUARD_BATCH_SIZE": str(self.cfg.batch_size),
+                "SMSGUARD_FETCH_MAX_WAIT_MS": str(self.cfg.fetch_max_wait_ms),
                 "SMSGUARD_MODELS_DIR": str(self.cfg.models_dir), "SMSGUARD_DATA_DIR": str(self.cfg.data_dir),
                 "SMSGUARD_LOG_LEVEL": "WARNING", "BENCH_OUT_TOPIC": self.out_topic}
 
@@ -686,7 +688,7 @@ def results_markdown(results: Sequence[ScenarioResult], cfg: StreamBenchConfig) 
                 f"{_fmt(p.p50_ms)} | {_fmt(p.p95_ms)} | {_fmt(p.p99_ms)} | {_fmt(p.max_ms)} | "
                 f"{', '.join(f'{m:.0f}' for m in p.rss_mb)} | {p.load} | {p.note} |")
     out = (f"Model {cfg.model_version or '?'}, {cfg.ports} ports, {cfg.partitions} partitions, batch size "
-           f"{cfg.batch_size}.\n\n" + "\n".join(rows) + "\n")
+           f"{cfg.batch_size}, fetch wait {cfg.fetch_max_wait_ms} ms.\n\n" + "\n".join(rows) + "\n")
     dup = [f"{r.label}: {r.duplicates} duplicate outputs ({r.conflicting} with another action)"
            for r in results if r.duplicates]
     if dup:
@@ -733,12 +735,16 @@ def record_section(path: Path, title: str, command: str, body: str) -> None:
 
 # --- baselines (run as `smsguard bench stream-baseline KIND` by the scenario) ----------------------
 
-async def passthrough_main(bootstrap: str, source: str, target: str, group: str, batch: int = 500) -> None:
-    """Raw aiokafka: consume a batch, produce every record unchanged, await delivery, commit."""
+async def passthrough_main(bootstrap: str, source: str, target: str, group: str, batch: int = 500,
+                           fetch_max_wait_ms: int = 500) -> None:
+    """Raw aiokafka: consume a batch, produce every record unchanged, await delivery, commit.
+
+    ``fetch_max_wait_ms``: the worker's (SMSGUARD_FETCH_MAX_WAIT_MS), so both wait as long for an idle broker.
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
@@ -798,7 +804,8 @@ def run_baseline(kind: str) -> None:
     settings = Settings.from_env()
     if kind == "passthrough":
         asyncio.run(passthrough_main(settings.kafka_bootstrap, settings.topic(TOPIC_OUTBOUND),
-                                     os.environ["BENCH_OUT_TOPIC"], settings.app_id))
+                                     os.environ["BENCH_OUT_TOPIC"], settings.app_id,
+                                     fetch_max_wait_ms=int(settings.fetch_max_wait_ms)))
         return
     import faust
 
