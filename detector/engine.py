@@ -43,6 +43,18 @@ _MARKETING_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五�
                              r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|咨询|热线|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
 
 
+def _has_unsubscribe(folded: str) -> bool:
+    """Whether NFKC-folded text offers a way to refuse. Every wording contains 退订, 拒收 or 取消, and
+    testing those first skips the regex (slow: optional prefixes tried at every position) for most texts.
+
+    >>> _has_unsubscribe("回t退订"), _has_unsubscribe("拒收请回复r"), _has_unsubscribe("您的验证码是1234")
+    (True, True, False)
+    """
+    if "退订" not in folded and "拒收" not in folded and "取消" not in folded:
+        return False
+    return _UNSUBSCRIBE.search(folded) is not None
+
+
 def tune_gc_for_streaming() -> None:
     """Collect garbage less often in a long-running stream process.
 
@@ -111,7 +123,7 @@ class _TemplateFeatures:
             return hit
         folded = unicodedata.normalize("NFKC", content)
         body = textnorm.normalize(content)
-        value = (_short_hash(key), lsh_bands(body or key), bool(_UNSUBSCRIBE.search(folded)),
+        value = (_short_hash(key), lsh_bands(body or key), _has_unsubscribe(folded),
                  bool(_MARKETING_CUES.search(folded)))
         self._cache[key] = value
         if len(self._cache) > self._size:

@@ -59,10 +59,26 @@ class MemoryStore(StateStore):
         self._clock_ms = 0
         self._ops = 0
         self._prune_every = prune_every
+        # the per-message op kinds, dispatched without the chain of type tests in apply()
+        self._handlers = {Window: self._window, Distinct: self._distinct_op, Counter: self._counter,
+                          Baseline: self._baseline}
 
     # -- ops -----------------------------------------------------------------------------------------
     async def run(self, ops: Sequence[Op]) -> list[Any]:
-        return [self.apply(op) for op in ops]
+        handlers = self._handlers
+        out = []
+        for op in ops:
+            self._ops += 1
+            if self._ops % self._prune_every == 0:
+                self.prune(self._clock_ms)
+            handler = handlers.get(type(op))
+            if handler is None:
+                out.append(self.apply(op))
+                continue
+            if op.ts_ms > self._clock_ms:
+                self._clock_ms = op.ts_ms
+            out.append(handler(op))
+        return out
 
     def apply(self, op: Op) -> Any:
         self._ops += 1
