@@ -129,6 +129,26 @@ def _segment(run: str) -> tuple[str, ...]:
     return words
 
 
+def _segment_lengths(run: str) -> tuple[int, ...]:
+    """Word lengths of :func:`_segment` (what the span hasher needs), cached like the words."""
+    lengths = _lengths_cache.get(run)
+    if lengths is None:
+        lengths = tuple(map(len, _segment(run)))
+        if len(_lengths_cache) >= _SEGMENT_CACHE_MAX:
+            _lengths_cache.clear()
+        _lengths_cache[run] = lengths
+    return lengths
+
+
+_lengths_cache: dict[str, tuple[int, ...]] = {}
+
+
+def clear_segment_caches() -> None:
+    """Forget every cached clause segmentation (benchmarks measure a cold start with it)."""
+    _segment_cache.clear()
+    _lengths_cache.clear()
+
+
 def model_text(text: str) -> str:
     """What the model reads: the normalised body, then ``<sig>`` and the normalised signature if any."""
     signature, body = split_signature(text)
@@ -149,6 +169,141 @@ def analyze(text: str) -> list[str]:
     features.extend("c:" + chars[i:i + 2] for i in range(len(chars) - 1))
     features.extend("c:" + chars[i:i + 3] for i in range(len(chars) - 2))
     return features
+
+
+_WORD, _CHAR = 1, 2
+_KIND_PREFIX = {_WORD: "w:", _CHAR: "c:"}
+_U64 = np.uint64
+_BASE = 0x9E3779B97F4A7C15                       # odd, so it has an inverse modulo 2**64
+_BASE_INVERSE = pow(_BASE, -1, 1 << 64)
+_powers = np.ones(1, dtype=np.uint64)
+_inverse_powers = np.ones(1, dtype=np.uint64)
+
+
+def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """BASE**i and BASE**-i modulo 2**64 for i < n (grown on demand, shared by every batch)."""
+    global _powers, _inverse_powers
+    if len(_powers) < n:
+        size = max(n, 2 * len(_powers), 1 << 16)
+        _powers = np.concatenate([[_U64(1)], np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64))])
+        _inverse_powers = np.concatenate([[_U64(1)], np.cumprod(np.full(size - 1, _BASE_INVERSE, dtype=np.uint64))])
+    return _powers, _inverse_powers
+
+
+def _token_spans(texts: Sequence[str], ngram_min: int, ngram_max: int):
+    """One batch as one string plus every feature as a span of it: (buffer, starts, lengths, kinds, docs).
+
+    Per text the buffer holds the compact text (typed tokens as one sentinel character each), whose jieba
+    words and latin/digit/sentinel pieces are ``w:`` spans, then the same text without spaces, whose
+    character n-grams are ``c:`` spans. Only the words need Python per token; the n-grams are numpy ranges.
+    """
+    pieces: list[str] = []
+    word_starts: list[int] = []
+    word_lengths: list[int] = []
+    words_per_text: list[int] = []
+    char_lo: list[int] = []
+    char_hi: list[int] = []
+    position = 0
+    for text in texts:
+        compact = _TYPED.sub(lambda m: _SENTINEL[m.group()], text) if "<" in text else text
+        before = len(word_starts)
+        for match in _WORDISH.finditer(compact):
+            piece, start = match.group(), position + match.start()
+            if len(piece) > 1 and piece[0] >= "\u4e00":
+                for length in _segment_lengths(piece):
+                    word_starts.append(start)
+                    word_lengths.append(length)
+                    start += length
+            else:
+                word_starts.append(start)
+                word_lengths.append(len(piece))
+        words_per_text.append(len(word_starts) - before)
+        chars = compact.replace(" ", "")
+        position += len(compact)
+        char_lo.append(position)
+        position += len(chars)
+        char_hi.append(position)
+        pieces.append(compact)
+        pieces.append(chars)
+    n_texts = len(texts)
+    starts = [np.asarray(word_starts, dtype=np.int64)]
+    lengths = [np.asarray(word_lengths, dtype=np.int64)]
+    kinds = [np.full(len(word_starts), _WORD, dtype=np.uint64)]
+    docs = [np.repeat(np.arange(n_texts), words_per_text)]
+    lo = np.asarray(char_lo, dtype=np.int64)
+    size = np.asarray(char_hi, dtype=np.int64) - lo
+    for n in range(ngram_min, ngram_max + 1):
+        count = np.maximum(size - n + 1, 0)
+        total = int(count.sum())
+        first = np.cumsum(count) - count
+        starts.append(np.repeat(lo - first, count) + np.arange(total))
+        lengths.append(np.full(total, n, dtype=np.int64))
+        kinds.append(np.full(total, _CHAR, dtype=np.uint64))
+        docs.append(np.repeat(np.arange(n_texts), count))
+    return ("".join(pieces), np.concatenate(starts), np.concatenate(lengths), np.concatenate(kinds),
+            np.concatenate(docs))
+
+
+def _span_indices(buffer: str, starts: np.ndarray, lengths: np.ndarray, kinds: np.ndarray,
+                  n_features_log2: int) -> np.ndarray:
+    """Feature index of every span: a polynomial hash of its characters (position-free, via prefix sums
+    modulo 2**64), mixed with its length and kind, then splitmix64's finaliser; the top bits are the index."""
+    codes = np.frombuffer(buffer.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    powers, inverse_powers = _power_tables(len(codes) + 1)
+    prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+    np.cumsum(codes * powers[:len(codes)], out=prefix[1:])
+    x = (prefix[starts + lengths] - prefix[starts]) * inverse_powers[starts]
+    x ^= lengths.astype(np.uint64) * _U64(0xD6E8FEB86659FD93) + kinds * _U64(0xA0761D6478BD642F)
+    x ^= x >> _U64(30)
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return (x >> _U64(64 - n_features_log2)).astype(np.int64)
+
+
+class HashedTokenCounts(TransformerMixin, BaseEstimator):
+    """Pipeline step: model texts → counts of hashed ``w:`` jieba words and ``c:`` character n-grams.
+
+    The features of :func:`analyze` (plus n-grams from ``ngram_min``), hashed in one vectorised pass per
+    batch instead of building a Python string per token for a HashingVectorizer.
+
+    >>> counts = HashedTokenCounts(n_features_log2=16).transform(["加微信领<money>", "加微信"])
+    >>> counts.shape, int(counts[1].sum())        # w:加微信 + c: 加 微 信 加微 微信 加微信
+    ((2, 65536), 7)
+    >>> sorted(HashedTokenCounts(n_features_log2=16).token_names("领<money>").values())
+    [['c:Ⓜ'], ['c:领'], ['c:领Ⓜ'], ['w:Ⓜ'], ['w:领']]
+    """
+
+    def __init__(self, n_features_log2: int = 20, ngram_min: int = 1, ngram_max: int = 3):
+        self.n_features_log2 = n_features_log2
+        self.ngram_min = ngram_min
+        self.ngram_max = ngram_max
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        X = list(X)
+        buffer, starts, lengths, kinds, docs = _token_spans(X, self.ngram_min, self.ngram_max)
+        columns = _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
+        counts = sparse.csr_matrix((np.ones(len(columns), dtype=np.float64), (docs, columns)),
+                                   shape=(len(X), 1 << self.n_features_log2))
+        counts.sum_duplicates()
+        return counts
+
+    @property
+    def n_features(self) -> int:
+        return 1 << self.n_features_log2
+
+    def token_names(self, text: str) -> dict[int, list[str]]:
+        """Feature index → the tokens of ``text`` hashed to it (for explanations)."""
+        buffer, starts, lengths, kinds, _ = _token_spans([text], self.ngram_min, self.ngram_max)
+        columns = _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
+        names: dict[int, set[str]] = {}
+        for start, length, kind, column in zip(starts.tolist(), lengths.tolist(), kinds.tolist(), columns.tolist()):
+            names.setdefault(column, set()).add(_KIND_PREFIX[kind] + buffer[start:start + length])
+        return {column: sorted(tokens) for column, tokens in names.items()}
 
 
 class TextNormalizer(TransformerMixin, BaseEstimator):
@@ -247,6 +402,7 @@ TRUSTED_TYPES = [
     "detector.model.TextNormalizer",
     "detector.model.StructuralFeatures",
     "detector.model.analyze",
+    "detector.model.HashedTokenCounts",
     "detector.model.CalibratedLinear",
     "sklearn.pipeline.Pipeline",
     "sklearn.pipeline.FeatureUnion",
@@ -297,9 +453,11 @@ def explain_pipeline(pipeline: Any, text: str, k: int = 5) -> list[tuple[str, fl
     coef = classifier.estimator_.coef_[0]
     hasher = union.transformer_list[0][1].steps[0][1]
     n_text = hasher.n_features
-    tokens = sorted(set(analyze(normal[0])))
     names: dict[int, list[str]] = {}
-    if tokens:
+    tokens = [] if isinstance(hasher, HashedTokenCounts) else sorted(set(analyze(normal[0])))
+    if isinstance(hasher, HashedTokenCounts):
+        names.update(hasher.token_names(normal[0]))
+    elif tokens:  # models before v2: a HashingVectorizer over analyze()
         lookup = HashingVectorizer(analyzer=_identity, n_features=n_text, alternate_sign=hasher.alternate_sign,
                                    norm=None)
         indices = lookup.transform([[t] for t in tokens]).indices

@@ -148,3 +148,33 @@ def test_a_model_that_cannot_score_is_refused_on_load(tmp_path, monkeypatch):
         ValueError("X has 1048582 features, but LogisticRegression is expecting 1048584")))
     with pytest.raises(ModelError, match="cannot score"):
         model_module.load_model(copy)
+
+
+def test_hashed_token_counts_count_the_analyzer_tokens_plus_character_unigrams():
+    from detector.model import _SENTINEL, _TYPED, HashedTokenCounts, analyze, model_text
+    from training.cli import resolve_data
+    from training.data import load_tsv
+
+    texts = [model_text(t) for t in load_tsv(resolve_data("raw_dev.tsv")).texts[:300]]
+    assert any("<url>" in t for t in texts) and any("<phone>" in t for t in texts)
+    hasher = HashedTokenCounts(n_features_log2=18, ngram_min=1, ngram_max=3)
+    batch = hasher.transform(texts)
+    for i, text in enumerate(texts):
+        compact = _TYPED.sub(lambda m: _SENTINEL[m.group()], text).replace(" ", "")
+        expected = analyze(text) + ["c:" + c for c in compact]
+        names = hasher.token_names(text)
+        assert int(batch[i].sum()) == len(expected)
+        assert {t for tokens in names.values() for t in tokens} == set(expected)
+        assert set(batch[i].indices.tolist()) == set(names)
+    alone = hasher.transform(texts[7:8])
+    assert (alone != batch[7]).nnz == 0                    # a text's features do not depend on its batch
+
+
+def test_the_previous_model_layout_still_loads_scores_and_explains():
+    """Rollback target: zh-linear-v1 (HashingVectorizer over analyze) keeps working beside the new layout."""
+    from pathlib import Path
+
+    folder = Path(Registry("models").root) / "zh-linear-v1"
+    old = load_model(folder)
+    assert old.score([LOAN])[0] > old.threshold
+    assert any("贷款" in name or "抵押" in name or "放款" in name for name, _ in old.explain(LOAN, k=8))

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from detector.textnorm import template_key
-from detector.model import (ARTIFACT, MANIFEST, CalibratedLinear, StructuralFeatures, TextNormalizer, analyze,
-                            sha256_file)
+from detector.model import (ARTIFACT, MANIFEST, CalibratedLinear, HashedTokenCounts, StructuralFeatures,
+                            TextNormalizer, sha256_file)
 
 FORMAT_VERSION = 1
 
@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class TrainParams:
     n_features_log2: int = 20      # hashed feature space (2**20): no vocabulary to store
+    ngram_min: int = 1             # character n-grams from ngram_min to ngram_max characters
+    ngram_max: int = 3
     C: float = 30.0                # inverse L2 strength of the logistic regression
     folds: int = 3                 # out-of-fold predictions for calibration and the threshold
     target_precision: float = 0.95
@@ -36,12 +38,12 @@ class TrainParams:
 
 
 def build_pipeline(params: TrainParams):
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     text = Pipeline([
-        ("hash", HashingVectorizer(analyzer=analyze, n_features=2 ** params.n_features_log2,
-                                   alternate_sign=False, norm=None, dtype=np.float32)),
+        ("hash", HashedTokenCounts(n_features_log2=params.n_features_log2, ngram_min=params.ngram_min,
+                                   ngram_max=params.ngram_max)),
         ("tfidf", TfidfTransformer(sublinear_tf=True)),
     ])
     return Pipeline([
