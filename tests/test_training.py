@@ -32,6 +32,7 @@ def trained(small_files, tmp_path_factory):
     dev, raw = small_files
     result = CliRunner().invoke(main, ["train", "--data", str(dev), "--data", str(raw), "--holdout",
                                        "--weight", "small_raw_dev=2:6", "--features-log2", "16",
+                                       "--unpunctuated", "small_dev",
                                        "--out", str(models / "tiny-v1")])
     assert result.exit_code == 0, result.output
     return models / "tiny-v1"
@@ -45,6 +46,8 @@ def test_train_writes_artifact_manifest_and_report(trained, small_files):
     assert [d["sha256"] for d in manifest["training_data"]] == [load_tsv(p).sha256 for p in small_files]
     assert [d["split"] for d in manifest["training_data"]] == ["stratified:0.2", "template:0.3"]
     assert manifest["trained_on"] == "training parts of the splits"
+    assert manifest["parameters"]["unpunctuated"] == ["small_dev"]
+    assert manifest["parameters"]["ngram_min"] == 1 and manifest["parameters"]["ngram_max"] == 3
     assert set(manifest["metrics"]) == set(manifest["baseline_metrics"]) and len(manifest["metrics"]) == 2
     report = (trained / "report.md").read_text()
     pngs = re.findall(r"\(report/([^)]+\.png)\)", report)
@@ -99,3 +102,23 @@ def test_threshold_is_the_lowest_reaching_the_target_precision():
     labels = np.array([1, 1, 1, 0, 1, 0])
     assert pick_threshold(proba, labels, 1.0) == 0.8
     assert pick_threshold(proba, labels, 0.8) == 0.6
+
+
+def test_unpunctuated_rows_are_fitted_without_the_marks_their_normal_class_lost():
+    """dev.tsv's normal class has no "，" at all: its rows are fitted without it, the other data set's keep it."""
+    from training.train import TrainParams, fit
+
+    texts = ["今天下雨了", "优惠活动，快来", "特价促销！速抢", "您好，明天开会", "优惠，快来抢"]
+    labels = np.array([0, 1, 1, 0, 1])
+    sources = np.array(["dev", "dev", "dev", "raw", "raw"])
+
+    def rows_with(mark, params):
+        text_features = fit(texts * 4, np.tile(labels, 4), params, sources=np.tile(sources, 4)).pipeline[
+            "features"].transformer_list[0][1]
+        column = next(c for c, names in text_features["hash"].token_names(mark).items() if f"c:{mark}" in names)
+        idf = text_features["tfidf"].idf_[column]          # smooth idf = ln((1 + n) / (1 + df)) + 1
+        return round((1 + 20) / np.exp(idf - 1) - 1)
+
+    assert rows_with(",", TrainParams(n_features_log2=12, folds=2)) == 12
+    assert rows_with(",", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 8
+    assert rows_with("!", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 0

@@ -51,12 +51,15 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Pick the threshold on the out-of-fold scores of this data set only (file stem, e.g. raw_dev).")
     @click.option("--C", "C", type=float, default=30.0, show_default=True, help="Inverse L2 strength.")
     @click.option("--features-log2", type=int, default=20, show_default=True, help="Hashed feature space size (log2).")
+    @click.option("--unpunctuated", "unpunctuated", multiple=True, metavar="NAME",
+                  help="Data set (file stem) whose normal class lost its punctuation in the corpus (dev): its rows "
+                       "are fitted with those marks dropped from both classes. Test rows are never changed.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
     @click.option("--seed", type=int, default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              char_ngrams, seed, promote):
+              unpunctuated, char_ngrams, seed, promote):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -84,7 +87,7 @@ def register(main: click.Group, bench: click.Group) -> None:
             raise ConfigError(f"--char-ngrams {char_ngrams!r}: expected MIN-MAX, e.g. 1-3")
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
-                             weights=weight_map)
+                             weights=weight_map, unpunctuated=tuple(unpunctuated))
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)
