@@ -33,7 +33,9 @@ from typing import Any, Callable, Sequence
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import __version__ as aiokafka_version
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from detector import metrics
@@ -170,7 +172,8 @@ def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
     if wait_ms < 1:
         raise ConfigError(f"SMSGUARD_FETCH_MAX_WAIT_MS must be at least 1 ms, got {wait_ms}")
     if not hasattr(consumer, "_fetch_max_wait_ms") or getattr(consumer, "_fetcher", None) is not None:
-        raise ConfigError(f"cannot set the fetch wait of this aiokafka consumer (aiokafka {consumer.__module__})")
+        raise ConfigError(f"cannot set the fetch wait of this aiokafka {aiokafka_version} consumer "
+                          "(started already, or aiokafka no longer has _fetch_max_wait_ms)")
     consumer._fetch_max_wait_ms = int(wait_ms)
 
 
@@ -207,11 +210,24 @@ async def deliver(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes
     """Send ``(topic, key, value)`` records as one record batch per partition; return once the broker has them all.
 
     Keyed records go where aiokafka's default partitioner (murmur2 of the key) puts them, unkeyed ones to
-    a random partition. Returns the number of record batches sent.
+    a random partition. Returns the number of record batches sent. When one fails, it raises once every
+    batch has an outcome (so a retry never overlaps batches still in flight).
     """
+    sent: list[asyncio.Future] = []
+    try:
+        await _send_batches(producer, records, partitioner, sent)
+    finally:        # also when queueing failed half-way: wait for what is in flight before a retry
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
+    failed = [r for r in outcomes if isinstance(r, BaseException)]
+    if failed:
+        raise failed[0]
+    return len(sent)
+
+
+async def _send_batches(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes]],
+                        partitioner: Callable, sent: list[asyncio.Future]) -> None:
     partitions: dict[str, list[int]] = {}
-    open_batches: dict[tuple[str, int], Any] = {}
-    sent = []
+    open_batches: dict[tuple[str, int], BatchBuilder] = {}
     for topic, key, value in records:
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
@@ -226,8 +242,6 @@ async def deliver(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes
                 raise SmsGuardError(f"a record of {len(value)} bytes does not fit in an empty record batch")
     for (topic, partition), batch in open_batches.items():
         sent.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*sent)
-    return len(sent)
 
 
 def _load_scorer(watcher, settings: Settings):
