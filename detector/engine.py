@@ -24,7 +24,7 @@ from typing import Any, Protocol, Sequence
 
 from detector import textnorm
 from detector.errors import StateUnavailable
-from detector.events import ComplaintEvent, Decision, OptOutEvent, PortAction, Reason, SmsEvent, to_json
+from detector.events import ComplaintEvent, Decision, OptOutEvent, PortAction, Reason, SmsEvent
 from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
@@ -483,7 +483,7 @@ class Engine:
         """Write what this batch decided: kept decisions, opt-out violations, port states."""
         keep_s = int(self.settings.decision_replay_ttl_s)
         ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
-                             to_json(d.as_dict()).decode(), keep_s)
+                             d.encode().decode(), keep_s)
                      for d in result.decisions] if keep_s > 0 else []
         ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
                 for c, d in zip(contexts, result.decisions) if any(r.signal == "opted_out" for r in d.reasons)]

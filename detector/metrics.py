@@ -64,9 +64,14 @@ def _field(decision: Any, name: str) -> Any:
 def observe_batch(decisions: Iterable[Any], batch_size: int, now_ms: int) -> None:
     """Count one micro-batch's decisions and how long after their event time they were decided."""
     BATCH_SIZE.observe(batch_size)
+    actions: dict[str, int] = {}
+    observe = DECISION_LATENCY.observe
     for decision in decisions:
-        DECISIONS.labels(action=_field(decision, "action")).inc()
-        DECISION_LATENCY.observe(max(0, now_ms - int(_field(decision, "ts_ms"))) / 1000)
+        action = _field(decision, "action")
+        actions[action] = actions.get(action, 0) + 1
+        observe(max(0, now_ms - int(_field(decision, "ts_ms"))) / 1000)
+    for action, n in actions.items():       # one labelled child lookup per action, not per decision
+        DECISIONS.labels(action=action).inc(n)
 
 
 def dead_letter(n: int = 1) -> None:

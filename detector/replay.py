@@ -92,7 +92,7 @@ async def replay_events(events: list, engine: Engine, out: IO[bytes] | None, sta
         if out is not None:
             # one record at a time: orjson's buffers are cheap when dropped at once, page faults when kept
             for d in result.decisions:
-                out.write(to_json(d.as_dict()))
+                out.write(d.encode())
                 out.write(b"\n")
             for a in result.port_actions:
                 out.write(to_json(a.as_dict()) + b"\n")

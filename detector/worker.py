@@ -79,8 +79,10 @@ class Outputs:
     dead_letters: int = 0
     port_actions: int = 0
 
-    def add(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
-        self.records.append((topic, key.encode() if key is not None else None, to_json(value)))
+    def add(self, topic: str, key: str | None, value: dict[str, Any] | bytes) -> None:
+        """``value``: a record, or its JSON bytes when already encoded (decisions: see Decision.encode)."""
+        encoded = value if type(value) is bytes else to_json(value)
+        self.records.append((topic, key.encode() if key is not None else None, encoded))
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class BatchProcessor:
             return out
         decided_at = self.clock()
         for decision in result.decisions:
-            out.add(TOPIC_DECISIONS, decision.port, decision.as_dict(decided_at_ms=decided_at))
+            out.add(TOPIC_DECISIONS, decision.port, decision.encode(decided_at_ms=decided_at))
         for kept in result.redelivered:      # decided before a crash, maybe never delivered: send it again
             out.add(TOPIC_DECISIONS, kept["port"], {**kept, "decided_at_ms": decided_at, "redelivered": True})
         for action in result.port_actions:
