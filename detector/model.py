@@ -306,6 +306,54 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
         return {column: sorted(tokens) for column, tokens in names.items()}
 
 
+    def word_contributions(self, text: str, by_column: dict[int, float]) -> list[tuple[str, float]]:
+        """Per-feature contributions (column → coef × value) regrouped for a reader: each jieba word with the
+        character n-grams inside it (``w:贷款`` = w:贷款 + c:贷 + c:款 + c:贷款), and every n-gram that crosses
+        a word boundary or is punctuation on its own (``c:款,``). A column hit by several spans is shared
+        equally between them, so the parts still add up to the text's total.
+
+        >>> hasher = HashedTokenCounts(n_features_log2=16)
+        >>> columns = {c: 1.0 for c in hasher.token_names("贷款,")}
+        >>> sorted(hasher.word_contributions("贷款,", columns))
+        [('c:,', 1.0), ('c:款,', 1.0), ('c:贷款,', 1.0), ('w:贷款', 4.0)]
+        """
+        buffer, starts, lengths, kinds, _ = _token_spans([text], self.ngram_min, self.ngram_max)
+        columns = _span_indices(buffer, starts, lengths, kinds, self.n_features_log2).tolist()
+        starts, lengths, kinds = starts.tolist(), lengths.tolist(), kinds.tolist()
+        spans_per_column: dict[int, int] = {}
+        for column in columns:
+            spans_per_column[column] = spans_per_column.get(column, 0) + 1
+        # Where each word lies in the space-free copy that the n-grams are cut from.
+        n_words = kinds.count(_WORD)
+        compact_length = (len(buffer) + buffer.count(" ")) // 2
+        compact = buffer[:compact_length]
+        offset_in_chars = [0] * (compact_length + 1)
+        seen = 0
+        for position, char in enumerate(compact):
+            offset_in_chars[position] = seen
+            seen += char != " "
+        offset_in_chars[compact_length] = seen
+        word_of_char: dict[int, int] = {}
+        totals: dict[str, float] = {}
+        word_names = []
+        for w in range(n_words):
+            lo = offset_in_chars[starts[w]]
+            for c in range(lo, lo + lengths[w]):
+                word_of_char[c] = w
+            word_names.append("w:" + buffer[starts[w]:starts[w] + lengths[w]])
+        for start, length, kind, column in zip(starts, lengths, kinds, columns):
+            share = by_column.get(column, 0.0) / spans_per_column[column]
+            if kind == _WORD:
+                name = "w:" + buffer[start:start + length]
+            else:
+                first = start - compact_length
+                owner = word_of_char.get(first)
+                inside = owner is not None and all(word_of_char.get(c) == owner for c in range(first, first + length))
+                name = word_names[owner] if inside else "c:" + buffer[start:start + length]
+            totals[name] = totals.get(name, 0.0) + share
+        return list(totals.items())
+
+
 class TextNormalizer(TransformerMixin, BaseEstimator):
     """Pipeline step: raw SMS → :func:`model_text`."""
 
@@ -453,11 +501,14 @@ def explain_pipeline(pipeline: Any, text: str, k: int = 5) -> list[tuple[str, fl
     coef = classifier.estimator_.coef_[0]
     hasher = union.transformer_list[0][1].steps[0][1]
     n_text = hasher.n_features
-    names: dict[int, list[str]] = {}
-    tokens = [] if isinstance(hasher, HashedTokenCounts) else sorted(set(analyze(normal[0])))
     if isinstance(hasher, HashedTokenCounts):
-        names.update(hasher.token_names(normal[0]))
-    elif tokens:  # models before v2: a HashingVectorizer over analyze()
+        by_column = {int(i): float(coef[i] * v) for i, v in zip(values.indices, values.data)}
+        contributions = hasher.word_contributions(normal[0], by_column)
+        contributions += [(f"[{name}]", by_column.get(n_text + j, 0.0)) for j, name in enumerate(STRUCTURAL_FEATURES)]
+        return sorted((c for c in contributions if c[1] > 0), key=lambda c: -c[1])[:k]
+    names: dict[int, list[str]] = {}
+    tokens = sorted(set(analyze(normal[0])))
+    if tokens:  # models before v2: a HashingVectorizer over analyze(), explained token by token
         lookup = HashingVectorizer(analyzer=_identity, n_features=n_text, alternate_sign=hasher.alternate_sign,
                                    norm=None)
         indices = lookup.transform([[t] for t in tokens]).indices
