@@ -178,3 +178,19 @@ def test_the_previous_model_layout_still_loads_scores_and_explains():
     old = load_model(folder)
     assert old.score([LOAN])[0] > old.threshold
     assert any("贷款" in name or "抵押" in name or "放款" in name for name, _ in old.explain(LOAN, k=8))
+
+
+def test_word_grouped_contributions_add_up_to_the_decision(model):
+    """Regrouping n-grams under their words moves contributions around but never loses or invents any."""
+    pipeline = model.pipeline
+    normalizer, union, classifier = (step for _, step in pipeline.steps)
+    hasher = union.transformer_list[0][1].steps[0][1]
+    for text in (LOAN, SPAM, NORMAL):
+        normal = normalizer.transform([text])
+        values = union.transform(normal).tocsr()
+        coef = classifier.estimator_.coef_[0]
+        by_column = {int(i): float(coef[i] * v) for i, v in zip(values.indices, values.data)}
+        text_part = sum(v for c, v in by_column.items() if c < hasher.n_features)
+        grouped = hasher.word_contributions(normal[0], by_column)
+        assert sum(v for _, v in grouped) == pytest.approx(text_part)
+        assert all(name.startswith(("w:", "c:")) for name, _ in grouped)
