@@ -1,8 +1,9 @@
 """The spam classifier at serving time: one scikit-learn Pipeline in one skops artifact.
 
-The pipeline is ``TextNormalizer`` (detector.textnorm) → features (hashed jieba words and character
-2–3-grams, TF-IDF, plus a few structural flags) → a calibrated logistic regression. Its pieces live
-here, not in ``training/``, because loading the artifact needs them.
+The pipeline is ``TextNormalizer`` (detector.textnorm) → features (jieba words and character 1–3-grams
+hashed per batch by :class:`HashedTokenCounts`, TF-IDF, plus a few structural flags) → a calibrated
+logistic regression. Its pieces live here, not in ``training/``, because loading the artifact needs them.
+Models before v2 hash :func:`analyze`'s tokens with a HashingVectorizer; they still load, score and explain.
 
 Loading never unpickles: :func:`load_model` checks the artifact's sha256 against ``manifest.json``
 and then ``skops.io.load`` with an explicit list of trusted types; anything else is a ModelError.
@@ -51,6 +52,7 @@ DOMAIN_WORDS = ("微信", "加微信", "微信号", "威信", "薇信", "公众�
                 "支付宝", "淘宝", "天猫", "京东", "app", "客服", "贷款", "无抵押", "代开", "发票", "刷单", "兼职")
 
 _segment_cache: dict[str, tuple[str, ...]] = {}
+_lengths_cache: dict[str, tuple[int, ...]] = {}
 _SEGMENT_CACHE_MAX = 200_000
 
 
@@ -138,9 +140,6 @@ def _segment_lengths(run: str) -> tuple[int, ...]:
             _lengths_cache.clear()
         _lengths_cache[run] = lengths
     return lengths
-
-
-_lengths_cache: dict[str, tuple[int, ...]] = {}
 
 
 def clear_segment_caches() -> None:
