@@ -334,7 +334,9 @@ class EventParser:
 
     # -- public ----------------------------------------------------------------------------------
     def parse_sms(self, raw: bytes | str | dict) -> SmsEvent:
-        obj = self._load(raw)
+        return self._sms(self._load(raw))
+
+    def _sms(self, obj: dict[str, Any]) -> SmsEvent:
         self._require(obj, ("msg_id", "ts", "port", "recipient", "content"))
         content = self._str(obj, "content", max_len=self.max_content_chars)
         if not content.strip():
@@ -356,7 +358,9 @@ class EventParser:
         )
 
     def parse_optout(self, raw: bytes | str | dict) -> OptOutEvent:
-        obj = self._load(raw)
+        return self._optout(self._load(raw))
+
+    def _optout(self, obj: dict[str, Any]) -> OptOutEvent:
         self._require(obj, ("ts", "recipient", "port"))
         return OptOutEvent(
             ts_ms=self._ts(obj), recipient=self._recipient(obj),
@@ -366,7 +370,9 @@ class EventParser:
         )
 
     def parse_complaint(self, raw: bytes | str | dict) -> ComplaintEvent:
-        obj = self._load(raw)
+        return self._complaint(self._load(raw))
+
+    def _complaint(self, obj: dict[str, Any]) -> ComplaintEvent:
         self._require(obj, ("ts", "recipient", "port"))
         return ComplaintEvent(
             ts_ms=self._ts(obj), recipient=self._recipient(obj),
@@ -379,9 +385,9 @@ class EventParser:
         obj = self._load(raw)
         kind = obj.get("type", "sms")
         if kind == "sms":
-            return self.parse_sms(obj)
+            return self._sms(obj)
         if kind == "optout":
-            return self.parse_optout(obj)
+            return self._optout(obj)
         if kind == "complaint":
-            return self.parse_complaint(obj)
+            return self._complaint(obj)
         raise InvalidEvent(f"type: {str(kind)[:20]!r} is not sms, optout or complaint")
