@@ -18,8 +18,11 @@ store is created, so they cannot drift apart:
 Both modes answer identically (``tests/test_state_contract.py`` runs every sequence through both).
 ``smsguard bench store`` measures the two against the same server: on the engine's batches the
 per-op mode spends ~33-41 µs of client CPU per op (packing and parsing one command per op), batch
-mode ~6-9; what remains is the scripts' own work in Redis (~15 µs of Redis CPU per op, mostly
-Distinct's HyperLogLogs and sorted-set index), about the same in both modes.
+mode ~6-9; what remains is the scripts' own work in Redis (~10-12 µs of Redis CPU per op on a loaded
+2-core machine), about the same in both modes. Each ``redis.call`` from Lua costs a microsecond or two
+beyond the command itself, so the op scripts keep their calls few: Distinct derives its span's bucket
+names instead of keeping an index, TTLs are set with a plain EXPIRE (an op kind passes one key the same
+TTL, so the expiry only moves later) instead of TTL-then-EXPIRE.
 
 Scripts are loaded once (SCRIPT LOAD) and called by SHA (EVALSHA); after a SCRIPT FLUSH or a
 server restart the calls (ops or chunks) that got NOSCRIPT are re-sent, in order, once the
@@ -39,8 +42,11 @@ one op kind: the backends keep kinds apart differently (MemoryStore in separate 
 
 Distinct is approximate (HyperLogLog, ~1%). For an event in order (its bucket is the key's newest)
 both backends count the distinct members of the span; for a late event Redis counts the members
-of the bucket HyperLogLogs still kept in the late span, while MemoryStore counts members whose
-newest bucket lies in it, so the two may differ there.
+of the late span's bucket HyperLogLogs that have not expired (server clock), while MemoryStore
+counts members whose newest bucket lies in it and forgets old buckets sooner, so the two may
+differ there. Bucket HyperLogLogs are removed by their TTL only: while a worker catches up on a
+backlog (event time faster than the server clock) a key holds every bucket written within its
+TTL of server time, more than the n + 1 of live traffic, but never longer than that TTL.
 
 Unreachable Redis raises :class:`~detector.errors.StateUnavailable` within the socket timeout
 and sets ``healthy = False``; the next call simply tries again (redis-py reconnects), and a
@@ -267,7 +273,7 @@ class RedisStore(StateStore):
     """The state store on Redis (see the module docstring)."""
 
     #: Ops per batch.lua call. A call is atomic and holds Redis (and the gateways' leaky-bucket calls) while
-    #: it runs: ~15 µs of Redis CPU per op measured here, so ~15 ms for 1,000 ops on an idle machine.
+    #: it runs: ~10-12 µs of Redis CPU per op measured here, so ~10-12 ms for 1,000 ops.
     BATCH_OPS = 1_000
 
     def __init__(self, url: str, *, socket_timeout: float = 2.0, connect_timeout: float | None = None,

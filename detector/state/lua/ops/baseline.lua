@@ -9,7 +9,8 @@
 -- ARGV[1]  event minute (ts_ms // 60000)
 -- ARGV[2]  amount to add to the current minute (integer)
 -- ARGV[3]  alpha, the EWMA weight (Python repr of a float)
--- ARGV[4]  TTL in seconds (a week: an untouched baseline has decayed to nothing)
+-- ARGV[4]  TTL in seconds (a week: an untouched baseline has decayed to nothing), set when the key's
+--          current minute starts (like MemoryStore, which forgets a baseline whose minute is a week old)
 --
 -- Returns  {mean, var, seen, count}; mean and var as "%.17g" strings (Lua numbers would be truncated
 --          to integers on the way out).
@@ -27,6 +28,7 @@ local function baseline(key, a, o)
 
   local mean, var, seen, cur, count = 0.0, 0.0, 0, minute, 0
   local stored = redis.call('HMGET', key, 'mean', 'var', 'seen', 'minute', 'count')
+  local new_minute = not stored[4]
   if stored[4] then
     mean, var = tonumber(stored[1]), tonumber(stored[2])
     seen, cur, count = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
@@ -52,12 +54,15 @@ local function baseline(key, a, o)
     end
     seen = seen + empty
     cur, count = minute, 0
+    new_minute = true
   end
   count = count + amount
 
   local mean_s, var_s = string.format('%.17g', mean), string.format('%.17g', var)
   redis.call('HSET', key, 'mean', mean_s, 'var', var_s, 'seen', string.format('%d', seen),
              'minute', string.format('%d', cur), 'count', string.format('%d', count))
-  redis.call('EXPIRE', key, ttl)
+  if new_minute then
+    redis.call('EXPIRE', key, ttl)
+  end
   return {mean_s, var_s, seen, count}
 end

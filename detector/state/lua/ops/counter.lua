@@ -10,19 +10,23 @@
 --
 -- Returns  the count after the add (0 when reading a missing or ended window).
 --
--- A window has ended when exp <= ts_ms (event time, like MemoryStore); the next add starts a new one.
+-- A window has ended when exp <= ts_ms (event time, like MemoryStore); the next add starts a new one,
+-- writing n and exp at once. Commands: a read 1, an add 2 (3 when it starts a window).
 --
 -- As a function: counter(key, a, o) reads ARGV[i] as a[o + i].
 local function counter(key, a, o)
-  local ts = tonumber(a[o + 1])
   local amount = tonumber(a[o + 2])
-  local exp = redis.call('HGET', key, 'exp')
-  if not exp or tonumber(exp) <= ts then
+  local stored = redis.call('HMGET', key, 'exp', 'n')
+  if stored[1] and tonumber(stored[1]) > tonumber(a[o + 1]) then
     if amount == 0 then
-      return 0
+      return tonumber(stored[2]) or 0
     end
-    redis.call('HSET', key, 'n', 0, 'exp', a[o + 3])
-    redis.call('EXPIRE', key, math.max(tonumber(a[o + 4]), 1))
+    return redis.call('HINCRBY', key, 'n', a[o + 2])
   end
-  return redis.call('HINCRBY', key, 'n', a[o + 2])
+  if amount == 0 then
+    return 0
+  end
+  redis.call('HSET', key, 'n', a[o + 2], 'exp', a[o + 3])
+  redis.call('EXPIRE', key, math.max(tonumber(a[o + 4]), 1))
+  return amount
 end

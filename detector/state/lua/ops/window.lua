@@ -4,7 +4,9 @@
 --          value: the sum of the amounts added to that bucket (integer).
 -- ARGV[1]  bucket number b of the event (integer, decimal string)
 -- ARGV[2]  amount to add to bucket b (integer; 0 only reads)
--- ARGV[3]  TTL in seconds: longest span + one bucket. The key's TTL is raised to it, never lowered.
+-- ARGV[3]  TTL in seconds: longest span + one bucket, set again by every op on an existing key (like
+--          MemoryStore, whose expiry is the last op's ts + this TTL). The engine always passes one key the
+--          same spans, so the expiry only ever moves later.
 -- ARGV[4]  L = longest span // bucket width (whole buckets)
 -- ARGV[5..] n for each span: the span's width in buckets (>= 1)
 --
@@ -28,9 +30,7 @@ local function window(key, a, o)
   if amount ~= 0 then
     redis.call('HINCRBY', key, a[o + 1], a[o + 2])
   end
-  if redis.call('TTL', key) < ttl then   -- -2 (no key) makes EXPIRE a no-op; -1 never happens
-    redis.call('EXPIRE', key, ttl)
-  end
+  redis.call('EXPIRE', key, ttl)           -- no key (a read of nothing): a no-op
 
   local flat = redis.call('HGETALL', key)
   local sums = {}
@@ -49,10 +49,14 @@ local function window(key, a, o)
 
   if #flat / 2 > 2 * longest + 4 then
     local oldest = b - longest
+    local old = {}
     for i = 1, #flat, 2 do
       if tonumber(flat[i]) < oldest then
-        redis.call('HDEL', key, flat[i])
+        old[#old + 1] = flat[i]
       end
+    end
+    if #old > 0 then
+      redis.call('HDEL', key, unpack(old))
     end
   end
   return sums
