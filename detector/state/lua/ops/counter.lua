@@ -11,15 +11,16 @@
 -- Returns  the count after the add (0 when reading a missing or ended window).
 --
 -- A window has ended when exp <= ts_ms (event time, like MemoryStore); the next add starts a new one,
--- writing n and exp at once. Commands: a read 1, an add 2 (3 when it starts a window).
+-- writing n and exp at once. Commands: a read of no live window 1, an add that starts a window 3,
+-- anything on a live window 2.
 --
 -- As a function: counter(key, a, o) reads ARGV[i] as a[o + i].
 local function counter(key, a, o)
   local amount = tonumber(a[o + 2])
-  local stored = redis.call('HMGET', key, 'exp', 'n')
-  if stored[1] and tonumber(stored[1]) > tonumber(a[o + 1]) then
-    if amount == 0 then
-      return tonumber(stored[2]) or 0
+  local exp = redis.call('HGET', key, 'exp')
+  if exp and tonumber(exp) > tonumber(a[o + 1]) then
+    if amount == 0 then                     -- a read: no write, nothing propagated to replicas
+      return tonumber(redis.call('HGET', key, 'n')) or 0
     end
     return redis.call('HINCRBY', key, 'n', a[o + 2])
   end
