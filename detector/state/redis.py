@@ -151,30 +151,31 @@ class LuaScript:
 
 
 # -- each op's script arguments: the same list for its per-op script (ARGV) and for batch.lua ---------------
-# Buckets, members, fields and values go as strings (the scripts store them or name keys by them);
-# the rest as numbers, which the scripts read with tonumber() either way.
+# Strings for whatever a script passes on to Redis or names keys by (buckets, members, fields, values,
+# amounts, TTLs, expiry times): Redis 7.0 formats a Lua number argument of redis.call with "%.17g", which
+# costs more than many commands. Numbers for what the scripts only compute with (tonumber() reads both).
 def _window_args(op: Window, clock: int) -> tuple:
     width = op.bucket_s
     longest = max(op.spans_s)
-    return (str(op.ts_ms // (width * 1000)), op.amount, longest + width, longest // width,
-            *[max(1, span // width) for span in op.spans_s])
+    return (str(op.ts_ms // (width * 1000)), str(op.amount), str(longest + width), longest // width,
+            *[str(max(1, span // width)) for span in op.spans_s])
 
 
 def _baseline_args(op: Baseline, clock: int) -> tuple:
-    return op.ts_ms // 60_000, op.amount, float(op.alpha), BASELINE_TTL_S
+    return op.ts_ms // 60_000, op.amount, float(op.alpha), str(BASELINE_TTL_S)
 
 
 def _distinct_args(op: Distinct, clock: int) -> tuple:
     width = op.bucket_s
-    return str(op.ts_ms // (width * 1000)), op.member, max(1, op.span_s // width), op.span_s + width
+    return str(op.ts_ms // (width * 1000)), op.member, max(1, op.span_s // width), str(op.span_s + width)
 
 
 def _counter_args(op: Counter, clock: int) -> tuple:
-    return op.ts_ms, op.amount, op.ts_ms + op.ttl_s * 1000, op.ttl_s
+    return op.ts_ms, str(op.amount), str(op.ts_ms + op.ttl_s * 1000), str(max(op.ttl_s, 1))
 
 
 def _claim_args(op: Claim, clock: int) -> tuple:
-    return op.ts_ms, op.ts_ms + op.ttl_s * 1000, op.ttl_s
+    return op.ts_ms, str(op.ts_ms + op.ttl_s * 1000), str(max(op.ttl_s, 1))
 
 
 def _hash_get_args(op: HashGet, clock: int) -> tuple:
@@ -184,7 +185,7 @@ def _hash_get_args(op: HashGet, clock: int) -> tuple:
 def _hash_set_args(op: HashSet, clock: int) -> tuple:
     if op.field == HASH_EXPIRES_FIELD:
         raise ValueError(f"hash field {HASH_EXPIRES_FIELD!r} is reserved")
-    return op.field, op.value, op.ts_ms + op.ttl_s * 1000, clock, op.ttl_s
+    return op.field, op.value, str(op.ts_ms + op.ttl_s * 1000), clock, str(max(op.ttl_s, 1))
 
 
 # -- each op's reply as the Python value MemoryStore gives (None: the reply already is) ----------------------

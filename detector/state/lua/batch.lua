@@ -6,7 +6,9 @@
 --          code: 1 window, 2 baseline, 3 distinct, 4 counter, 5 claim, 6 hash_get, 7 hash_set;
 --          key index: the op's key is KEYS[key index];
 --          argN: the op script's ARGV[N], exactly as the per-op script gets it (strings where the
---          script stores or names them: buckets, members, fields, values; numbers elsewhere).
+--          script passes them on to Redis or names keys by them: buckets, members, fields, values,
+--          amounts, TTLs, expiry times, since Redis 7.0 formats a Lua number argument of redis.call
+--          with "%.17g"; numbers where it only computes with them).
 --
 -- Returns  one reply per op, in order: what the op's own script returns (window: the span sums;
 --          baseline: {mean, var, seen, count} with mean and var as "%.17g" strings; distinct, counter:

@@ -24,7 +24,6 @@ local function baseline(key, a, o)
   local minute = tonumber(a[o + 1])
   local amount = tonumber(a[o + 2])
   local alpha = tonumber(a[o + 3])
-  local ttl = tonumber(a[o + 4])
 
   local mean, var, seen, cur, count = 0.0, 0.0, 0, minute, 0
   local stored = redis.call('HMGET', key, 'mean', 'var', 'seen', 'minute', 'count')
@@ -62,7 +61,7 @@ local function baseline(key, a, o)
   redis.call('HSET', key, 'mean', mean_s, 'var', var_s, 'seen', string.format('%d', seen),
              'minute', string.format('%d', cur), 'count', string.format('%d', count))
   if new_minute then
-    redis.call('EXPIRE', key, ttl)
+    redis.call('EXPIRE', key, a[o + 4])
   end
   return {mean_s, var_s, seen, count}
 end

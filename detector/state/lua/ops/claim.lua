@@ -3,7 +3,7 @@
 -- KEYS[1]  a string holding the event time (ms) at which the claim lapses
 -- ARGV[1]  ts_ms of the event
 -- ARGV[2]  ts_ms + ttl_s * 1000
--- ARGV[3]  ttl_s: the key's TTL (server clock), bounding memory
+-- ARGV[3]  max(ttl_s, 1): the key's TTL (server clock), bounding memory
 --
 -- Returns  1 when the claim is taken (absent or lapsed in event time), 0 when it is held.
 --
@@ -13,6 +13,6 @@ local function claim(key, a, o)
   if held and tonumber(held) > tonumber(a[o + 1]) then
     return 0
   end
-  redis.call('SET', key, a[o + 2], 'EX', math.max(tonumber(a[o + 3]), 1))
+  redis.call('SET', key, a[o + 2], 'EX', a[o + 3])
   return 1
 end

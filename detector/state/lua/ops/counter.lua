@@ -6,7 +6,7 @@
 -- ARGV[1]  ts_ms of the event
 -- ARGV[2]  amount to add (integer; 0 only reads and never creates the key)
 -- ARGV[3]  ts_ms + ttl_s * 1000, the end of a window that starts now
--- ARGV[4]  ttl_s: the key's TTL (server clock) set when a window starts, bounding memory
+-- ARGV[4]  max(ttl_s, 1): the key's TTL (server clock) set when a window starts, bounding memory
 --
 -- Returns  the count after the add (0 when reading a missing or ended window).
 --
@@ -28,6 +28,6 @@ local function counter(key, a, o)
     return 0
   end
   redis.call('HSET', key, 'n', a[o + 2], 'exp', a[o + 3])
-  redis.call('EXPIRE', key, math.max(tonumber(a[o + 4]), 1))
+  redis.call('EXPIRE', key, a[o + 4])
   return amount
 end

@@ -31,7 +31,7 @@ local function distinct(key, a, o)
   end
   local keys = {}
   for i = 1, n - 1 do
-    keys[i] = key .. ':' .. (b - n + i)
+    keys[i] = key .. ':' .. string.format('%d', b - n + i)   -- '%d': no floating-point formatting
   end
   -- PFCOUNT of several keys merges them into a fresh HyperLogLog (~16k registers) every time; one key
   -- answers from its cached cardinality. Merge only when an earlier bucket of the span exists.

@@ -6,7 +6,7 @@
 -- ARGV[2]  value
 -- ARGV[3]  ts_ms + ttl_s * 1000 (the new __expires_at_ms)
 -- ARGV[4]  the store's event clock (the newest ts_ms it has seen): a hash expired by then starts empty
--- ARGV[5]  ttl_s: the key's TTL (server clock), bounding memory
+-- ARGV[5]  max(ttl_s, 1): the key's TTL (server clock), bounding memory
 --
 -- Returns  nothing (false, which Redis answers as nil and which, unlike nil, keeps its place in
 --          batch.lua's reply array). Readers (hash_get, HMGET) treat the hash as absent when
@@ -19,6 +19,6 @@ local function hash_set(key, a, o)
     redis.call('DEL', key)
   end
   redis.call('HSET', key, a[o + 1], a[o + 2], '__expires_at_ms', a[o + 3])
-  redis.call('EXPIRE', key, math.max(tonumber(a[o + 5]), 1))
+  redis.call('EXPIRE', key, a[o + 5])
   return false
 end

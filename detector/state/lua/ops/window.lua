@@ -29,13 +29,12 @@ local function window(key, a, o)
   local field = a[o + 1]
   local b = tonumber(field)
   local amount = tonumber(a[o + 2])
-  local ttl = tonumber(a[o + 3])
   local longest = tonumber(a[o + 4])
   local spans = {}
   for s = o + 5, #a do
     spans[#spans + 1] = tonumber(a[s])
   end
-  local cache_tag = field .. ';' .. table.concat(spans, ',') .. ';'
+  local cache_tag = field .. ';' .. table.concat(a, ',', o + 5) .. ';'
 
   local current, cached
   if amount ~= 0 then
@@ -45,7 +44,7 @@ local function window(key, a, o)
     local got = redis.call('HMGET', key, field, '-inf')
     current, cached = tonumber(got[1]) or 0, got[2]
   end
-  redis.call('EXPIRE', key, ttl)           -- no key (a read of nothing): a no-op
+  redis.call('EXPIRE', key, a[o + 3])         -- no key (a read of nothing): a no-op
 
   local sums = {}
   if cached and string.sub(cached, 1, #cache_tag) == cache_tag then
