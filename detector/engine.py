@@ -220,13 +220,16 @@ class Engine:
 
         port_reasons = self._decide(contexts, states, result)
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states)
+        to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
             decision.port_state = states[decision.port].state if decision.port in states else "normal"
             if decision.port_state == "block" and decision.action != "block":
                 decision.action = "block"
                 decision.reasons.append(Reason("port_blocked", 1.0, 0.0, "the port is blocked"))
             if ctx.is_spam and decision.action != "allow":
-                self._explain_reason(ctx, decision)
+                to_explain.append((ctx, decision))
+        if to_explain:
+            self._explain_all(to_explain)
         if not result.degraded:
             await self._persist(contexts, changes, result)
         return result
@@ -389,23 +392,31 @@ class Engine:
                 ))
         return contexts
 
-    def _explain_reason(self, ctx: MessageContext, decision: Decision) -> None:
-        """Name the tokens that pushed the classifier in the content_spam reason (operators read these)."""
-        ctx.explanation = self._explain(ctx.template_key, ctx.event.content)
-        spam = self.policy.signals["content_spam"].signal
-        for reason in decision.reasons:
-            if reason.signal == spam.name:
-                fired = spam.evaluate(ctx)
-                reason.detail = fired.detail if fired else reason.detail
+    def _explain_all(self, flagged: list[tuple[MessageContext, Decision]]) -> None:
+        """Name the tokens that pushed the classifier in each content_spam reason (operators read these).
 
-    def _explain(self, key: str, content: str) -> tuple[tuple[str, float], ...]:
-        hit = self._explanations.get(key)
-        if hit is None:
-            hit = tuple(self.scorer.explain(content, 5))
-            self._explanations[key] = hit
-            if len(self._explanations) > 20_000:
-                self._explanations.popitem(last=False)
-        return hit
+        Explanations are kept per template; the batch's new templates are explained in one model call.
+        """
+        known = self._explanations
+        todo = {ctx.template_key: ctx.event.content for ctx, _ in flagged if ctx.template_key not in known}
+        if todo:
+            explain_many = getattr(self.scorer, "explain_many", None)
+            texts = list(todo.values())
+            found = explain_many(texts, 5) if explain_many else [self.scorer.explain(t, 5) for t in texts]
+            for key, explanation in zip(todo, found):
+                known[key] = tuple(explanation)
+            while len(known) > 20_000:
+                known.popitem(last=False)
+        spam = self.policy.signals["content_spam"].signal
+        for ctx, decision in flagged:
+            explanation = known.get(ctx.template_key)
+            if explanation is None:          # only if more templates than the cache holds were flagged at once
+                explanation = tuple(self.scorer.explain(ctx.event.content, 5))
+            ctx.explanation = explanation
+            for reason in decision.reasons:
+                if reason.signal == spam.name:
+                    fired = spam.evaluate(ctx)
+                    reason.detail = fired.detail if fired else reason.detail
 
     def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction],
                 result: EngineResult) -> dict[str, tuple[int, list[Reason]]]:

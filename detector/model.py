@@ -347,7 +347,8 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
             else:
                 first = start - compact_length
                 owner = word_of_char.get(first)
-                inside = owner is not None and all(word_of_char.get(c) == owner for c in range(first, first + length))
+                # a word is one run of characters: the n-gram lies inside it when its last character does too
+                inside = owner is not None and word_of_char.get(first + length - 1) == owner
                 name = word_names[owner] if inside else "c:" + buffer[start:start + length]
             totals[name] = totals.get(name, 0.0) + share
         return list(totals.items())
@@ -490,21 +491,44 @@ class SpamModel:
         """The k features that pushed this text most towards spam, with coef × value (log-odds)."""
         return explain_pipeline(self.pipeline, text, k)
 
+    def explain_many(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        """:meth:`explain` of several texts with one pass through the features (the engine's flagged batch)."""
+        return explain_pipeline_many(self.pipeline, list(texts), k)
+
 
 def explain_pipeline(pipeline: Any, text: str, k: int = 5) -> list[tuple[str, float]]:
+    return explain_pipeline_many(pipeline, [text], k)[0]
+
+
+def explain_pipeline_many(pipeline: Any, texts: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
+    if not texts:
+        return []
+    normalizer, union, classifier = (step for _, step in pipeline.steps)
+    hasher = union.transformer_list[0][1].steps[0][1]
+    if not isinstance(hasher, HashedTokenCounts):
+        return [_explain_v1(normalizer, union, classifier, hasher, text, k) for text in texts]
+    normal = normalizer.transform(texts)
+    values = union.transform(normal).tocsr()      # one featurisation for all: its fixed cost dominates one text
+    coef = classifier.estimator_.coef_[0]
+    n_text = hasher.n_features
+    explained = []
+    for row, text in enumerate(normal):
+        start, end = values.indptr[row], values.indptr[row + 1]
+        by_column = {int(i): float(coef[i] * v) for i, v in zip(values.indices[start:end], values.data[start:end])}
+        contributions = hasher.word_contributions(text, by_column)
+        contributions += [(f"[{name}]", by_column.get(n_text + j, 0.0)) for j, name in enumerate(STRUCTURAL_FEATURES)]
+        explained.append(sorted((c for c in contributions if c[1] > 0), key=lambda c: -c[1])[:k])
+    return explained
+
+
+def _explain_v1(normalizer: Any, union: Any, classifier: Any, hasher: Any, text: str,
+                k: int) -> list[tuple[str, float]]:
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    normalizer, union, classifier = (step for _, step in pipeline.steps)
     normal = normalizer.transform([text])
     values = union.transform(normal).tocsr()
     coef = classifier.estimator_.coef_[0]
-    hasher = union.transformer_list[0][1].steps[0][1]
     n_text = hasher.n_features
-    if isinstance(hasher, HashedTokenCounts):
-        by_column = {int(i): float(coef[i] * v) for i, v in zip(values.indices, values.data)}
-        contributions = hasher.word_contributions(normal[0], by_column)
-        contributions += [(f"[{name}]", by_column.get(n_text + j, 0.0)) for j, name in enumerate(STRUCTURAL_FEATURES)]
-        return sorted((c for c in contributions if c[1] > 0), key=lambda c: -c[1])[:k]
     names: dict[int, list[str]] = {}
     tokens = sorted(set(analyze(normal[0])))
     if tokens:  # models before v2: a HashingVectorizer over analyze(), explained token by token
@@ -620,3 +644,6 @@ class CachedScorer:
 
     def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
         return self.model.explain(text, k)
+
+    def explain_many(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        return self.model.explain_many(texts, k)
