@@ -263,3 +263,83 @@ def test_bench_store_measures_both_modes_and_cleans_up(redis_server):
         assert not list(client.scan_iter(match="sgb*", count=1000))
     finally:
         client.close()
+
+
+# -- the op scripts' cheaper paths answer like the full ones ------------------------------------------------------
+async def command_calls(redis, command: str) -> int:
+    stats = await redis.info("commandstats")
+    return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+@pytest.mark.parametrize("batch_script", [True, False], ids=["batch", "per-op"])
+async def test_window_reads_its_cached_sums_within_a_bucket_and_answers_like_memory(own_redis, batch_script):
+    """Two hours of minutes on one key (a full hash), many ops per minute, late ops and reads in between:
+    the answers are MemoryStore's, and the hash is read whole (HGETALL) only when the bucket moves or
+    after a late op, not for every op."""
+    key = tag("t", "1069", "vol")
+    spans = (60, 600, 3600)
+    ops, moves = [], 0
+    for minute in range(120):
+        moves += 1
+        for j in range(10):
+            ts = T0 + minute * 60_000 + j * 5_000
+            ops.append(Window(key, ts, 1 + j % 3, 60, spans))
+            if j == 4:
+                ops.append(Window(key, ts, 0, 60, spans))                      # a read
+            if j == 6 and minute % 10 == 3:
+                ops.append(Window(key, ts - 300_000, 2, 60, spans))            # late: drops the cache
+                ops.append(Window(key, ts, 1, 60, spans))                      # so this one reads it all
+                moves += 2
+    store = RedisStore(own_redis.url, batch_script=batch_script)
+    try:
+        await store.load_scripts()
+        await store.redis.config_resetstat()
+        got = [answer for i in range(0, len(ops), 97) for answer in await store.run(ops[i:i + 97])]
+        full_reads = await command_calls(store.redis, "hgetall")
+        fields = await store.redis.hkeys(key)
+        ttl = await store.redis.ttl(key)
+    finally:
+        await store.close()
+    assert got == await MemoryStore().run(ops)
+    assert full_reads == moves and len(ops) > 9 * moves
+    assert "-inf" in fields and 60 < len(fields) <= 2 * 60 + 4 + 1 and 0 < ttl <= 3660
+
+
+async def test_distinct_leaves_an_old_bucket_index_alone(redis_server):
+    """Before the bucket names were derived, Distinct kept a sorted set of its buckets under its key:
+    an upgraded store reads the bucket HyperLogLogs and never touches (or trips over) that set."""
+    ns = "t" + uuid.uuid4().hex[:10]
+    key = tag(ns, "1069", "rcpt")
+    first = [Distinct(key, T0 + i * 1000, f"r{i % 7}", 600, 3600) for i in range(20)]
+    later = [Distinct(key, T0 + 1_200_000 + i * 1000, f"r{i % 9}", 600, 3600) for i in range(20)]
+    store = RedisStore(redis_server.url)
+    try:
+        await store.run(first)
+        bucket = (T0 // 600_000)
+        await store.redis.zadd(key, {str(bucket): bucket})         # what the old script kept
+        await store.redis.expire(key, 4200)
+        got = await store.run(later)
+        index = await store.redis.zrange(key, 0, -1)
+    finally:
+        await store.close()
+    memory = MemoryStore()
+    await memory.run(first)
+    assert got == await memory.run(later) and got[-1] == 9
+    assert index == [str(bucket)]
+
+
+async def test_distinct_refreshes_a_bucket_ttl_only_when_the_member_changed_it(redis_server):
+    ns = "t" + uuid.uuid4().hex[:10]
+    key = tag(ns, "1069", "rcpt")
+    bucket_key = f"{key}:{T0 // 600_000}"
+    store = RedisStore(redis_server.url)
+    try:
+        await store.run([Distinct(key, T0, "r1", 600, 3600)])
+        await store.redis.expire(bucket_key, 100)
+        assert await store.run([Distinct(key, T0 + 1, "r1", 600, 3600)]) == [1]    # nothing new: TTL kept
+        kept = await store.redis.ttl(bucket_key)
+        assert await store.run([Distinct(key, T0 + 2, "r2", 600, 3600)]) == [2]    # new member: TTL set again
+        renewed = await store.redis.ttl(bucket_key)
+    finally:
+        await store.close()
+    assert 0 < kept <= 100 and 4100 < renewed <= 4200

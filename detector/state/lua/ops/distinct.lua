@@ -6,26 +6,29 @@
 -- ARGV[1]  bucket number b of the event (ts_ms // bucket width in ms), decimal string
 -- ARGV[2]  the member to add
 -- ARGV[3]  n = span // bucket width (>= 1): the span covers buckets b - n < k <= b
--- ARGV[4]  TTL in seconds (span + one bucket) of bucket b's HyperLogLog, set again by every add to it
+-- ARGV[4]  TTL in seconds (span + one bucket) of bucket b's HyperLogLog, set again by every add that
+--          changes it (PFADD answers 1; it always does when it creates the key)
 --
 -- Returns  PFCOUNT over the span's bucket HyperLogLogs (approximate, ~0.81% standard error; exact-ish when
 --          small); buckets that were never written or have expired count as empty.
 --
--- The bucket names are derived from b, so no index is kept: four commands per op (PFADD, EXPIRE, EXISTS
--- of the span's earlier buckets, PFCOUNT). A bucket's HyperLogLog
--- is deleted by its TTL alone (server clock, span + one bucket after its last add), which outlives its last
--- use (the span of an event in bucket b + n - 1) by more than a bucket. For an event in order (b is the
--- newest bucket) the answer is the distinct count of the span in both backends; for a late event Redis
--- counts the members of the late span's buckets that have not expired, MemoryStore the members whose
--- newest bucket lies in it (see detector/state/redis.py).
+-- The bucket names are derived from b, so no index is kept: PFADD, EXPIRE (skipped when the member
+-- changed nothing, about half the engine's adds), EXISTS of the span's earlier buckets, PFCOUNT. A
+-- bucket's HyperLogLog is deleted by its TTL alone (server clock). Its first add comes at or after the
+-- bucket's start (live traffic), and its last use is by events of bucket b + n - 1, which ends one span
+-- after b starts; so it outlives that use by a bucket or more. For an event in order (b is the newest
+-- bucket) the answer is the distinct count of the span in both backends; for a late event Redis counts
+-- the members of the late span's buckets that have not expired, MemoryStore the members whose newest
+-- bucket lies in it (see detector/state/redis.py).
 --
 -- As a function: distinct(key, a, o) reads ARGV[i] as a[o + i].
 local function distinct(key, a, o)
   local b = tonumber(a[o + 1])
   local n = tonumber(a[o + 3])
   local bucket_key = key .. ':' .. a[o + 1]
-  redis.call('PFADD', bucket_key, a[o + 2])
-  redis.call('EXPIRE', bucket_key, a[o + 4])
+  if redis.call('PFADD', bucket_key, a[o + 2]) == 1 then   -- 0: the HyperLogLog exists and did not change
+    redis.call('EXPIRE', bucket_key, a[o + 4])
+  end
   if n == 1 then
     return redis.call('PFCOUNT', bucket_key)
   end
