@@ -162,7 +162,7 @@ def _window_args(op: Window, clock: int) -> tuple:
 
 
 def _baseline_args(op: Baseline, clock: int) -> tuple:
-    return op.ts_ms // 60_000, op.amount, float(op.alpha), str(BASELINE_TTL_S)
+    return op.ts_ms // 60_000, str(op.amount), float(op.alpha), str(BASELINE_TTL_S)
 
 
 def _distinct_args(op: Distinct, clock: int) -> tuple:

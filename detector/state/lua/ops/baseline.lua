@@ -7,7 +7,7 @@
 --            minute  the current event minute (ts_ms // 60000)
 --            count   the count of the current minute so far (integer)
 -- ARGV[1]  event minute (ts_ms // 60000)
--- ARGV[2]  amount to add to the current minute (integer)
+-- ARGV[2]  amount to add to the current minute (integer, decimal string)
 -- ARGV[3]  alpha, the EWMA weight (Python repr of a float)
 -- ARGV[4]  TTL in seconds (a week: an untouched baseline has decayed to nothing), set when the key's
 --          current minute starts (like MemoryStore, which forgets a baseline whose minute is a week old)
@@ -16,7 +16,8 @@
 --          to integers on the way out).
 --
 -- When the event minute moves past the stored minute, the stored minute's count is folded in, then
--- every empty minute in between. The arithmetic is exactly detector.state.memory.fold_baseline
+-- every empty minute in between; otherwise only the count is incremented (HINCRBY), and mean and var
+-- are answered as stored, unformatted. The arithmetic is exactly detector.state.memory.fold_baseline
 -- (IEEE doubles in the same order); keep the two in step.
 --
 -- As a function: baseline(key, a, o) reads ARGV[i] as a[o + i].
@@ -27,10 +28,17 @@ local function baseline(key, a, o)
 
   local mean, var, seen, cur, count = 0.0, 0.0, 0, minute, 0
   local stored = redis.call('HMGET', key, 'mean', 'var', 'seen', 'minute', 'count')
-  local new_minute = not stored[4]
   if stored[4] then
+    cur = tonumber(stored[4])
+    if minute <= cur then     -- the current minute (or a late event): only the count moves
+      count = tonumber(stored[5])
+      if amount ~= 0 then
+        count = redis.call('HINCRBY', key, 'count', a[o + 2])
+      end
+      return {stored[1], stored[2], tonumber(stored[3]), count}
+    end
     mean, var = tonumber(stored[1]), tonumber(stored[2])
-    seen, cur, count = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
+    seen, count = tonumber(stored[3]), tonumber(stored[5])
   end
 
   if minute > cur then
@@ -53,15 +61,12 @@ local function baseline(key, a, o)
     end
     seen = seen + empty
     cur, count = minute, 0
-    new_minute = true
   end
   count = count + amount
 
   local mean_s, var_s = string.format('%.17g', mean), string.format('%.17g', var)
   redis.call('HSET', key, 'mean', mean_s, 'var', var_s, 'seen', string.format('%d', seen),
              'minute', string.format('%d', cur), 'count', string.format('%d', count))
-  if new_minute then
-    redis.call('EXPIRE', key, a[o + 4])
-  end
+  redis.call('EXPIRE', key, a[o + 4])
   return {mean_s, var_s, seen, count}
 end
