@@ -55,20 +55,6 @@ def _has_unsubscribe(folded: str) -> bool:
     return _UNSUBSCRIBE.search(folded) is not None
 
 
-def tune_gc_for_streaming() -> None:
-    """Collect garbage less often in a long-running stream process.
-
-    The engine allocates many short-lived tuples per message while the state and caches hold
-    millions of long-lived objects; with CPython's default thresholds the collector keeps
-    re-walking those (measured: op building cost 3x its isolated cost). Freezing what exists at
-    start-up and collecting the young generation less often removes most of that.
-    """
-    import gc
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
-
-
 class Scorer(Protocol):
     version: str
     threshold: float

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-from detector.engine import Engine, Scorer, tune_gc_for_streaming
+from detector.engine import Engine, Scorer
 from detector.errors import InvalidEvent
 from detector.events import EventParser, dead_letter, to_json
 from detector.policy import Policy
 from detector.privacy import RecipientHasher
+from detector.runtime import tune_for_streaming
 from detector.settings import Settings
 from detector.state.base import StateStore
 from detector.state.memory import MemoryStore
@@ -130,7 +131,7 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
                          max_content_chars=settings.max_content_chars)
     stats = ReplayStats()
     rejects: list[dict[str, Any]] = []
-    tune_gc_for_streaming()
+    tune_for_streaming()
     with open(path, "rb") as fh:
         events = read_events(fh, parser, stats, rejects)
     engine = Engine(_offline(settings), store or MemoryStore(), scorer, policy)

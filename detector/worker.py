@@ -46,6 +46,7 @@ from detector.events import (
     EventParser, dead_letter, to_json,
 )
 from detector.privacy import RecipientHasher, scrub_msisdns
+from detector.runtime import tune_for_streaming
 from detector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,7 @@ def create_app(settings: Settings, *, store=None) -> faust.App:
         scorer = await asyncio.get_running_loop().run_in_executor(None, _load_scorer, watcher, settings)
         the_engine = Engine(settings, store if store is not None else RedisStore(settings.redis_url), scorer)
         metrics.set_model(the_engine.model_version)
+        tune_for_streaming()          # after the model is loaded: it is frozen out of the collector's walks
         log.info("engine ready", extra={"model_version": the_engine.model_version})
         return BatchProcessor(settings, the_engine)
 
