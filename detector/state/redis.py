@@ -18,11 +18,14 @@ store is created, so they cannot drift apart:
 Both modes answer identically (``tests/test_state_contract.py`` runs every sequence through both).
 ``smsguard bench store`` measures the two against the same server: on the engine's batches the
 per-op mode spends ~33-41 µs of client CPU per op (packing and parsing one command per op), batch
-mode ~6-9; what remains is the scripts' own work in Redis (~10-12 µs of Redis CPU per op on a loaded
-2-core machine), about the same in both modes. Each ``redis.call`` from Lua costs a microsecond or two
-beyond the command itself, so the op scripts keep their calls few: Distinct derives its span's bucket
-names instead of keeping an index, TTLs are set with a plain EXPIRE (an op kind passes one key the same
-TTL, so the expiry only moves later) instead of TTL-then-EXPIRE.
+mode ~4; what remains is the scripts' own work in Redis (~7.5-9 µs of Redis CPU per op, ~90-125 µs per
+message, load ~2 on 2 cores), about the same in both modes. Each ``redis.call`` from Lua costs a
+microsecond or two beyond the command itself (a command-table and a key lookup, timing, argument
+conversion), so the op scripts keep their calls few (35 per message on the engine's ops): Distinct
+derives its span's bucket names instead of keeping an index, TTLs are set with a plain EXPIRE (an op
+kind passes one key the same TTL, so the expiry only moves later), Window caches its span sums for the
+newest bucket instead of reading the whole hash, Counter and Baseline write only what changed. The
+argument builders below send strings for whatever a script passes on to Redis (see there).
 
 Scripts are loaded once (SCRIPT LOAD) and called by SHA (EVALSHA); after a SCRIPT FLUSH or a
 server restart the calls (ops or chunks) that got NOSCRIPT are re-sent, in order, once the
@@ -274,7 +277,7 @@ class RedisStore(StateStore):
     """The state store on Redis (see the module docstring)."""
 
     #: Ops per batch.lua call. A call is atomic and holds Redis (and the gateways' leaky-bucket calls) while
-    #: it runs: ~10-12 µs of Redis CPU per op measured here, so ~10-12 ms for 1,000 ops.
+    #: it runs: ~8 µs of Redis CPU per op measured here, so ~8 ms for 1,000 ops.
     BATCH_OPS = 1_000
 
     def __init__(self, url: str, *, socket_timeout: float = 2.0, connect_timeout: float | None = None,
