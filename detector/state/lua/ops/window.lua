@@ -10,7 +10,8 @@
 --          MemoryStore, whose expiry is the last op's ts + this TTL). The engine always passes one key the
 --          same spans, so the expiry only ever moves later.
 -- ARGV[4]  L = longest span // bucket width (whole buckets)
--- ARGV[5..] n for each span: the span's width in buckets (>= 1)
+-- ARGV[5..] n for each span: the span's width in buckets (>= 1), decimal strings (the cache tag joins them
+--          as sent)
 --
 -- Returns  one integer per span: the sum of the buckets k with b - n < k <= b.
 --
