@@ -17,7 +17,6 @@ restarted (tansu is memory-only: it comes back empty, so only survival and new t
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections import Counter
@@ -233,10 +232,6 @@ async def test_broker_frozen_then_thawed_loses_nothing(settings, own_broker, tmp
         await run.assert_counted_once()
 
 
-@pytest.mark.skipif(os.environ.get("CI") == "true" and not os.environ.get("SMSGUARD_RUN_FLAKY"),
-                    reason="known unreliable (failed 1 run in 3 here): after tansu restarts EMPTY (memory storage: "
-                           "topics, offsets and the group vanish) the worker sometimes does not rejoin within 120 s. "
-                           "Runs locally; set SMSGUARD_RUN_FLAKY=1 to run it in CI. See docs/benchmarks.md.")
 async def test_broker_restarted_empty_the_worker_survives_and_decides_new_traffic(settings, own_broker, tmp_path):
     """tansu keeps its log in memory: a restart loses topics, data and committed offsets. What was decided
     before stays decided; the worker must neither crash nor stall, and decides what is sent afterwards."""
