@@ -57,7 +57,10 @@ SETTINGS: list[Setting] = [
             "Longest the broker may hold a worker's fetch waiting for data (ms): at low rates a floor under "
             "latency (faust's fixed value is 1500; tansu holds an idle fetch for much of the wait)."),
     Setting("SMSGUARD_SCORE_CACHE_SIZE", 100_000, "Entries in the template score cache (0 disables it)."),
-    Setting("SMSGUARD_DEDUP_TTL_S", 86_400, "How long a msg_id is remembered so it is decided and counted once (seconds)."),
+    Setting("SMSGUARD_DEDUP_TTL_S", 3_600, "How long a msg_id is remembered so it is decided and counted once (seconds). "
+            "Redeliveries after a crash or rebalance start from offsets committed seconds earlier, so an hour is ample; "
+            "Redis holds one ~180-byte key per message for this long (0.65 GB at 1,000 msgs/s). Raise it to the "
+            "longest window you may deliberately reprocess (an offset reset) without counting twice."),
     Setting("SMSGUARD_DECISION_REPLAY_TTL_S", 300,
             "How long a decision is kept so a batch redelivered after a crash re-emits it identically (seconds). "
             "Offsets are committed seconds after deciding, so minutes are ample; Redis holds this many seconds of "
