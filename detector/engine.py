@@ -31,7 +31,7 @@ from detector.settings import Settings
 from detector.signals.base import MessageContext
 from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
-from detector.state.base import Counter, Distinct, HashGet, HashSet, StateStore, Window, tag
+from detector.state.base import Counter, HashGet, HashSet, StateStore, Window, tag
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers

@@ -6,8 +6,6 @@ import json
 import time
 import uuid
 
-import pytest
-
 from detector.dashboard.feeds import Publisher
 from detector.events import TOPIC_PORT_ACTIONS, PortAction
 from detector.gateway import DELAY, OK, REJECT, Gateway, bucket_key, burst_for

@@ -18,8 +18,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from detector.events import TOPIC_DEAD_LETTER, TOPIC_DECISIONS, TOPIC_OUTBOUND, TOPIC_PORT_ACTIONS
 from detector.services import create_smsguard_topics
 from detector.simulator import PortProfile, TrafficSimulator, publish

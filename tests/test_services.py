@@ -13,7 +13,7 @@ import redis
 
 from detector.errors import ServiceError
 from detector.services import (
-    acreate_topics, create_topics, free_port, local_stack, start_broker, start_redis,
+    acreate_topics, create_topics, free_port, local_stack, start_redis,
 )
 
 

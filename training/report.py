@@ -118,7 +118,7 @@ def write_report(out: Path, manifest: dict[str, Any], results: list[SplitResult]
         f"({manifest['artifact_bytes'] / 1e6:.1f} MB, sha256 `{manifest['artifact_sha256'][:16]}…`)",
         f"- decision threshold of this model: **{manifest['threshold']:.4f}** (target precision "
         f"{manifest['parameters']['target_precision']} on out-of-fold training predictions)",
-        f"- training data: " + ", ".join(f"`{d['name']}` ({d['rows_used']} rows, sha256 `{d['sha256'][:12]}…`)"
+        "- training data: " + ", ".join(f"`{d['name']}` ({d['rows_used']} rows, sha256 `{d['sha256'][:12]}…`)"
                                          for d in manifest["training_data"]),
         f"- command: `{manifest.get('command', '')}`",
         "",
