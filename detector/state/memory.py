@@ -59,61 +59,45 @@ class MemoryStore(StateStore):
         self._clock_ms = 0
         self._ops = 0
         self._prune_every = prune_every
-        # the per-message op kinds, dispatched without the chain of type tests in apply()
         self._handlers = {Window: self._window, Distinct: self._distinct_op, Counter: self._counter,
-                          Baseline: self._baseline}
+                          Baseline: self._baseline, Claim: self._claim, HashGet: self._hash_get,
+                          HashSet: self._hash_set}
 
     # -- ops -----------------------------------------------------------------------------------------
     async def run(self, ops: Sequence[Op]) -> list[Any]:
-        handlers = self._handlers
-        out = []
-        for op in ops:
-            self._ops += 1
-            if self._ops % self._prune_every == 0:
-                self.prune(self._clock_ms)
-            handler = handlers.get(type(op))
-            if handler is None:
-                out.append(self.apply(op))
-                continue
-            if op.ts_ms > self._clock_ms:
-                self._clock_ms = op.ts_ms
-            out.append(handler(op))
-        return out
+        apply = self.apply
+        return [apply(op) for op in ops]
 
     def apply(self, op: Op) -> Any:
         self._ops += 1
-        ts = getattr(op, "ts_ms", None)
+        ts = getattr(op, "ts_ms", None)        # HashGet has none: it reads at the store's clock
         if ts is not None and ts > self._clock_ms:
             self._clock_ms = ts
         if self._ops % self._prune_every == 0:
             self.prune(self._clock_ms)
-        kind = type(op)
-        if kind is Window:
-            return self._window(op)
-        if kind is Distinct:
-            return self._distinct_op(op)
-        if kind is Counter:
-            return self._counter(op)
-        if kind is Claim:
-            expires = self._claims.get(op.key)
-            if expires is not None and expires > op.ts_ms:
-                return False
-            self._claims[op.key] = op.ts_ms + op.ttl_s * 1000
-            return True
-        if kind is Baseline:
-            return self._baseline(op)
-        if kind is HashGet:
-            entry = self._hashes.get(op.key)
-            if entry is None or entry[1] <= self._clock_ms:
-                return [None] * len(op.fields)
-            return [entry[0].get(f) for f in op.fields]
-        if kind is HashSet:
-            entry = self._hashes.get(op.key)
-            fields = entry[0] if entry is not None and entry[1] > self._clock_ms else {}   # expired: start empty
-            fields[op.field] = op.value
-            self._hashes[op.key] = (fields, op.ts_ms + op.ttl_s * 1000)
-            return None
-        raise TypeError(f"unknown op {op!r}")
+        handler = self._handlers.get(type(op))
+        if handler is None:
+            raise TypeError(f"unknown op {op!r}")
+        return handler(op)
+
+    def _claim(self, op: Claim) -> bool:
+        expires = self._claims.get(op.key)
+        if expires is not None and expires > op.ts_ms:
+            return False
+        self._claims[op.key] = op.ts_ms + op.ttl_s * 1000
+        return True
+
+    def _hash_get(self, op: HashGet) -> list:
+        entry = self._hashes.get(op.key)
+        if entry is None or entry[1] <= self._clock_ms:
+            return [None] * len(op.fields)
+        return [entry[0].get(f) for f in op.fields]
+
+    def _hash_set(self, op: HashSet) -> None:
+        entry = self._hashes.get(op.key)
+        fields = entry[0] if entry is not None and entry[1] > self._clock_ms else {}   # expired: start empty
+        fields[op.field] = op.value
+        self._hashes[op.key] = (fields, op.ts_ms + op.ttl_s * 1000)
 
     def _window(self, op: Window) -> tuple[int, ...]:
         # entry: [buckets {index: count}, last bucket index, cached sums for that index and spans]
