@@ -61,7 +61,8 @@ class Scorer(Protocol):
 
     def score(self, texts: Sequence[str]) -> Any: ...
 
-    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]: ...
+    def explain_many(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per text, the k features that pushed it most towards spam, with their contributions."""
 
 
 class NullScorer:
@@ -72,8 +73,8 @@ class NullScorer:
     def score(self, texts: Sequence[str]) -> list[float]:
         return [0.0] * len(texts)
 
-    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
-        return []
+    def explain_many(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        return [[] for _ in texts]
 
 
 @dataclass
@@ -85,6 +86,9 @@ class EngineResult:
     #: to produce again, because the first copy may have been lost with a worker that crashed before delivering it
     redelivered: list[dict[str, Any]] = field(default_factory=list)
     degraded: bool = False
+
+
+_SENDER_ATTRS = ("port", "sp_id", "signature")
 
 
 def _reason_strength(reason: Reason) -> float:
@@ -128,15 +132,17 @@ class Engine:
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
-        self._active_signals = [(name, cfg) for name, cfg in self.policy.signals.items() if cfg.weight or cfg.port_weight]
         # (name, signal, weight, port weight, hard block): every active signal for a port's last message of the
         # batch, which also judges the port; only those with a message weight for the others
         self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
-                        for name, cfg in self._active_signals]
+                        for name, cfg in self.policy.signals.items() if cfg.weight or cfg.port_weight]
         self._message_judges = [judge for judge in self._judges if judge[2]]
         feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
                              for f in cfg.signal.feeds})
         self._sender_feeds = [(f, SENDER_FEEDS[f]) for f in feed_names if f in SENDER_FEEDS]
+        # _build_ops groups a batch's messages by (port, sp_id, signature, minute): every sender feed must name
+        # one of those attributes and count in whole minutes
+        assert all(feed.attr in _SENDER_ATTRS and feed.bucket_s % 60 == 0 for _, feed in self._sender_feeds)
         self._message_feeds = [(f, FEEDS[f]) for f in feed_names if f not in SENDER_FEEDS]
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
 
@@ -287,13 +293,14 @@ class Engine:
                 slots.append([(event, "day")])
         senders: dict[tuple, list] = {}          # (feed, sender, bucket) -> [amount, latest ts, [group state]]
         groups: list[tuple[dict, list]] = []
-        for (port, sp_id, signature, minute), members in by_sender.items():
+        for (*_, minute), members in by_sender.items():
             group_state: dict[str, Any] = {}
             groups.append((group_state, members))
             counted = [c for c in members if id(c.event) not in read_only] if read_only else members
             latest = max(c.event.ts_ms for c in members)
+            first = members[0].event          # the group's messages share their senders
             for name, feed in self._sender_feeds:
-                sender = port if feed.attr == "port" else sp_id if feed.attr == "sp_id" else signature
+                sender = getattr(first, feed.attr)
                 if not sender:
                     group_state[name] = None     # no provider / no signature: the feed does not apply
                     continue
@@ -384,21 +391,16 @@ class Engine:
         Explanations are kept per template; the batch's new templates are explained in one model call.
         """
         known = self._explanations
-        todo = {ctx.template_key: ctx.event.content for ctx, _ in flagged if ctx.template_key not in known}
+        batch = {ctx.template_key: known[ctx.template_key] for ctx, _ in flagged if ctx.template_key in known}
+        todo = {ctx.template_key: ctx.event.content for ctx, _ in flagged if ctx.template_key not in batch}
         if todo:
-            explain_many = getattr(self.scorer, "explain_many", None)
-            texts = list(todo.values())
-            found = explain_many(texts, 5) if explain_many else [self.scorer.explain(t, 5) for t in texts]
-            for key, explanation in zip(todo, found):
-                known[key] = tuple(explanation)
+            for key, explanation in zip(todo, self.scorer.explain_many(list(todo.values()), 5)):
+                batch[key] = known[key] = tuple(explanation)
             while len(known) > 20_000:
                 known.popitem(last=False)
         spam = self.policy.signals["content_spam"].signal
         for ctx, decision in flagged:
-            explanation = known.get(ctx.template_key)
-            if explanation is None:          # only if more templates than the cache holds were flagged at once
-                explanation = tuple(self.scorer.explain(ctx.event.content, 5))
-            ctx.explanation = explanation
+            ctx.explanation = batch[ctx.template_key]
             for reason in decision.reasons:
                 if reason.signal == spam.name:
                     fired = spam.evaluate(ctx)

@@ -25,8 +25,8 @@ class FixedScorer:
     def score(self, texts):
         return [0.95 if "加微信" in t else 0.05 for t in texts]
 
-    def explain(self, text, k=5):
-        return [("加微信", 2.5)]
+    def explain_many(self, texts, k=5):
+        return [[("加微信", 2.5)] for _ in texts]
 
 
 class FlakyStore(MemoryStore):
