@@ -37,15 +37,10 @@ def tune_gc_for_streaming() -> None:
 
 def keep_freed_heap(threshold_bytes: int = TRIM_THRESHOLD_BYTES) -> bool:
     """Raise glibc's heap trim threshold; False where there is no glibc ``mallopt`` (nothing changes)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
+        return bool(ctypes.CDLL(ctypes.util.find_library("c")).mallopt(M_TRIM_THRESHOLD, threshold_bytes))
     except (OSError, AttributeError):
         return False
-    if mallopt is None:
-        return False
-    return bool(mallopt(M_TRIM_THRESHOLD, threshold_bytes))
 
 
 def tune_for_streaming() -> bool:

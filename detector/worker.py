@@ -59,7 +59,6 @@ SHUTDOWN_GRACE_S = 10.0              # how long a stopping worker may take to de
 OUTPUT_BATCH_BYTES = 256 * 1024
 
 
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
