@@ -387,21 +387,70 @@ def _structure(text: str) -> tuple[float, ...]:
             float(SIGNATURE in text), float(_UNSUBSCRIBE.search(text) is not None))
 
 
+def log_count_ratio(X, y, weight, alpha: float = 1.0) -> np.ndarray:
+    """NB-SVM's per-column log-count ratio |log(p_spam / p_normal)| over (weighted) presence counts.
+
+    >>> X = sparse.csr_matrix(np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    >>> np.round(log_count_ratio(X, np.array([1, 1, 0, 0]), np.ones(4)), 3)
+    array([0.182, 0.223])
+    """
+    present = X.copy().tocsr()
+    present.data[:] = 1.0
+    y = np.asarray(y)
+    spam = alpha + np.asarray(present.T @ (weight * (y == 1))).ravel()
+    normal = alpha + np.asarray(present.T @ (weight * (y == 0))).ravel()
+    return np.abs(np.log(spam / spam.sum()) - np.log(normal / normal.sum()))
+
+
+def fit_linear(X, y, weight, C: float, nb_scale: float = 0.0, domain=None, domain_share: float = 1.0):
+    """One L2 logistic regression (liblinear) whose ``coef_`` reads the unscaled features, so a column's
+    contribution to the decision is always ``coef_ × value`` (what explanations show).
+
+    ``nb_scale`` > 0: fitted on columns scaled by ``log_count_ratio ** nb_scale`` (NB-SVM), the scale then
+    folded into ``coef_``. ``domain`` (bool per row): feature augmentation for domain adaptation — the rows of
+    that domain get a second copy of their features, so the model learns shared weights plus corrections
+    for that domain, each regularised; the served weights are ``shared + domain_share × correction``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, solver="liblinear")
+    n_columns = X.shape[1]
+    if domain is not None:
+        X = sparse.hstack([X, sparse.diags(np.asarray(domain, dtype=float)) @ X], format="csr")
+    scale = log_count_ratio(X, y, weight) ** nb_scale if nb_scale else None
+    model.fit(X if scale is None else X @ sparse.diags(scale), y, sample_weight=weight)
+    coef = model.coef_ if scale is None else model.coef_ * scale
+    if domain is not None:
+        coef = coef[:, :n_columns] + domain_share * coef[:, n_columns:]
+        model.n_features_in_ = n_columns
+    model.coef_ = coef
+    return model
+
+
 class CalibratedLinear(ClassifierMixin, BaseEstimator):
     """Logistic regression with Platt scaling fitted on its own out-of-fold decision values.
 
     Unlike CalibratedClassifierCV it also exposes those out-of-fold probabilities (``oof_proba_``),
     which is what the decision threshold is picked on; the model kept is one fit on all data.
+    ``nb_scale`` and ``domain_share`` are :func:`fit_linear`'s; everything fitted from labels (log-count
+    ratios, domain corrections) is fitted inside each fold, so out-of-fold scores never see their own labels.
     """
 
-    def __init__(self, C: float = 30.0, folds: int = 3, seed: int = 42):
+    nb_scale = 0.0       # artifacts saved before these parameters existed load without them
+    domain_share = 1.0
+
+    def __init__(self, C: float = 30.0, folds: int = 3, seed: int = 42, nb_scale: float = 0.0,
+                 domain_share: float = 1.0):
         self.C = C
         self.folds = folds
         self.seed = seed
+        self.nb_scale = nb_scale
+        self.domain_share = domain_share
 
-    def fit(self, X, y, sample_weight=None, groups=None):
+    def fit(self, X, y, sample_weight=None, groups=None, domain=None):
         """``groups`` (template keys) keep a template inside one fold, so out-of-fold scores look like scores
-        of unseen templates, which is what the threshold is picked on."""
+        of unseen templates, which is what the threshold is picked on. ``domain``: rows whose features get a
+        domain copy (see :func:`fit_linear`); None for none."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -413,12 +462,13 @@ class CalibratedLinear(ClassifierMixin, BaseEstimator):
         else:
             folds = StratifiedGroupKFold(self.folds, shuffle=True, random_state=self.seed).split(X, y, groups)
         for train, test in folds:
-            fold = LogisticRegression(C=self.C, solver="liblinear").fit(X[train], y[train], sample_weight=weight[train])
+            fold = fit_linear(X[train], y[train], weight[train], self.C, self.nb_scale,
+                              None if domain is None else np.asarray(domain)[train], self.domain_share)
             oof[test] = fold.decision_function(X[test])
         platt = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), y, sample_weight=weight)
         self.slope_, self.intercept_ = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         self.oof_proba_ = self._sigmoid(oof)
-        self.estimator_ = LogisticRegression(C=self.C, solver="liblinear").fit(X, y, sample_weight=weight)
+        self.estimator_ = fit_linear(X, y, weight, self.C, self.nb_scale, domain, self.domain_share)
         self.classes_ = self.estimator_.classes_
         return self
 

@@ -56,10 +56,17 @@ def register(main: click.Group, bench: click.Group) -> None:
                        "are fitted with those marks dropped from both classes. Test rows are never changed.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
+    @click.option("--nb-scale", type=float, default=0.0, show_default=True,
+                  help="NB-SVM: scale each column by its log-count ratio to this power before the regression (0: off).")
+    @click.option("--domain", default="", metavar="NAME",
+                  help="Data set (file stem) whose rows also get a copy of their features, so the model learns "
+                       "corrections for that kind of traffic (feature augmentation).")
+    @click.option("--domain-share", type=float, default=1.0, show_default=True,
+                  help="With --domain: served weights are shared + this × the domain corrections.")
     @click.option("--seed", type=int, default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              unpunctuated, char_ngrams, seed, promote):
+              unpunctuated, char_ngrams, nb_scale, domain, domain_share, seed, promote):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -87,7 +94,8 @@ def register(main: click.Group, bench: click.Group) -> None:
             raise ConfigError(f"--char-ngrams {char_ngrams!r}: expected MIN-MAX, e.g. 1-3")
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
-                             weights=weight_map, unpunctuated=tuple(unpunctuated))
+                             weights=weight_map, unpunctuated=tuple(unpunctuated), nb_scale=nb_scale,
+                             domain=domain, domain_share=domain_share)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)

@@ -37,6 +37,9 @@ class TrainParams:
     seed: int = 42
     weights: dict[str, str] = field(default_factory=dict)   # data-set name -> 'SPAM:NORMAL' sample weights
     unpunctuated: tuple[str, ...] = ()   # data sets whose rows are fitted without CORPUS_STRIPPED_MARKS
+    nb_scale: float = 0.0          # NB-SVM: columns scaled by log-count ratio ** nb_scale (0: plain LR)
+    domain: str = ""               # data set whose rows get a feature copy (domain corrections; "": none)
+    domain_share: float = 1.0      # served weights = shared + domain_share × domain corrections
 
 
 # dev.tsv's normal messages lost these marks in the corpus (0 of 78,684 has a "，", "！", "。", "(" or "【"),
@@ -67,7 +70,8 @@ def build_pipeline(params: TrainParams):
     return Pipeline([
         ("normalize", TextNormalizer()),
         ("features", FeatureUnion([("text", text), ("structure", StructuralFeatures())])),
-        ("classify", CalibratedLinear(C=params.C, folds=params.folds, seed=params.seed)),
+        ("classify", CalibratedLinear(C=params.C, folds=params.folds, seed=params.seed, nb_scale=params.nb_scale,
+                                      domain_share=params.domain_share)),
     ])
 
 
@@ -101,7 +105,12 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
                  for t, source in zip(texts, sources)]
     pipeline = build_pipeline(params)
     groups = [template_key(t) for t in texts]
-    pipeline.fit(texts, labels, classify__sample_weight=weights, classify__groups=groups)
+    domain = None
+    if params.domain:
+        domain = np.asarray(sources) == params.domain if sources is not None else np.zeros(len(labels), bool)
+        if not domain.any():
+            raise ConfigError(f"--domain {params.domain!r}: no training rows from that data set")
+    pipeline.fit(texts, labels, classify__sample_weight=weights, classify__groups=groups, classify__domain=domain)
     classifier = pipeline.named_steps["classify"]
     oof = classifier.oof_proba_
     del classifier.oof_proba_  # training-set sized; not part of the artifact

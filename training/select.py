@@ -1,0 +1,151 @@
+"""Model selection on the training portions only: grouped out-of-fold figures per configuration.
+
+``python -m training.select`` holds out exactly the test rows ``smsguard train --holdout`` holds out, never
+looks at them, and for each configuration computes out-of-fold decision values on the training rows with
+the folds ``CalibratedLinear`` uses (StratifiedGroupKFold by ``template_key``, 3 folds, seed 42). It prints,
+per data set, PR AUC and the F1 / FPR at the threshold the training rule would pick (and, for raw_dev, the
+best recall with out-of-fold FPR ≤ 8%). Platt scaling is monotonic, so decision values rank as probabilities do.
+
+>>> f1_fpr(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1]), 0.5)
+(0.5, 0.5)
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    ngram_max: int = 3
+    C: float = 30.0
+    nb_scale: float = 0.0
+    raw_weight: str = "2:6"
+    binary: bool = False
+    domain_share: float = -1.0     # >= 0: feature augmentation with raw_dev as the domain (see fit_linear)
+
+
+def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    predicted = scores >= threshold
+    tp = int(np.sum(predicted & (labels == 1)))
+    fp = int(np.sum(predicted & (labels == 0)))
+    fn = int(np.sum(~predicted & (labels == 1)))
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return round(f1, 4), round(fp / max(1, int(np.sum(labels == 0))), 4)
+
+
+def _training_rows(seed: int = 42):
+    from training.cli import resolve_data
+    from training.data import load_tsv, parse_split, split_indices
+    from training.train import without_stripped_marks
+
+    texts, labels, sources = [], [], []
+    for name, spec in (("dev.tsv", "stratified:0.2"), ("raw_dev.tsv", "template:0.3")):
+        data = load_tsv(resolve_data(name))
+        train, _ = split_indices(data, parse_split(spec), seed)
+        for i in train:
+            text = data.texts[i]
+            texts.append(without_stripped_marks(text) if data.name == "dev" else text)
+            labels.append(int(data.labels[i]))
+            sources.append(data.name)
+    return texts, np.asarray(labels), np.asarray(sources)
+
+
+def _features(normal: list[str], ngram_max: int, binary: bool):
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from detector.model import HashedTokenCounts, StructuralFeatures
+
+    counts = HashedTokenCounts(n_features_log2=20, ngram_max=ngram_max).transform(normal)
+    if binary:
+        counts.data[:] = 1.0
+    text = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
+    return sparse.hstack([text, StructuralFeatures().transform(normal)]).tocsr()
+
+
+def out_of_fold(X, y, weight, groups, config: Config, raw, folds: int = 3, seed: int = 42) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from detector.model import fit_linear
+
+    oof = np.empty(len(y))
+    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, groups):
+        domain = raw[train] if config.domain_share >= 0 else None
+        model = fit_linear(X[train], y[train], weight[train], config.C, config.nb_scale, domain, config.domain_share)
+        oof[test] = model.decision_function(X[test])
+    return oof
+
+
+def main() -> None:
+    from detector.model import TextNormalizer
+    from detector.textnorm import template_key
+    from training.run import _parse_weight
+    from training.train import pick_threshold
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="all", help="comma-separated config names (default all)")
+    parser.add_argument("--target-precision", type=float, default=0.91)
+    parser.add_argument("--save-oof", default="", help="folder for each config's out-of-fold values (.npy)")
+    parser.add_argument("--dump", default="", help="write the last config's raw_dev out-of-fold scores here "
+                                                   "(TSV: score, label, text with numbers masked)")
+    args = parser.parse_args()
+    configs = [Config("v2"), Config("v2-C10", C=10), Config("v2-C100", C=100),
+               Config("nb1", nb_scale=1.0), Config("nb0.5", nb_scale=0.5),
+               Config("ng4", ngram_max=4), Config("ng4-nb0.5", ngram_max=4, nb_scale=0.5),
+               Config("binary", binary=True), Config("w2:10", raw_weight="2:10"), Config("w1:3", raw_weight="1:3"),
+               Config("nb1-C100", nb_scale=1.0, C=100), Config("nb1-C10", nb_scale=1.0, C=10),
+               Config("nb1-w2:10", nb_scale=1.0, raw_weight="2:10"), Config("w4:12", raw_weight="4:12"),
+               Config("nb1-w4:12", nb_scale=1.0, raw_weight="4:12"),
+               Config("fea1", domain_share=1.0), Config("fea0.5", domain_share=0.5),
+               Config("nb1-fea1", nb_scale=1.0, domain_share=1.0)]
+    if args.configs != "all":
+        wanted = args.configs.split(",")
+        configs = [c for c in configs if c.name in wanted]
+    texts, y, sources = _training_rows()
+    groups = np.asarray([template_key(t) for t in texts])
+    normal = TextNormalizer().transform(texts)
+    raw = sources == "raw_dev"
+    matrices = {}
+    for config in configs:
+        key = (config.ngram_max, config.binary)
+        if key not in matrices:
+            matrices[key] = _features(normal, *key)
+        spam, other = _parse_weight(config.raw_weight)
+        weight = np.where(raw, np.where(y == 1, spam, other), 1.0)
+        started = time.perf_counter()
+        oof = out_of_fold(matrices[key], y, weight, groups, config, raw)
+        _report(config, oof, y, raw, args.target_precision, time.perf_counter() - started, pick_threshold)
+        if args.save_oof:
+            np.save(f"{args.save_oof}/{config.name}.npy", oof)
+            np.save(f"{args.save_oof}/labels.npy", y)
+            np.save(f"{args.save_oof}/raw.npy", raw)
+    if args.dump:
+        from detector.privacy import mask_numbers
+
+        rows = sorted(zip(oof[raw], y[raw], np.asarray(texts, dtype=object)[raw]), key=lambda r: -r[0])
+        with open(args.dump, "w", encoding="utf-8") as out:
+            out.writelines(f"{s:.3f}\t{label}\t{mask_numbers(t)}\n" for s, label, t in rows)
+
+
+def _report(config, oof, y, raw, target_precision, seconds, pick_threshold) -> None:
+    from sklearn.metrics import average_precision_score
+
+    threshold = pick_threshold(oof[raw], y[raw], target_precision)
+    raw_f1, raw_fpr = f1_fpr(y[raw], oof[raw], threshold)
+    dev_f1, dev_fpr = f1_fpr(y[~raw], oof[~raw], threshold)
+    normal_scores = np.sort(oof[raw][y[raw] == 0])[::-1]
+    at_fpr8 = normal_scores[int(0.08 * len(normal_scores))]
+    recall8 = float(np.mean(oof[raw][y[raw] == 1] > at_fpr8))
+    dev_best = max(f1_fpr(y[~raw], oof[~raw], t)[0] for t in np.quantile(oof[~raw], np.linspace(0.8, 0.95, 31)))
+    print(f"{config.name:12s} raw AP {average_precision_score(y[raw], oof[raw]):.4f} F1 {raw_f1:.4f} "
+          f"FPR {raw_fpr:.4f} recall@FPR8% {recall8:.4f} | dev AP {average_precision_score(y[~raw], oof[~raw]):.4f} "
+          f"F1 {dev_f1:.4f} FPR {dev_fpr:.4f} best-F1 {dev_best:.4f} | {seconds:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
