@@ -64,7 +64,11 @@ class TemplatePorts(Signal):
         return any(f in ctx.state for f in self.feeds)
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        n = max((ctx.state.get(f) or 0 for f in self.feeds), default=0)
+        state, n = ctx.state, 0
+        for feed in self.feeds:         # a loop, not max() over a generator: this runs for every message
+            ports = state.get(feed)
+            if ports and ports > n:
+                n = ports
         value = ramp(n, self.params["low"], self.params["high"])
         return Fired(value, f"template seen on {n} ports in the last hour") if value > 0 else None
 

@@ -104,8 +104,9 @@ def tag(kind: str, partition_key: str, *rest: str) -> str:
     >>> tag("port", "10690001", "vol")
     'sg:port:{10690001}:vol'
     """
-    tail = ":".join(rest)
-    return f"sg:{kind}:{{{partition_key}}}" + (f":{tail}" if tail else "")
+    if rest:
+        return f"sg:{kind}:{{{partition_key}}}:{':'.join(rest)}"
+    return f"sg:{kind}:{{{partition_key}}}"
 
 
 class StateStore(abc.ABC):

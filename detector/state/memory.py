@@ -65,20 +65,27 @@ class MemoryStore(StateStore):
 
     # -- ops -----------------------------------------------------------------------------------------
     async def run(self, ops: Sequence[Op]) -> list[Any]:
-        apply = self.apply
-        return [apply(op) for op in ops]
+        return self._apply_all(ops)
 
     def apply(self, op: Op) -> Any:
-        self._ops += 1
-        ts = getattr(op, "ts_ms", None)        # HashGet has none: it reads at the store's clock
-        if ts is not None and ts > self._clock_ms:
-            self._clock_ms = ts
-        if self._ops % self._prune_every == 0:
-            self.prune(self._clock_ms)
-        handler = self._handlers.get(type(op))
-        if handler is None:
-            raise TypeError(f"unknown op {op!r}")
-        return handler(op)
+        """One op, synchronously (for tests and tools)."""
+        return self._apply_all((op,))[0]
+
+    def _apply_all(self, ops: Sequence[Op]) -> list[Any]:
+        # one loop, no call per op: this runs several times per replayed message
+        handlers, results = self._handlers, []
+        for op in ops:
+            self._ops += 1
+            ts = getattr(op, "ts_ms", None)        # HashGet has none: it reads at the store's clock
+            if ts is not None and ts > self._clock_ms:
+                self._clock_ms = ts
+            if self._ops % self._prune_every == 0:
+                self.prune(self._clock_ms)
+            handler = handlers.get(type(op))
+            if handler is None:
+                raise TypeError(f"unknown op {op!r}")
+            results.append(handler(op))
+        return results
 
     def _claim(self, op: Claim) -> bool:
         expires = self._claims.get(op.key)
@@ -128,11 +135,11 @@ class MemoryStore(StateStore):
 
     def _distinct_op(self, op: Distinct) -> int:
         # entry: [member -> newest bucket it was seen in, bucket -> members whose newest bucket it is,
-        #         (bucket, count) cached for the newest bucket asked about]
+        #         (bucket, count) cached for the newest bucket asked about, newest bucket in per_bucket]
         entry = self._distinct.get(op.key)
         if entry is None:
-            entry = self._distinct[op.key] = [{}, {}, None]
-        latest, per_bucket, cached = entry
+            entry = self._distinct[op.key] = [{}, {}, None, None]
+        latest, per_bucket, cached, newest = entry
         b = op.ts_ms // (op.bucket_s * 1000)
         n = max(1, op.span_s // op.bucket_s)
         self._distinct_ttl[op.key] = op.ts_ms + (op.span_s + op.bucket_s) * 1000
@@ -142,6 +149,8 @@ class MemoryStore(StateStore):
                 per_bucket[seen] -= 1
             latest[op.member] = b
             per_bucket[b] = per_bucket.get(b, 0) + 1
+            if newest is None or b > newest:
+                entry[3] = newest = b       # pruning only drops buckets older than b - span: never this one
             if cached is not None and cached[0] == b:
                 # counted already when it was seen within the span; new to the span otherwise
                 counted = seen is not None and seen > b - n
@@ -158,8 +167,7 @@ class MemoryStore(StateStore):
         total = 0
         for i in range(n):
             total += per_bucket.get(b - i, 0)
-        newest = max(per_bucket) if per_bucket else b
-        entry[2] = (b, total) if b >= newest else None     # an out-of-order op must not poison the cache
+        entry[2] = (b, total) if newest is None or b >= newest else None   # an out-of-order op must not poison the cache
         return total
 
     def _counter(self, op: Counter) -> int:
