@@ -402,7 +402,8 @@ def log_count_ratio(X, y, weight, alpha: float = 1.0) -> np.ndarray:
     return np.abs(np.log(spam / spam.sum()) - np.log(normal / normal.sum()))
 
 
-def fit_linear(X, y, weight, C: float, nb_scale: float = 0.0, domain=None, domain_share: float = 1.0):
+def fit_linear(X, y, weight, C: float, nb_scale: float = 0.0, domain=None, domain_share: float = 1.0,
+               plain_share: float = 0.0):
     """One L2 logistic regression (liblinear) whose ``coef_`` reads the unscaled features, so a column's
     contribution to the decision is always ``coef_ × value`` (what explanations show).
 
@@ -410,9 +411,24 @@ def fit_linear(X, y, weight, C: float, nb_scale: float = 0.0, domain=None, domai
     folded into ``coef_``. ``domain`` (bool per row): feature augmentation for domain adaptation — the rows of
     that domain get a second copy of their features, so the model learns shared weights plus corrections
     for that domain, each regularised; the served weights are ``shared + domain_share × correction``.
+    ``plain_share`` > 0: a second, plain regression on the same rows is blended in — an average of the two
+    models' log-odds, which is itself one linear model, so explanations still add up to the decision.
+
+    >>> X = sparse.csr_matrix(np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]))
+    >>> y, w = np.array([1, 1, 0, 0]), np.ones(4)
+    >>> a, b = fit_linear(X, y, w, 1.0, nb_scale=1.0), fit_linear(X, y, w, 1.0)
+    >>> blend = fit_linear(X, y, w, 1.0, nb_scale=1.0, plain_share=0.5)
+    >>> bool(np.allclose(blend.decision_function(X), (a.decision_function(X) + b.decision_function(X)) / 2))
+    True
     """
     from sklearn.linear_model import LogisticRegression
 
+    if plain_share and (nb_scale or domain is not None):
+        model = fit_linear(X, y, weight, C, nb_scale, domain, domain_share)
+        plain = fit_linear(X, y, weight, C)
+        model.coef_ = (1 - plain_share) * model.coef_ + plain_share * plain.coef_
+        model.intercept_ = (1 - plain_share) * model.intercept_ + plain_share * plain.intercept_
+        return model
     model = LogisticRegression(C=C, solver="liblinear")
     n_columns = X.shape[1]
     if domain is not None:
@@ -438,14 +454,16 @@ class CalibratedLinear(ClassifierMixin, BaseEstimator):
 
     nb_scale = 0.0       # artifacts saved before these parameters existed load without them
     domain_share = 1.0
+    plain_share = 0.0
 
     def __init__(self, C: float = 30.0, folds: int = 3, seed: int = 42, nb_scale: float = 0.0,
-                 domain_share: float = 1.0):
+                 domain_share: float = 1.0, plain_share: float = 0.0):
         self.C = C
         self.folds = folds
         self.seed = seed
         self.nb_scale = nb_scale
         self.domain_share = domain_share
+        self.plain_share = plain_share
 
     def fit(self, X, y, sample_weight=None, groups=None, domain=None):
         """``groups`` (template keys) keep a template inside one fold, so out-of-fold scores look like scores
@@ -463,12 +481,14 @@ class CalibratedLinear(ClassifierMixin, BaseEstimator):
             folds = StratifiedGroupKFold(self.folds, shuffle=True, random_state=self.seed).split(X, y, groups)
         for train, test in folds:
             fold = fit_linear(X[train], y[train], weight[train], self.C, self.nb_scale,
-                              None if domain is None else np.asarray(domain)[train], self.domain_share)
+                              None if domain is None else np.asarray(domain)[train], self.domain_share,
+                              self.plain_share)
             oof[test] = fold.decision_function(X[test])
         platt = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), y, sample_weight=weight)
         self.slope_, self.intercept_ = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         self.oof_proba_ = self._sigmoid(oof)
-        self.estimator_ = fit_linear(X, y, weight, self.C, self.nb_scale, domain, self.domain_share)
+        self.estimator_ = fit_linear(X, y, weight, self.C, self.nb_scale, domain, self.domain_share,
+                                     self.plain_share)
         self.classes_ = self.estimator_.classes_
         return self
 

@@ -122,3 +122,28 @@ def test_unpunctuated_rows_are_fitted_without_the_marks_their_normal_class_lost(
     assert rows_with(",", TrainParams(n_features_log2=12, folds=2)) == 12
     assert rows_with(",", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 8
     assert rows_with("!", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 0
+
+
+def test_domain_copies_and_blends_fold_into_one_linear_model_on_the_plain_features():
+    """Domain corrections and the plain blend end in one coef_ over the served columns (what explanations
+    read), and that model decides as the augmented fit does on domain rows / as the average of the two."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    from detector.model import fit_linear
+
+    rng = np.random.default_rng(3)
+    X = sparse.random(300, 40, density=0.2, format="csr", random_state=4)
+    y = (X[:, :5].sum(axis=1).A1 > 0.3).astype(int)
+    domain = rng.random(300) < 0.3
+    w = np.where(domain, 3.0, 1.0)
+    served = fit_linear(X, y, w, 5.0, domain=domain)
+    augmented = LogisticRegression(C=5.0, solver="liblinear").fit(
+        sparse.hstack([X, sparse.diags(domain.astype(float)) @ X], format="csr"), y, sample_weight=w)
+    as_domain_rows = sparse.hstack([X, X], format="csr")
+    assert served.coef_.shape == (1, 40)
+    assert np.allclose(served.decision_function(X), augmented.decision_function(as_domain_rows))
+    blended = fit_linear(X, y, w, 5.0, nb_scale=1.0, domain=domain, plain_share=0.5)
+    both = (fit_linear(X, y, w, 5.0, nb_scale=1.0, domain=domain).decision_function(X)
+            + fit_linear(X, y, w, 5.0).decision_function(X)) / 2
+    assert np.allclose(blended.decision_function(X), both)

@@ -63,10 +63,14 @@ def register(main: click.Group, bench: click.Group) -> None:
                        "corrections for that kind of traffic (feature augmentation).")
     @click.option("--domain-share", type=float, default=1.0, show_default=True,
                   help="With --domain: served weights are shared + this × the domain corrections.")
+    @click.option("--plain-share", type=float, default=0.0, show_default=True,
+                  help="With --nb-scale or --domain: average in a plain regression's log-odds with this weight "
+                       "(still one linear model).")
     @click.option("--seed", type=int, default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              unpunctuated, char_ngrams, nb_scale, domain, domain_share, seed, promote):
+              unpunctuated, char_ngrams, nb_scale, domain, domain_share, plain_share, seed,
+              promote):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -95,7 +99,7 @@ def register(main: click.Group, bench: click.Group) -> None:
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
                              weights=weight_map, unpunctuated=tuple(unpunctuated), nb_scale=nb_scale,
-                             domain=domain, domain_share=domain_share)
+                             domain=domain, domain_share=domain_share, plain_share=plain_share)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)

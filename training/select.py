@@ -27,6 +27,7 @@ class Config:
     raw_weight: str = "2:6"
     binary: bool = False
     domain_share: float = -1.0     # >= 0: feature augmentation with raw_dev as the domain (see fit_linear)
+    plain_share: float = 0.0
 
 
 def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -76,7 +77,8 @@ def out_of_fold(X, y, weight, groups, config: Config, raw, folds: int = 3, seed:
     oof = np.empty(len(y))
     for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, groups):
         domain = raw[train] if config.domain_share >= 0 else None
-        model = fit_linear(X[train], y[train], weight[train], config.C, config.nb_scale, domain, config.domain_share)
+        model = fit_linear(X[train], y[train], weight[train], config.C, config.nb_scale, domain, config.domain_share,
+                           config.plain_share)
         oof[test] = model.decision_function(X[test])
     return oof
 
@@ -102,7 +104,12 @@ def main() -> None:
                Config("nb1-w2:10", nb_scale=1.0, raw_weight="2:10"), Config("w4:12", raw_weight="4:12"),
                Config("nb1-w4:12", nb_scale=1.0, raw_weight="4:12"),
                Config("fea1", domain_share=1.0), Config("fea0.5", domain_share=0.5),
-               Config("nb1-fea1", nb_scale=1.0, domain_share=1.0)]
+               Config("nb1-fea1", nb_scale=1.0, domain_share=1.0),
+               Config("w4:12-fea1", raw_weight="4:12", domain_share=1.0),
+               Config("w8:24", raw_weight="8:24"), Config("nb1-w8:24", nb_scale=1.0, raw_weight="8:24"),
+               Config("nb1-fea1-w4:12", nb_scale=1.0, domain_share=1.0, raw_weight="4:12"),
+               Config("blend-w4:12", nb_scale=1.0, domain_share=1.0, raw_weight="4:12", plain_share=0.5),
+               Config("blend", nb_scale=1.0, domain_share=1.0, plain_share=0.5)]
     if args.configs != "all":
         wanted = args.configs.split(",")
         configs = [c for c in configs if c.name in wanted]

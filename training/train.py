@@ -40,6 +40,7 @@ class TrainParams:
     nb_scale: float = 0.0          # NB-SVM: columns scaled by log-count ratio ** nb_scale (0: plain LR)
     domain: str = ""               # data set whose rows get a feature copy (domain corrections; "": none)
     domain_share: float = 1.0      # served weights = shared + domain_share × domain corrections
+    plain_share: float = 0.0       # blend in a plain regression's log-odds with this weight (0: none)
 
 
 # dev.tsv's normal messages lost these marks in the corpus (0 of 78,684 has a "，", "！", "。", "(" or "【"),
@@ -71,7 +72,7 @@ def build_pipeline(params: TrainParams):
         ("normalize", TextNormalizer()),
         ("features", FeatureUnion([("text", text), ("structure", StructuralFeatures())])),
         ("classify", CalibratedLinear(C=params.C, folds=params.folds, seed=params.seed, nb_scale=params.nb_scale,
-                                      domain_share=params.domain_share)),
+                                      domain_share=params.domain_share, plain_share=params.plain_share)),
     ])
 
 
