@@ -177,7 +177,12 @@ class Engine:
         # _build_ops groups a batch's messages by (port, sp_id, signature, minute): every sender feed must name
         # one of those attributes and count in whole minutes
         assert all(feed.attr in _SENDER_ATTRS and feed.bucket_s % 60 == 0 for _, feed in self._sender_feeds)
-        self._message_feeds = [(f, FEEDS[f]) for f in feed_names if f not in SENDER_FEEDS]
+        message_feeds = [(f, FEEDS[f]) for f in feed_names if f not in SENDER_FEEDS]
+        # worked out once per (sender group, template) of a batch, the rest once per message
+        self._template_feeds = [(f, feed) for f, feed in message_feeds
+                                if type(feed) is DistinctFeed and feed.sender_and_template_only]
+        self._message_feeds = [(f, feed) for f, feed in message_feeds if (f, feed) not in self._template_feeds]
+        assert all(feed.bucket_s % 60 == 0 for _, feed in self._template_feeds)
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
 
     @classmethod
@@ -271,14 +276,18 @@ class Engine:
         op per sender instead of one per message. Their results go to ``shared`` ``(op index, feed, [group
         state])`` and each ``groups`` entry ``(group state, contexts)`` is copied into its messages' state.
         Message feeds get one op per message, except that a repeated Distinct member in one bucket is
-        sent once (it would change nothing).
+        sent once (it would change nothing), and the feeds that read only the sender and the template
+        (``DistinctFeed.sender_and_template_only``) are worked out once per sender group and template.
         """
         ops: list = []
         slots: list[list[tuple[Any, str | None]]] = []
         merged: dict[tuple, int] = {}
         by_sender: dict[tuple, list] = {}     # (port, sp_id, signature, minute) -> its messages
+        # (port, sp_id, signature, minute, template) -> [(readers of the op, feed)] of the template feeds
+        by_template: dict[tuple, list] = {}
         read_only = self._read_only
         message_feeds = self._message_feeds
+        template_feeds = self._template_feeds
         for event in events:
             ctx = by_msg.get(id(event))
             if ctx is not None:
@@ -291,6 +300,27 @@ class Engine:
                     members.append(ctx)
                 state = ctx.state
                 is_read_only = id(event) in read_only
+                shared_ops = by_template.get((*group_key, ctx.template_key))
+                if shared_ops is None:
+                    shared_ops = by_template[(*group_key, ctx.template_key)] = []
+                    for name, feed in template_feeds:
+                        ident = feed.ident(ctx)
+                        if ident is None:
+                            shared_ops.append((None, name))
+                            continue
+                        member = feed.member(ctx)
+                        group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
+                        index = merged.get(group)
+                        if index is None:
+                            index = merged[group] = len(ops)
+                            ops.append(feed.build(ident, ts_ms, member))
+                            slots.append([])
+                        shared_ops.append((slots[index], name))
+                for readers, name in shared_ops:
+                    if readers is None:
+                        state[name] = None
+                    else:
+                        readers.append((ctx, name))
                 for name, feed in message_feeds:
                     if type(feed) is DistinctFeed:
                         ident = feed.ident(ctx)

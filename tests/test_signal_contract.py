@@ -117,3 +117,29 @@ def test_docs_signals_md_matches_the_code():
     from detector.commands import signals_markdown
     assert (ROOT / "docs" / "signals.md").read_text(encoding="utf-8") == signals_markdown(), \
         "regenerate: smsguard signals --markdown > docs/signals.md"
+
+
+TEMPLATE_FEEDS = sorted(n for n, f in FEEDS.items() if getattr(f, "sender_and_template_only", False))
+
+
+def test_some_feeds_are_shared_per_sender_and_template():
+    assert {"port_signatures", "template_ports_0"} <= set(TEMPLATE_FEEDS)
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FEEDS)
+@hsettings(max_examples=50, deadline=None)
+@given(recipient=st.text(min_size=1, max_size=12), msg_id=st.text(min_size=1, max_size=8),
+       content=st.text(max_size=20), score=st.floats(0, 1), flags=st.tuples(*[st.booleans()] * 3),
+       hour=st.integers(0, 23), seconds=st.integers(0, 59),
+       category=st.sampled_from([None, "verification", "notification", "marketing"]))
+def test_template_feeds_read_only_the_sender_and_the_template(name, recipient, msg_id, content, score, flags, hour,
+                                                              seconds, category):
+    """The engine works these feeds out once per (port, sp_id, signature, minute, template) of a batch and
+    hands every such message the same result: they must not read anything else of the message."""
+    feed = FEEDS[name]
+    base = context()
+    event = SmsEvent(msg_id, base.event.ts_ms + seconds * 1000, base.event.port, recipient, content,
+                     sp_id=base.event.sp_id, signature=base.event.signature, category=category)
+    other = context(event=event, score=score, is_spam=flags[0], marketing=flags[1], has_unsubscribe=flags[2],
+                    local_hour=hour, content_id=content or "-")
+    assert (feed.ident(other), feed.member(other)) == (feed.ident(base), feed.member(base))

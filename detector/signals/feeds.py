@@ -91,6 +91,10 @@ class DistinctFeed(NamedTuple):
     member: Callable[[MessageContext], str]
     bucket_s: int = 600
     span_s: int = 3600
+    #: ident and member read only the message's sender (port, sp_id, signature) and its template
+    #: (template_key, lsh_bands): every message of one sender and template in a batch minute shares the op,
+    #: so the engine works them out once per such group (tests/test_signal_contract.py checks the claim)
+    sender_and_template_only: bool = False
 
     def build(self, ident: str, ts_ms: int, member: str) -> Distinct:
         return Distinct(tag(self.kind, ident, self.suffix), ts_ms, member, self.bucket_s, self.span_s)
@@ -124,7 +128,8 @@ FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
     **SENDER_FEEDS,
     # fan-out
     "port_recipients": DistinctFeed("port", _port, "rcpt", _recipient),
-    "port_signatures": DistinctFeed("port", _port, "sigs", lambda c: c.event.signature or "-"),
+    "port_signatures": DistinctFeed("port", _port, "sigs", lambda c: c.event.signature or "-",
+                                    sender_and_template_only=True),
     # Only spam-scored messages are judged by it (TemplateRecipients), and a template's messages share one
     # score (the score cache is keyed by template), so only they need counting.
     "template_recipients": DistinctFeed("tpl", lambda c: c.template_id if c.is_spam else None, "rcpt", _recipient),
@@ -135,4 +140,4 @@ FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
 }
 # Near-duplicate templates through many ports: one Distinct per MinHash band.
 for _b in range(4):
-    FEEDS[f"template_ports_{_b}"] = DistinctFeed("lsh", _band(_b), "ports", _port)
+    FEEDS[f"template_ports_{_b}"] = DistinctFeed("lsh", _band(_b), "ports", _port, sender_and_template_only=True)
