@@ -36,7 +36,12 @@ TYPED_TOKENS = (URL, PHONE, QQ, WECHAT, MONEY, EMOJI, SIGNATURE)
 DIGIT = "0"  # every run of digits not typed otherwise collapses to this one class
 
 _HAN = "\u4e00-\u9fff"
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufe00-\ufe0f]")
+# Every format character (Unicode category Cf, as of Unicode 14: soft hyphen, zero-width and bidi marks, Arabic
+# number signs, tag characters…) plus variation selectors: invisible, so they only serve to split keywords.
+_INVISIBLE = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+                        "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+                        "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+                        "\U000e0020-\U000e007f\ufe00-\ufe0f]")
 _EMOJI = re.compile("[\ue000-\uf8ff\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U000f0000-\U0010ffff]+")
 _SPACES = re.compile(r"\s+")
 # Separators spammers put between Chinese characters; Chinese punctuation (，。) is left alone.

@@ -93,3 +93,11 @@ def test_normalize_never_leaves_invisible_or_private_use_characters(text):
     normal = normalize(text)
     assert not any(unicodedata.category(ch) in ("Cf", "Co") for ch in normal)
     assert normal == normal.strip()
+
+
+def test_every_format_character_is_dropped():
+    """Exhaustive over this Python's Unicode table (hypothesis once found U+0890, an Arabic number sign)."""
+    import sys
+
+    formats = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert normalize("加" + "".join(formats) + "微信") == "加微信"
