@@ -49,6 +49,8 @@ def test_train_writes_artifact_manifest_and_report(trained, small_files):
     assert manifest["parameters"]["unpunctuated"] == ["small_dev"]
     assert manifest["parameters"]["ngram_min"] == 1 and manifest["parameters"]["ngram_max"] == 3
     assert set(manifest["metrics"]) == set(manifest["baseline_metrics"]) and len(manifest["metrics"]) == 2
+    assert set(manifest["oof_metrics"]) == {"small_dev:train(out-of-fold)", "small_raw_dev:train(out-of-fold)"}
+    assert manifest["oof_metrics"]["small_dev:train(out-of-fold)"]["n"] == 800     # the 80% training part
     report = (trained / "report.md").read_text()
     pngs = re.findall(r"\(report/([^)]+\.png)\)", report)
     assert len(pngs) == 6 and all((trained / "report" / p).stat().st_size > 1000 for p in pngs)

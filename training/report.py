@@ -129,6 +129,11 @@ def write_report(out: Path, manifest: dict[str, Any], results: list[SplitResult]
         quality_table(table_rows),
         "",
     ]
+    if manifest.get("oof_metrics"):
+        parts += ["Out-of-fold scores of the same model's training rows (folds grouped by template; the threshold "
+                  "was picked on these, so they are not an independent estimate — configurations are compared "
+                  "on them, not on the test splits):", "",
+                  quality_table(list(manifest["oof_metrics"].items())), ""]
     for r in results:
         files = _plots(r, threshold, folder)
         parts += [f"### {r.name}", "",

@@ -57,12 +57,18 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     has_holdout = any(len(test) for _, test in splits)
     results: list[SplitResult] = []
     heldout_threshold = None
+    oof_metrics: dict[str, Any] = {}
     if has_holdout:
         train_parts = [d.subset(train, "train") for d, (train, _) in zip(datasets, splits)]
         step(f"fitting the held-out model on {sum(map(len, train_parts))} training rows")
         texts, labels, sources = _concat(train_parts)
         heldout = fit(texts, labels, job.params, _weights(train_parts, job.params), sources)
         heldout_threshold = heldout.threshold
+        # What configurations are compared on (training/select.py): grouped out-of-fold scores, never a test row.
+        for source in dict.fromkeys(sources):
+            rows = sources == source
+            metrics = spam_metrics(labels[rows], heldout.oof_proba[rows], heldout.threshold)
+            oof_metrics[f"{source}:train(out-of-fold)"] = {k: v for k, v in metrics.items() if k != "confusion"}
         step("fitting the classic baseline (jieba + TF-IDF + MultinomialNB) on the same rows")
         baseline = fit_classic_baseline(texts, labels)
         for d, (_, test), split in zip(datasets, splits, job.splits):
@@ -93,6 +99,7 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
         "metrics": {r.name: {k: v for k, v in r.metrics.items() if k != "confusion"} for r in results},
         "baseline_metrics": {r.name: {k: v for k, v in r.baseline_metrics.items() if k != "confusion"}
                              for r in results},
+        "oof_metrics": oof_metrics,
         "command": job.command,
     })
     if results:
