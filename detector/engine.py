@@ -31,7 +31,7 @@ from detector.settings import Settings
 from detector.signals.base import MessageContext
 from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
-from detector.state.base import Counter, HashGet, HashSet, StateStore, Window, tag
+from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
@@ -341,7 +341,7 @@ class Engine:
                     if op is None:
                         state[name] = None
                         continue
-                    if is_read_only and type(op) is Counter:
+                    if is_read_only and (type(op) is Counter or type(op) is FieldCounters):
                         op = op._replace(amount=0)   # read the count, add nothing: this message was counted
                     ops.append(op)
                     slots.append([(ctx, name)])

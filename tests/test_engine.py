@@ -166,7 +166,7 @@ def test_kept_decisions_expire(monkeypatch):
 
 def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice():
     """The crash window: a worker claimed a batch, counted it, and died before keeping its decisions."""
-    from detector.state.base import Counter, Window, tag
+    from detector.state.base import Counter, FieldCounters, Window, tag
     store = MemoryStore()
     crashed = [sms(i, content="加微信领红包") for i in range(20)]
     half_done = engine(store)
@@ -174,9 +174,9 @@ def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice
     for e in crashed:                       # forget the kept decisions, as if the worker died before _persist
         store._hashes.pop(tag("dec", e.msg_id))
     volume = Window(tag("port", "10690001", "vol"), T0 + 19_000, 0, 60, (3600,))
-    per_recipient = Counter(tag("rcpt", crashed[0].recipient, "p:10690001"), T0, 0, 86_400)
+    per_recipient = FieldCounters(tag("rcpt", crashed[0].recipient, "24h"), T0, ("p:10690001",), 0, 86_400)
     before = (store.apply(volume), store.apply(per_recipient))
-    assert before == ((20,), 1)
+    assert before == ((20,), (1,))
 
     result = run(engine(store).process([sms(i, content="加微信领红包") for i in range(20)]))
     assert sorted(d.msg_id for d in result.decisions) == sorted(e.msg_id for e in crashed)   # none lost

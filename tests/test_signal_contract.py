@@ -15,7 +15,7 @@ from detector.policy import DEFAULT_POLICY_FILE
 from detector.signals import ALL_SIGNALS
 from detector.signals.base import Fired, MessageContext
 from detector.signals.feeds import FEEDS
-from detector.state.base import Baseline, Counter, Distinct, HashGet, Window
+from detector.state.base import Baseline, Counter, Distinct, FieldCounters, HashGet, Window
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = sorted(ALL_SIGNALS.items())
@@ -42,6 +42,8 @@ def result_strategy(op):
         return st.tuples(f, f, st.integers(0, 10**6), n)
     if op_type in (Distinct, Counter):
         return n
+    if op_type is FieldCounters:
+        return st.tuples(*[n] * len(op.fields))
     if op_type is HashGet:
         return st.lists(st.one_of(st.none(), st.just("1731326400000")), min_size=2, max_size=2)
     raise AssertionError(op_type)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from detector.events import PortAction, Reason
-from detector.state.base import Baseline, Claim, Counter, Distinct, HashGet, HashSet, Window, tag
+from detector.state.base import Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Window, tag
 from detector.state.memory import MemoryStore
 from detector.state.redis import RedisStore
 
@@ -133,6 +133,33 @@ async def test_counter_fixed_window_in_event_time(store, ns):
     assert got == [0, 2, 3, 3, 1, 0]
 
 
+async def test_field_counters_keep_a_fixed_window_per_field(store, ns):
+    k = tag(ns, "r_abc", "24h")
+    got = await store.run([
+        FieldCounters(k, T0, ("s:a", "c:1"), 0, 60),             # read of nothing: zeros, no window starts
+        FieldCounters(k, T0 + 1000, ("s:a", "c:1"), 1, 60),      # both windows [T0+1s, T0+61s)
+        FieldCounters(k, T0 + 30_000, ("s:a", "c:2"), 2, 60),    # c:2's window [T0+30s, T0+90s)
+        FieldCounters(k, T0 + 60_999, ("s:a", "c:1"), 0, 60),    # late in the windows: a read
+        FieldCounters(k, T0 + 61_000, ("s:a", "c:2"), 1, 60),    # s:a's window ended and starts again
+        FieldCounters(k, T0 + 200_000, ("c:2", "s:a", "c:9"), 0, 60),   # all ended: zeros
+    ])
+    assert got == [(0, 0), (1, 1), (3, 2), (3, 1), (1, 3), (0, 0, 0)]
+
+
+async def test_field_counters_sweep_ended_fields(redis_server, ns):
+    """A recipient who gets a new content every day keeps a small hash: ended fields go when it grows."""
+    store = RedisStore(redis_server.url)
+    k = tag(ns, "r_sweep", "24h")
+    try:
+        for day in range(40):
+            ts = T0 + day * 86_400_000
+            assert await store.run([FieldCounters(k, ts, ("s:a", f"c:{day}"), 1, 86_400)]) == [(1, 1)]
+        fields = await store.redis.hlen(k)
+    finally:
+        await store.close()
+    assert fields <= 34          # 41 fields were written, each day ending the day before's windows
+
+
 async def test_claim_is_taken_once_until_it_lapses_in_event_time(store, ns):
     k = tag(ns, "m1")
     got = await store.run([Claim(k, T0, 10), Claim(k, T0 + 9_999, 10), Claim(k, T0 + 10_000, 10),
@@ -211,6 +238,9 @@ def op_strategy(ns: str):
         st.builds(lambda k, t, m: Distinct(tag(ns, k, "d"), t, f"m{m}", 300, 1800), key, offsets,
                   st.integers(0, 30)),
         st.builds(lambda k, t, a: Counter(tag(ns, k, "c"), t, a, 600), key, offsets, st.integers(0, 2)),
+        st.builds(lambda k, t, fs, a: FieldCounters(tag(ns, k, "fc"), t, tuple(fs), a, 600), key, offsets,
+                  st.lists(st.sampled_from(["s:a", "s:b", "c:1"]), min_size=1, max_size=3, unique=True),
+                  st.integers(0, 2)),
         st.builds(lambda k, t: Claim(tag(ns, k, "claim"), t, 900), key, offsets),
         st.builds(lambda k, t, f, v: HashSet(tag(ns, k, "h"), t, f, v, 1200), key, offsets,
                   st.sampled_from("xyz"), st.text("ab中", max_size=3)),
@@ -288,6 +318,7 @@ def every_op(ns: str, partition: str, ts: int) -> list:
         Distinct(tag(ns, partition, "d"), ts, "m", 60, 600),
         Distinct(tag(ns, partition, "d"), ts + 120_000, "m", 60, 600),
         Counter(tag(ns, partition, "c"), ts, 1, 600),
+        FieldCounters(tag(ns, partition, "fc"), ts, ("s:a", "c:1"), 1, 600),
         Claim(tag(ns, partition, "claim"), ts, 600),
         HashSet(tag(ns, partition, "h"), ts, "f", "v", 600),
         HashGet(tag(ns, partition, "h"), ("f",)),
@@ -306,7 +337,7 @@ async def test_every_key_an_op_touches_hashes_to_its_tags_slot(redis_server, ns)
         keys = await keys_of(store, ns)
     finally:
         await store.close()
-    assert len(keys) == len(partitions) * 7      # w, base, d's 2 bucket HyperLogLogs (no index), c, claim, h
+    assert len(keys) == len(partitions) * 8      # w, base, d's 2 bucket HyperLogLogs (no index), c, fc, claim, h
     for key in keys:
         partition = re.search(r"\{([^}]*)\}", key).group(1)
         assert partition in partitions

@@ -73,6 +73,21 @@ class Counter(NamedTuple):
     ttl_s: int
 
 
+class FieldCounters(NamedTuple):
+    """Fixed-window counters kept as fields of one hash: add ``amount`` to each of ``fields``.
+
+    Each field counts like :class:`Counter` (its window starts at its first add and lasts ``ttl_s``), but
+    one partition's counters share one key: a Redis key costs about 100 bytes before its value, and the
+    per-recipient counters are the store's biggest population. Result: ``tuple[int, ...]``, each field's
+    count after the add, in order; ``amount=0`` reads without writing.
+    """
+    key: str
+    ts_ms: int
+    fields: tuple[str, ...]
+    amount: int
+    ttl_s: int
+
+
 class Claim(NamedTuple):
     """Set ``key`` if absent (SET NX) with a TTL. Result: ``True`` the first time, ``False`` after."""
     key: str
@@ -95,7 +110,7 @@ class HashSet(NamedTuple):
     ttl_s: int
 
 
-Op = Union[Window, Baseline, Distinct, Counter, Claim, HashGet, HashSet]
+Op = Union[Window, Baseline, Distinct, Counter, FieldCounters, Claim, HashGet, HashSet]
 
 
 def tag(kind: str, partition_key: str, *rest: str) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from detector.events import PortAction
-from detector.state.base import (Baseline, Claim, Counter, Distinct, HashGet, HashSet, Op, StateStore,
-                                 Window)
+from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
+                                 StateStore, Window)
 
 
 def fold_baseline(mean: float, var: float, seen: int, count: float, gap: int, alpha: float) -> tuple[float, float, int]:
@@ -51,6 +51,7 @@ class MemoryStore(StateStore):
         self._distinct: dict[str, list] = {}
         self._distinct_ttl: dict[str, int] = {}
         self._counters: dict[str, list[int]] = {}      # key -> [count, expires_ms]
+        self._field_counters: dict[str, dict[str, list[int]]] = {}   # key -> field -> [count, expires_ms]
         self._claims: dict[str, int] = {}              # key -> expires_ms
         self._hashes: dict[str, tuple[dict[str, str], int]] = {}
         self._port_states: dict[str, PortAction] = {}
@@ -60,8 +61,8 @@ class MemoryStore(StateStore):
         self._ops = 0
         self._prune_every = prune_every
         self._handlers = {Window: self._window, Distinct: self._distinct_op, Counter: self._counter,
-                          Baseline: self._baseline, Claim: self._claim, HashGet: self._hash_get,
-                          HashSet: self._hash_set}
+                          FieldCounters: self._field_counters_op, Baseline: self._baseline, Claim: self._claim,
+                          HashGet: self._hash_get, HashSet: self._hash_set}
 
     # -- ops -----------------------------------------------------------------------------------------
     async def run(self, ops: Sequence[Op]) -> list[Any]:
@@ -180,6 +181,24 @@ class MemoryStore(StateStore):
         entry[0] += op.amount
         return entry[0]
 
+    def _field_counters_op(self, op: FieldCounters) -> tuple[int, ...]:
+        fields = self._field_counters.get(op.key)
+        if fields is None:
+            if not op.amount:
+                return (0,) * len(op.fields)
+            fields = self._field_counters[op.key] = {}
+        counts = []
+        for name in op.fields:
+            entry = fields.get(name)
+            if entry is None or entry[1] <= op.ts_ms:
+                if not op.amount:
+                    counts.append(0)
+                    continue
+                entry = fields[name] = [0, op.ts_ms + op.ttl_s * 1000]
+            entry[0] += op.amount
+            counts.append(entry[0])
+        return tuple(counts)
+
     def _baseline(self, op: Baseline) -> tuple[float, float, int, int]:
         minute = op.ts_ms // 60_000
         state = self._baselines.get(op.key)
@@ -202,6 +221,11 @@ class MemoryStore(StateStore):
                 del ttl[key]
         for key in [k for k, v in self._counters.items() if v[1] <= now_ms]:
             del self._counters[key]
+        for key, fields in list(self._field_counters.items()):
+            for name in [f for f, v in fields.items() if v[1] <= now_ms]:
+                del fields[name]
+            if not fields:
+                del self._field_counters[key]
         for key in [k for k, t in self._claims.items() if t <= now_ms]:
             del self._claims[key]
         for key in [k for k, v in self._hashes.items() if v[1] <= now_ms]:
@@ -212,8 +236,8 @@ class MemoryStore(StateStore):
 
     def size(self) -> int:
         """Number of live keys (for memory-bound tests)."""
-        return sum(len(d) for d in (self._windows, self._distinct, self._counters, self._claims, self._hashes,
-                                    self._baselines))
+        return sum(len(d) for d in (self._windows, self._distinct, self._counters, self._field_counters,
+                                    self._claims, self._hashes, self._baselines))
 
     # -- port states --------------------------------------------------------------------------------
     async def get_port_states(self, ports: Iterable[str]) -> dict[str, PortAction]:

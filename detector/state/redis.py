@@ -82,11 +82,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detector.errors import StateUnavailable
 from detector.events import PortAction
-from detector.state.base import (Baseline, Claim, Counter, Distinct, HashGet, HashSet, Op, StateStore, Window,
-                                 tag)
+from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
+                                 StateStore, Window, tag)
 
 #: Hash field in which HashSet keeps the event time its hash expires at.
 HASH_EXPIRES_FIELD = "__expires_at_ms"
+#: A FieldCounters hash with more fields than this drops its ended windows when a window starts.
+FIELD_COUNTERS_SWEEP_AT = 32
 #: A baseline untouched this long has decayed to nothing (MemoryStore prunes it after a week of event time).
 BASELINE_TTL_S = 7 * 86_400
 #: Sorted set of every port with a state record (member: port, score: the action's ts_ms). Not hash-tagged:
@@ -113,9 +115,9 @@ def lua_source(name: str) -> str:
 
 
 #: The op kinds, in batch.lua's op-code order (code = position + 1); each is ``ops/<kind>.lua``.
-OP_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_get", "hash_set")
+OP_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_get", "hash_set", "field_counters")
 #: Op kinds the per-op mode runs as their own script (HashGet is a plain HMGET there).
-SCRIPTED_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_set")
+SCRIPTED_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_set", "field_counters")
 
 
 def op_script_source(kind: str) -> str:
@@ -177,6 +179,11 @@ def _counter_args(op: Counter, clock: int) -> tuple:
     return op.ts_ms, str(op.amount), str(op.ts_ms + op.ttl_s * 1000), str(max(op.ttl_s, 1))
 
 
+def _field_counters_args(op: FieldCounters, clock: int) -> tuple:
+    return (op.ts_ms, str(op.amount), str(op.ts_ms + op.ttl_s * 1000), str(max(op.ttl_s, 1)), FIELD_COUNTERS_SWEEP_AT,
+            *op.fields)
+
+
 def _claim_args(op: Claim, clock: int) -> tuple:
     return op.ts_ms, str(op.ts_ms + op.ttl_s * 1000), str(max(op.ttl_s, 1))
 
@@ -200,6 +207,10 @@ def _baseline_answer(op: Baseline, reply: list, clock: int) -> tuple[float, floa
     return float(reply[0]), float(reply[1]), reply[2], reply[3]
 
 
+def _field_counters_answer(op: FieldCounters, reply: list, clock: int) -> tuple[int, ...]:
+    return tuple(reply)
+
+
 def _claim_answer(op: Claim, reply: int, clock: int) -> bool:
     return reply == 1
 
@@ -220,6 +231,7 @@ _OP_KINDS: dict[type, tuple[str, int, Callable[[Any, int], tuple], Callable[[Any
     kind: (name, OP_KINDS.index(name) + 1, builder, answer) for kind, name, builder, answer in (
         (Window, "window", _window_args, _window_answer), (Baseline, "baseline", _baseline_args, _baseline_answer),
         (Distinct, "distinct", _distinct_args, None), (Counter, "counter", _counter_args, None),
+        (FieldCounters, "field_counters", _field_counters_args, _field_counters_answer),
         (Claim, "claim", _claim_args, _claim_answer), (HashGet, "hash_get", _hash_get_args, _hash_get_answer),
         (HashSet, "hash_set", _hash_set_args, _hash_set_answer))}
 
