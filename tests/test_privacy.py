@@ -1,0 +1,29 @@
+"""Recipient hashing: the fast HMAC must be exactly the standard one, or every stored recipient key moves."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from hypothesis import given, settings, strategies as st
+
+from detector.privacy import RecipientHasher, canonical_msisdn
+
+_MSISDN = st.from_regex(r"\+?(86|0086)?[ \-]?1[3-9][0-9]{1,2}[ \-()]?[0-9]{4}[ \-]?[0-9]{4}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=st.text(min_size=1, max_size=150), msisdn=_MSISDN)
+def test_recipient_hash_is_the_standard_hmac_sha256(secret, msisdn):
+    expected = hmac.new(secret.encode(), canonical_msisdn(msisdn).encode(), hashlib.sha256).hexdigest()[:20]
+    assert RecipientHasher(secret)(msisdn) == f"r_{expected}"
+
+
+def test_keys_longer_than_a_block_are_hashed_first():
+    long_secret = "s" * 65
+    expected = hmac.new(long_secret.encode(), b"13812345678", hashlib.sha256).hexdigest()[:20]
+    assert RecipientHasher(long_secret)("13812345678") == f"r_{expected}"
+
+
+@given(st.text(alphabet="0123456789１２３", min_size=1, max_size=15))
+def test_bare_digits_are_their_own_canonical_form(digits):
+    assert canonical_msisdn(digits) == canonical_msisdn(" " + digits + "-")
