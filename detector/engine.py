@@ -171,6 +171,12 @@ class Engine:
         self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
                         for name, cfg in self.policy.signals.items() if cfg.weight or cfg.port_weight]
         self._message_judges = [judge for judge in self._judges if judge[2]]
+        # the same lists without the signals that cannot fire for the message (Signal.only_for), by
+        # [judges the port][marketing][spam-scored]; a degraded batch asks every signal (to name the skipped)
+        self._judge_sets = [[[[judge for judge in judges if judge[1].only_for is None
+                               or (judge[1].only_for == "marketing" and marketing) or (judge[1].only_for == "spam" and spam)]
+                              for spam in (False, True)] for marketing in (False, True)]
+                            for judges in (self._message_judges, self._judges)]
         feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
                              for f in cfg.signal.feeds})
         self._sender_feeds = [(f, SENDER_FEEDS[f]) for f in feed_names if f in SENDER_FEEDS]
@@ -438,9 +444,9 @@ class Engine:
         contexts = []
         for event, key, score in zip(events, keys, scores.tolist() if hasattr(scores, "tolist") else scores):
             template_id, bands, has_unsub, cues = self._templates.get(key, event.content)
-            is_spam = score >= threshold
+            is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
-            marketing = declared == "marketing" or is_spam or has_unsub or (declared is None and cues)
+            marketing = bool(declared == "marketing" or is_spam or has_unsub or (declared is None and cues))
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             contexts.append(MessageContext(
                 event=event, score=score, is_spam=is_spam, marketing=marketing, has_unsubscribe=has_unsub,
@@ -480,6 +486,7 @@ class Engine:
         last_of_port = {ctx.event.port: ctx for ctx in contexts}
         # Every feed has a result (or None: does not apply) unless the store failed: only then ask each signal.
         check_feeds = result.degraded
+        judge_sets = self._judge_sets
         model_version = self.scorer.version
         message_action = self.policy.message_action
         decisions = result.decisions
@@ -490,7 +497,11 @@ class Engine:
             hard_block = False
             event = ctx.event
             judge_port = last_of_port[event.port] is ctx
-            for name, signal, weight, port_weight, hard in (self._judges if judge_port else self._message_judges):
+            if check_feeds:
+                judges = self._judges if judge_port else self._message_judges
+            else:
+                judges = judge_sets[judge_port][ctx.marketing][ctx.is_spam]
+            for name, signal, weight, port_weight, hard in judges:
                 if check_feeds and signal.feeds and not signal.available(ctx):
                     skipped.append(name)
                     continue

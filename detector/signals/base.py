@@ -55,6 +55,9 @@ class Signal(abc.ABC):
     feeds: ClassVar[tuple[str, ...]] = ()
     #: default parameters; the policy file may override them per signal
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: "marketing" / "spam": never fires unless the context says so (``ctx.marketing`` / ``ctx.is_spam``),
+    #: so the engine does not ask it about other messages, most of a 106 port's traffic
+    only_for: ClassVar[str | None] = None
 
     def __init__(self, params: Mapping[str, Any] | None = None):
         unknown = set(params or {}) - set(self.defaults)

@@ -17,6 +17,7 @@ from detector.signals.base import Fired, MessageContext, Signal
 class ContentSpam(Signal):
     """The classifier says spam (value = its probability); detail names the tokens that pushed it."""
     name = "content_spam"
+    only_for = "spam"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         if not ctx.is_spam:
@@ -28,6 +29,7 @@ class ContentSpam(Signal):
 class MissingUnsubscribe(Signal):
     """Marketing without a way to refuse (回T退订, 拒收请回复R …): the rules require one."""
     name = "missing_unsubscribe"
+    only_for = "marketing"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         if ctx.marketing and not ctx.has_unsubscribe:
@@ -38,6 +40,7 @@ class MissingUnsubscribe(Signal):
 class QuietHours(Signal):
     """Marketing sent in the recipient's quiet hours (default 21:00–08:00 local)."""
     name = "quiet_hours"
+    only_for = "marketing"
     defaults = {"start_hour": 21, "end_hour": 8}
 
     def in_quiet_hours(self, hour: int) -> bool:
@@ -53,6 +56,7 @@ class QuietHours(Signal):
 class CompliantMarketing(Signal):
     """Marketing that names its sender and offers unsubscribe (a negative weight: it lowers the risk)."""
     name = "compliant_marketing"
+    only_for = "marketing"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         return Fired(1.0) if ctx.compliant_marketing else None

@@ -42,6 +42,7 @@ def spam_share(ctx: MessageContext, min_volume: int = 20) -> float:
 class TemplateRecipients(Signal):
     """A spam-scored near-duplicate template reaching many recipients within the hour (bulk spam)."""
     name = "template_recipients"
+    only_for = "spam"
     feeds = ("template_recipients",)
     defaults = {"low": 100, "high": 1000}
 

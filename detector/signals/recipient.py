@@ -44,6 +44,7 @@ class IdenticalContent(Signal):
 class OptedOut(Signal):
     """Marketing to a recipient who opted out of this signature (or of this port). The policy blocks it."""
     name = "opted_out"
+    only_for = "marketing"
     feeds = ("rcpt_optouts",)
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
