@@ -43,7 +43,7 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Shorthand for the documented protocol: stratified:0.2 for the first file, template:0.3 for the others.")
     @click.option("--weight", "weights", multiple=True, metavar="NAME=SPAM:NORMAL",
                   help="Sample weights for one data set by file stem, e.g. raw_dev=2:6 (raw traffic counts more).")
-    @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder, e.g. models/zh-linear-v2.")
+    @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder, e.g. models/zh-linear-v3.")
     @click.option("--refit-all", is_flag=True, help="After the held-out evaluation, ship a model refitted on all rows.")
     @click.option("--target-precision", type=float, default=0.95, show_default=True,
                   help="The threshold is the lowest reaching this precision on out-of-fold training scores.")

@@ -12,6 +12,7 @@ best recall with out-of-fold FPR ≤ 8%). Platt scaling is monotonic, so decisio
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ class Config:
     binary: bool = False
     domain_share: float = -1.0     # >= 0: feature augmentation with raw_dev as the domain (see fit_linear)
     plain_share: float = 0.0
+    cues: bool = False             # two extra flags (notification / promotion wording), select.py only
 
 
 def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -56,7 +58,12 @@ def _training_rows(seed: int = 42):
     return texts, np.asarray(labels), np.asarray(sources)
 
 
-def _features(normal: list[str], ngram_max: int, binary: bool):
+# Candidate structural flags, tried here before touching the serving pipeline's StructuralFeatures.
+_NOTICE = re.compile("验证码|校验码|动态码|动态密码|尾号|余额|已发货|快件|订单号|航班|出票|签收|账单|还款|支出|到账|已成功|预订")
+_PROMO = re.compile("优惠|折起|抢购|限时|特价|促销|免费|赠送|名额|大酬宾|低至|立减|返现|抽奖|红包")
+
+
+def _features(normal: list[str], ngram_max: int, binary: bool, cues: bool = False):
     from scipy import sparse
     from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -66,7 +73,11 @@ def _features(normal: list[str], ngram_max: int, binary: bool):
     if binary:
         counts.data[:] = 1.0
     text = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
-    return sparse.hstack([text, StructuralFeatures().transform(normal)]).tocsr()
+    blocks = [text, StructuralFeatures().transform(normal)]
+    if cues:
+        blocks.append(sparse.csr_matrix([[float(bool(_NOTICE.search(t))), float(bool(_PROMO.search(t)))]
+                                         for t in normal]))
+    return sparse.hstack(blocks).tocsr()
 
 
 def out_of_fold(X, y, weight, groups, config: Config, raw, folds: int = 3, seed: int = 42) -> np.ndarray:
@@ -109,7 +120,9 @@ def main() -> None:
                Config("w8:24", raw_weight="8:24"), Config("nb1-w8:24", nb_scale=1.0, raw_weight="8:24"),
                Config("nb1-fea1-w4:12", nb_scale=1.0, domain_share=1.0, raw_weight="4:12"),
                Config("blend-w4:12", nb_scale=1.0, domain_share=1.0, raw_weight="4:12", plain_share=0.5),
-               Config("blend", nb_scale=1.0, domain_share=1.0, plain_share=0.5)]
+               Config("blend", nb_scale=1.0, domain_share=1.0, plain_share=0.5),
+               Config("blend-w4:12-cues", nb_scale=1.0, domain_share=1.0, raw_weight="4:12", plain_share=0.5,
+                      cues=True)]
     if args.configs != "all":
         wanted = args.configs.split(",")
         configs = [c for c in configs if c.name in wanted]
@@ -119,7 +132,7 @@ def main() -> None:
     raw = sources == "raw_dev"
     matrices = {}
     for config in configs:
-        key = (config.ngram_max, config.binary)
+        key = (config.ngram_max, config.binary, config.cues)
         if key not in matrices:
             matrices[key] = _features(normal, *key)
         spam, other = _parse_weight(config.raw_weight)
