@@ -1,4 +1,4 @@
-"""The program scripts/engine_instructions.sh counts: parse N recorded events, run them through the engine in
+"""The program scripts/engine_instructions.sh counts: as `smsguard replay` does, parse N recorded events, run them through the engine in
 micro-batches of 500 with the in-process store, encode every decision. A fixed scorer stands in for the model
 (spam when the template mentions 贷 or 微), so the count is the engine's own work."""
 import asyncio
@@ -8,6 +8,7 @@ from detector.engine import Engine
 from detector.events import EventParser
 from detector.privacy import RecipientHasher
 from detector.replay import ReplayStats, _offline, read_events
+from detector.runtime import tune_for_streaming
 from detector.settings import Settings
 from detector.state.memory import MemoryStore
 
@@ -28,6 +29,7 @@ class FixedScorer:
 
 async def main(path: str, n: int) -> None:
     settings = Settings.from_env()
+    tune_for_streaming()          # as replay does
     with open(path, "rb") as fh:
         lines = [line for _, line in zip(range(n), fh)]
     events = read_events(lines, EventParser(RecipientHasher(settings.recipient_secret)), ReplayStats(), [])
