@@ -218,7 +218,7 @@ class Engine:
         by_msg = {id(c.event): c for c in contexts}
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
-        ops, slots, shared, groups = self._build_ops(events, by_msg)
+        ops, slots, shared, groups, complaints = self._build_ops(events, by_msg)
         # The msg_id is marked counted last, in the same ordered call as its counters: a worker that dies
         # before this call leaves nothing marked, and the redelivered message is simply counted then.
         dedup_s = int(self.settings.dedup_ttl_s)
@@ -234,7 +234,6 @@ class Engine:
             result.degraded = True
             outputs, registry = [], {}
             states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
-        complaints: dict[int, dict[str, int]] = {}
         if outputs:
             for index, name, receivers in shared:       # sender feeds: one result per group of messages
                 value = outputs[index]
@@ -244,13 +243,8 @@ class Engine:
             for ctx in members:
                 ctx.state.update(group_state)
         for receivers, value in zip(slots, outputs):
-            for owner, name in receivers:
-                if name is None:
-                    continue
-                if type(owner) is ComplaintEvent:
-                    complaints.setdefault(id(owner), {})[name] = value[0]
-                else:
-                    owner.state[name] = value
+            for target, name in receivers:
+                target[name] = value
         for ctx in contexts:
             ctx.registered_signatures = registry.get(ctx.event.port)
         self._port_cache.update(states)
@@ -271,11 +265,13 @@ class Engine:
             await self._persist(contexts, changes, result)
         return result
 
-    def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext]) -> tuple[list, list, list, list]:
+    def _build_ops(self, events: Sequence[Event],
+                   by_msg: dict[int, MessageContext]) -> tuple[list, list, list, list, dict[int, dict[str, Any]]]:
         """The batch's state ops, and who reads each result.
 
-        Returns ``(ops, slots, shared, groups)``. ``slots[i]`` lists the (context or event, feed) pairs that
-        read ``ops[i]`` (message feeds, opt-outs, complaints; ops after ``len(slots)`` have no reader).
+        Returns ``(ops, slots, shared, groups, complaints)``. ``slots[i]`` lists the (dict, key) pairs that
+        ``ops[i]``'s result is stored under: a context's state and its feed, or a complaint's counts
+        (``complaints``: by ``id()`` of the complaint event); ops after ``len(slots)`` have no reader.
         Sender feeds (per port / provider / signature counters, :data:`SENDER_FEEDS`) get one op per
         (feed, sender, time bucket) with the batch's summed amount: port-level volumes are evaluated per
         micro-batch (deterministic in replay, whose batch size is fixed), and a batch costs the store one
@@ -291,6 +287,7 @@ class Engine:
         by_sender: dict[tuple, list] = {}     # (port, sp_id, signature, minute) -> its messages
         # (port, sp_id, signature, minute, template) -> [(readers of the op, feed)] of the template feeds
         by_template: dict[tuple, list] = {}
+        complaints: dict[int, dict[str, Any]] = {}
         read_only = self._read_only
         message_feeds = self._message_feeds
         template_feeds = self._template_feeds
@@ -326,7 +323,7 @@ class Engine:
                     if readers is None:
                         state[name] = None
                     else:
-                        readers.append((ctx, name))
+                        readers.append((state, name))
                 for name, feed in message_feeds:
                     if type(feed) is DistinctFeed:
                         ident = feed.ident(ctx)
@@ -337,11 +334,11 @@ class Engine:
                         group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
                         index = merged.get(group)
                         if index is not None:         # the same member again in the same bucket changes nothing
-                            slots[index].append((ctx, name))
+                            slots[index].append((state, name))
                             continue
                         merged[group] = len(ops)
                         ops.append(feed.build(ident, ts_ms, member))
-                        slots.append([(ctx, name)])
+                        slots.append([(state, name)])
                         continue
                     op = feed(ctx)
                     if op is None:
@@ -350,17 +347,18 @@ class Engine:
                     if is_read_only and (type(op) is Counter or type(op) is FieldCounters):
                         op = op._replace(amount=0)   # read the count, add nothing: this message was counted
                     ops.append(op)
-                    slots.append([(ctx, name)])
+                    slots.append([(state, name)])
             elif type(event) is OptOutEvent:
                 field_name = f"s:{event.signature}" if event.signature else f"p:{event.port}"
                 ops.append(HashSet(tag("optout", event.recipient), event.ts_ms, field_name, str(event.ts_ms),
                                    OPTOUT_TTL_S))
-                slots.append([(event, None)])
+                slots.append([])
             elif type(event) is ComplaintEvent:
+                counts = complaints[id(event)] = {}
                 ops.append(Window(tag("port", event.port, "cmp"), event.ts_ms, 1, 3600, (DAY_S,)))
-                slots.append([(event, "complaints")])
+                slots.append([(counts, "complaints")])
                 ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
-                slots.append([(event, "day")])
+                slots.append([(counts, "day")])
         senders: dict[tuple, list] = {}          # (feed, sender, bucket) -> [amount, latest ts, [group state]]
         groups: list[tuple[dict, list]] = []
         for (*_, minute), members in by_sender.items():
@@ -386,7 +384,7 @@ class Engine:
         for (name, sender, _), (amount, ts_ms, receivers) in senders.items():
             shared.append((len(ops), name, receivers))
             ops.append(SENDER_FEEDS[name].build(sender, ts_ms, amount))
-        return ops, slots, shared, groups
+        return ops, slots, shared, groups, complaints
 
     async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:
         if not sms:
@@ -528,7 +526,7 @@ class Engine:
         return port_reasons
 
     def _port_transitions(self, events: Sequence[Event], port_reasons: dict[str, tuple[int, list[Reason]]],
-                          complaints: dict[int, dict[str, int]], states: dict[str, PortAction]) -> list[PortAction]:
+                          complaints: dict[int, dict[str, Any]], states: dict[str, PortAction]) -> list[PortAction]:
         """Port state changes of this batch (``states`` is updated in place)."""
         changes: list[PortAction] = []
         for port, (ts_ms, reasons) in port_reasons.items():
@@ -543,7 +541,7 @@ class Engine:
             counts = complaints.get(id(event))
             if not counts or not complaint_cfg.port_weight:
                 continue
-            fired = complaint_value(counts["complaints"], counts["day"], complaint_cfg.signal.params)
+            fired = complaint_value(counts["complaints"][0], counts["day"][0], complaint_cfg.signal.params)
             if fired is None:
                 continue
             reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
