@@ -160,6 +160,21 @@ async def test_field_counters_sweep_ended_fields(redis_server, ns):
     assert fields <= 34          # 41 fields were written, each day ending the day before's windows
 
 
+async def test_field_counters_do_not_rescan_a_hash_of_live_windows_on_every_add(redis_server, ns):
+    """A sweep that finds every window live sets the next one at twice the live fields: amortised O(1)."""
+    store = RedisStore(redis_server.url)
+    k = tag(ns, "r_busy", "24h")
+    try:
+        for i in range(40):         # one day, 40 different contents: every window is live
+            await store.run([FieldCounters(k, T0 + i * 1000, (f"c:{i}",), 1, 86_400)])
+        next_sweep = await store.redis.hget(k, "#")
+        with pytest.raises(ValueError):
+            await store.run([FieldCounters(k, T0, ("#",), 1, 86_400)])
+    finally:
+        await store.close()
+    assert next_sweep == "66"       # swept once, at 33 fields (all live), not again at 34..40
+
+
 async def test_claim_is_taken_once_until_it_lapses_in_event_time(store, ns):
     k = tag(ns, "m1")
     got = await store.run([Claim(k, T0, 10), Claim(k, T0 + 9_999, 10), Claim(k, T0 + 10_000, 10),

@@ -87,8 +87,10 @@ from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounte
 
 #: Hash field in which HashSet keeps the event time its hash expires at.
 HASH_EXPIRES_FIELD = "__expires_at_ms"
-#: A FieldCounters hash with more fields than this drops its ended windows when a window starts.
+#: A FieldCounters hash with more fields than this drops its ended windows when a window starts; the
+#: field below then holds the next sweep size (twice the live fields), so sweeps stay O(1) amortised.
 FIELD_COUNTERS_SWEEP_AT = 32
+FIELD_COUNTERS_SWEEP_FIELD = "#"
 #: A baseline untouched this long has decayed to nothing (MemoryStore prunes it after a week of event time).
 BASELINE_TTL_S = 7 * 86_400
 #: Sorted set of every port with a state record (member: port, score: the action's ts_ms). Not hash-tagged:
@@ -180,6 +182,8 @@ def _counter_args(op: Counter, clock: int) -> tuple:
 
 
 def _field_counters_args(op: FieldCounters, clock: int) -> tuple:
+    if FIELD_COUNTERS_SWEEP_FIELD in op.fields:
+        raise ValueError(f"hash field {FIELD_COUNTERS_SWEEP_FIELD!r} is reserved")
     return (op.ts_ms, str(op.amount), str(op.ts_ms + op.ttl_s * 1000), str(max(op.ttl_s, 1)), FIELD_COUNTERS_SWEEP_AT,
             *op.fields)
 
