@@ -291,6 +291,22 @@ class Engine:
         read_only = self._read_only
         message_feeds = self._message_feeds
         template_feeds = self._template_feeds
+
+        def distinct_readers(name: str, feed: DistinctFeed, ctx: MessageContext, ts_ms: int) -> list | None:
+            """Who reads this message's Distinct op (None: the feed does not apply). A repeated member in the
+            same bucket shares the first one's op: adding it again would change nothing."""
+            ident = feed.ident(ctx)
+            if ident is None:
+                return None
+            member = feed.member(ctx)
+            group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
+            index = merged.get(group)
+            if index is None:
+                index = merged[group] = len(ops)
+                ops.append(feed.build(ident, ts_ms, member))
+                slots.append([])
+            return slots[index]
+
         for event in events:
             ctx = by_msg.get(id(event))
             if ctx is not None:
@@ -307,18 +323,7 @@ class Engine:
                 if shared_ops is None:
                     shared_ops = by_template[(*group_key, ctx.template_key)] = []
                     for name, feed in template_feeds:
-                        ident = feed.ident(ctx)
-                        if ident is None:
-                            shared_ops.append((None, name))
-                            continue
-                        member = feed.member(ctx)
-                        group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
-                        index = merged.get(group)
-                        if index is None:
-                            index = merged[group] = len(ops)
-                            ops.append(feed.build(ident, ts_ms, member))
-                            slots.append([])
-                        shared_ops.append((slots[index], name))
+                        shared_ops.append((distinct_readers(name, feed, ctx, ts_ms), name))
                 for readers, name in shared_ops:
                     if readers is None:
                         state[name] = None
@@ -326,19 +331,11 @@ class Engine:
                         readers.append((state, name))
                 for name, feed in message_feeds:
                     if type(feed) is DistinctFeed:
-                        ident = feed.ident(ctx)
-                        if ident is None:
+                        readers = distinct_readers(name, feed, ctx, ts_ms)
+                        if readers is None:
                             state[name] = None
-                            continue
-                        member = feed.member(ctx)
-                        group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
-                        index = merged.get(group)
-                        if index is not None:         # the same member again in the same bucket changes nothing
-                            slots[index].append((state, name))
-                            continue
-                        merged[group] = len(ops)
-                        ops.append(feed.build(ident, ts_ms, member))
-                        slots.append([(state, name)])
+                        else:
+                            readers.append((state, name))
                         continue
                     op = feed(ctx)
                     if op is None:
