@@ -99,39 +99,6 @@ def _short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
-# ASCII digits are single bytes in UTF-8 and never part of another character's encoding
-_ASCII_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-
-
-class _TemplateKeys:
-    """:func:`textnorm.template_key` memoised on the content with its ASCII digits zeroed.
-
-    The key cannot depend on which digit a digit is (every digit run becomes ``#``), so messages of one
-    template that differ only in codes and numbers share one entry; computing the key (three regex passes)
-    cost more than anything else the engine does once per message. Zeroing takes one ``bytes.translate``.
-
-    >>> keys = _TemplateKeys()
-    >>> keys.get("您的验证码是482913，5分钟内有效") == keys.get("您的验证码是100377，5分钟内有效")
-    True
-    >>> keys.get("退款 1,200.50 元") == textnorm.template_key("退款 1,200.50 元")
-    True
-    """
-
-    def __init__(self, size: int = 100_000):
-        self._cache: dict[bytes, str] = {}
-        self._size = size
-
-    def get(self, content: str) -> str:
-        probe = content.encode("utf-8", "surrogatepass").translate(_ASCII_DIGITS_TO_ZERO)
-        key = self._cache.get(probe)
-        if key is None:
-            key = textnorm.template_key(content)
-            if len(self._cache) >= self._size:      # evict the oldest entry (dicts keep insertion order)
-                del self._cache[next(iter(self._cache))]
-            self._cache[probe] = key
-        return key
-
-
 class _TemplateFeatures:
     """Per-template work (normalisation, MinHash) done once per template, LRU-cached."""
 
@@ -161,7 +128,7 @@ class Engine:
         self.store = store
         self.scorer: Scorer = scorer or NullScorer()
         self.policy = policy or Policy.load(settings.policy_file or None)
-        self._template_keys = _TemplateKeys()
+        self._template_keys = textnorm.TemplateKeys()
         self._templates = _TemplateFeatures()
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches

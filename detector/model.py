@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
 from detector.errors import ModelError
 from detector.textnorm import (EMOJI, MONEY, PHONE, QQ, SIGNATURE, TYPED_TOKENS, URL, WECHAT, clean,
-                               split_signature, template_key)
+                               split_signature, TemplateKeys)
 
 ARTIFACT = "model.skops"
 MANIFEST = "manifest.json"
@@ -666,6 +666,7 @@ class CachedScorer:
         self.model = model
         self.cache_size = cache_size
         self._cache: OrderedDict[str, float] = OrderedDict()
+        self._template_keys = TemplateKeys()
         self.hits = 0
         self.misses = 0
 
@@ -682,6 +683,7 @@ class CachedScorer:
         if self.cache_size <= 0:
             self.misses += len(texts)
             return self.model.score(texts)
+        template_key = self._template_keys.get
         return self.score_keyed(texts, [template_key(t) for t in texts])
 
     def score_keyed(self, texts: Sequence[str], keys: Sequence[str]) -> np.ndarray:

@@ -151,3 +151,35 @@ def template_key(text: str) -> str:
         text = _KEY_URL.sub("U", text)
     text = _KEY_SPACE.sub("", text)  # separators first: "1,200.50" is one number
     return _KEY_NUMBERISH.sub("#", text)
+# ASCII digits are single bytes in UTF-8 and never part of another character's encoding
+_ASCII_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+class TemplateKeys:
+    """:func:`template_key` memoised on the content with its ASCII digits zeroed.
+
+    The key cannot depend on which digit a digit is (every digit run becomes ``#``), so messages of one
+    template that differ only in codes and numbers share one entry. Computing the key (three regex passes)
+    cost more than anything else the engine did once per message; zeroing takes one ``bytes.translate``.
+    The engine and :class:`~detector.model.CachedScorer` key their caches with it.
+
+    >>> keys = TemplateKeys()
+    >>> keys.get("您的验证码是482913，5分钟内有效") == keys.get("您的验证码是100377，5分钟内有效")
+    True
+    >>> keys.get("退款 1,200.50 元") == template_key("退款 1,200.50 元")
+    True
+    """
+
+    def __init__(self, size: int = 100_000):
+        self._cache: dict[bytes, str] = {}
+        self._size = size
+
+    def get(self, content: str) -> str:
+        probe = content.encode("utf-8", "surrogatepass").translate(_ASCII_DIGITS_TO_ZERO)
+        key = self._cache.get(probe)
+        if key is None:
+            key = template_key(content)
+            if len(self._cache) >= self._size:      # evict the oldest entry (dicts keep insertion order)
+                del self._cache[next(iter(self._cache))]
+            self._cache[probe] = key
+        return key

@@ -6,14 +6,14 @@ import asyncio
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from detector.engine import Engine, _TemplateKeys
+from detector.engine import Engine
 from detector.errors import StateUnavailable
 from detector.events import EventParser
 from detector.policy import operator_action
 from detector.privacy import RecipientHasher
 from detector.settings import Settings
 from detector.state.memory import MemoryStore
-from detector.textnorm import template_key
+from detector.textnorm import TemplateKeys, template_key
 
 T0 = 1_731_290_400_000   # 10:00 China time
 parser = EventParser(RecipientHasher("test-secret-0123456789"))
@@ -215,8 +215,8 @@ _TEXT = st.text(alphabet=st.sampled_from(list("0123456789０１９abcxyz.,:-/ �
 @settings(max_examples=400, deadline=None)
 @given(_TEXT)
 def test_template_key_ignores_which_ascii_digit_a_digit_is(text):
-    """The engine memoises template keys on the content with ASCII digits zeroed (_TemplateKeys):
+    """The engine memoises template keys on the content with ASCII digits zeroed (TemplateKeys):
     that is only sound while template_key cannot tell one ASCII digit from another."""
     zeroed = text.translate(str.maketrans("123456789", "000000000"))
     assert template_key(text) == template_key(zeroed)
-    assert _TemplateKeys().get(text) == template_key(text)
+    assert TemplateKeys().get(text) == template_key(text)
