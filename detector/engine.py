@@ -89,6 +89,7 @@ class EngineResult:
 
 
 _SENDER_ATTRS = ("port", "sp_id", "signature")
+_COUNTING_OPS = (Counter, FieldCounters)     # ops with an amount: a redelivered message reads them with 0
 
 
 def _reason_strength(reason: Reason) -> float:
@@ -140,8 +141,7 @@ class Engine:
         self._message_judges = [judge for judge in self._judges if judge[2]]
         # the same lists without the signals that cannot fire for the message (Signal.only_for), by
         # [judges the port][marketing][spam-scored]; a degraded batch asks every signal (to name the skipped)
-        self._judge_sets = [[[[judge for judge in judges if judge[1].only_for is None
-                               or (judge[1].only_for == "marketing" and marketing) or (judge[1].only_for == "spam" and spam)]
+        self._judge_sets = [[[[judge for judge in judges if judge[1].may_fire(marketing, spam)]
                               for spam in (False, True)] for marketing in (False, True)]
                             for judges in (self._message_judges, self._judges)]
         feed_names = sorted({f for cfg in self.policy.signals.values() if cfg.weight or cfg.port_weight
@@ -308,7 +308,7 @@ class Engine:
                     if op is None:
                         state[name] = None
                         continue
-                    if is_read_only and (type(op) is Counter or type(op) is FieldCounters):
+                    if is_read_only and type(op) in _COUNTING_OPS:
                         op = op._replace(amount=0)   # read the count, add nothing: this message was counted
                     ops.append(op)
                     slots.append([(state, name)])

@@ -151,6 +151,8 @@ def template_key(text: str) -> str:
         text = _KEY_URL.sub("U", text)
     text = _KEY_SPACE.sub("", text)  # separators first: "1,200.50" is one number
     return _KEY_NUMBERISH.sub("#", text)
+
+
 # ASCII digits are single bytes in UTF-8 and never part of another character's encoding
 _ASCII_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 

@@ -33,12 +33,10 @@ class Config:
 
 
 def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
-    predicted = scores >= threshold
-    tp = int(np.sum(predicted & (labels == 1)))
-    fp = int(np.sum(predicted & (labels == 0)))
-    fn = int(np.sum(~predicted & (labels == 1)))
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return round(f1, 4), round(fp / max(1, int(np.sum(labels == 0))), 4)
+    from training.evaluate import spam_metrics
+
+    metrics = spam_metrics(labels, scores, threshold)
+    return metrics["f1"], metrics["false_positive_rate"]
 
 
 def _training_rows(seed: int = 42):

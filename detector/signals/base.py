@@ -59,6 +59,15 @@ class Signal(abc.ABC):
     #: so the engine does not ask it about other messages, most of a 106 port's traffic
     only_for: ClassVar[str | None] = None
 
+    @classmethod
+    def may_fire(cls, marketing: bool, spam: bool) -> bool:
+        """False when ``only_for`` rules the signal out for a message of this kind.
+
+        >>> Signal.may_fire(False, False)
+        True
+        """
+        return cls.only_for is None or (marketing if cls.only_for == "marketing" else spam)
+
     def __init__(self, params: Mapping[str, Any] | None = None):
         unknown = set(params or {}) - set(self.defaults)
         if unknown:

@@ -41,6 +41,23 @@ def fold_baseline(mean: float, var: float, seen: int, count: float, gap: int, al
     return mean, var, seen + empty
 
 
+def _count_in_window(windows: dict[str, list[int]], name: str, ts_ms: int, amount: int, ttl_s: int) -> int:
+    """Counter semantics on ``windows[name]`` (``[count, end_ms]``): a window starts at the first add and
+    ends ``ttl_s`` later in event time; ``amount=0`` reads and never starts one. Returns the count.
+
+    >>> windows = {}
+    >>> [_count_in_window(windows, "k", ts, 1, 60) for ts in (0, 59_999, 60_000)]
+    [1, 2, 1]
+    """
+    entry = windows.get(name)
+    if entry is None or entry[1] <= ts_ms:
+        if not amount:
+            return 0
+        entry = windows[name] = [0, ts_ms + ttl_s * 1000]
+    entry[0] += amount
+    return entry[0]
+
+
 class MemoryStore(StateStore):
     """Dicts keyed like the Redis keys. Expiry runs on event time, pruned every ``prune_every`` ops."""
 
@@ -172,14 +189,7 @@ class MemoryStore(StateStore):
         return total
 
     def _counter(self, op: Counter) -> int:
-        entry = self._counters.get(op.key)
-        if entry is None or entry[1] <= op.ts_ms:
-            if not op.amount:
-                return 0
-            entry = [0, op.ts_ms + op.ttl_s * 1000]
-            self._counters[op.key] = entry
-        entry[0] += op.amount
-        return entry[0]
+        return _count_in_window(self._counters, op.key, op.ts_ms, op.amount, op.ttl_s)
 
     def _field_counters_op(self, op: FieldCounters) -> tuple[int, ...]:
         fields = self._field_counters.get(op.key)
@@ -187,17 +197,7 @@ class MemoryStore(StateStore):
             if not op.amount:
                 return (0,) * len(op.fields)
             fields = self._field_counters[op.key] = {}
-        counts = []
-        for name in op.fields:
-            entry = fields.get(name)
-            if entry is None or entry[1] <= op.ts_ms:
-                if not op.amount:
-                    counts.append(0)
-                    continue
-                entry = fields[name] = [0, op.ts_ms + op.ttl_s * 1000]
-            entry[0] += op.amount
-            counts.append(entry[0])
-        return tuple(counts)
+        return tuple([_count_in_window(fields, name, op.ts_ms, op.amount, op.ttl_s) for name in op.fields])
 
     def _baseline(self, op: Baseline) -> tuple[float, float, int, int]:
         minute = op.ts_ms // 60_000
