@@ -32,6 +32,8 @@ from detector.errors import ModelError
 from detector.textnorm import (EMOJI, MONEY, PHONE, QQ, SIGNATURE, TYPED_TOKENS, URL, WECHAT, clean,
                                split_signature, TemplateKeys)
 
+log = logging.getLogger(__name__)
+
 ARTIFACT = "model.skops"
 MANIFEST = "manifest.json"
 
@@ -284,12 +286,16 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         X = list(X)
-        buffer, starts, lengths, kinds, docs = _token_spans(X, self.ngram_min, self.ngram_max)
-        columns = _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
+        docs, columns = self.spans(X)
         counts = sparse.csr_matrix((np.ones(len(columns), dtype=np.float64), (docs, columns)),
                                    shape=(len(X), 1 << self.n_features_log2))
         counts.sum_duplicates()
         return counts
+
+    def spans(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(docs, columns)``: the text and the feature index of every token span (repeats not yet summed)."""
+        buffer, starts, lengths, kinds, docs = _token_spans(texts, self.ngram_min, self.ngram_max)
+        return docs, _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
 
     @property
     def n_features(self) -> int:
@@ -547,6 +553,7 @@ class SpamModel:
         self.name: str = manifest["name"]
         self.threshold: float = float(manifest["threshold"])
         self.version = f"{self.name}@{artifact_sha256[:12]}"
+        self._direct = _direct_scoring(pipeline, self.name)
 
     def __repr__(self) -> str:
         return f"SpamModel({self.version!r}, threshold={self.threshold:.3f})"
@@ -555,6 +562,8 @@ class SpamModel:
         texts = list(texts)
         if not texts:
             return np.zeros(0)
+        if self._direct is not None:
+            return self._direct(texts)
         return self.pipeline.predict_proba(texts)[:, 1]
 
     def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
@@ -657,6 +666,29 @@ def load_model(path: str | Path) -> SpamModel:
 
 #: Scored once on every load to prove the artifact works with this code.
 SMOKE_TEXTS = ("【京东】您的验证码是482913，5分钟内有效。", "加微信领红包，日赚三百，回T退订")
+#: What the direct scoring path must score as the Pipeline does before it serves (an empty feature row too).
+DIRECT_PROBE_TEXTS = SMOKE_TEXTS + ("。", "【招商银行】您尾号1234的卡消费￥56.78，详询95555 http://t.cn/abc 退订回TD")
+
+
+def _direct_scoring(pipeline: Any, name: str):
+    """:func:`detector.direct_scoring.compile_scoring`, or None when it does not apply or disagrees with the
+    Pipeline (a scikit-learn whose steps compute something else must not change the scores silently)."""
+    from detector.direct_scoring import compile_scoring
+
+    try:
+        direct = compile_scoring(pipeline)
+        if direct is None:
+            return None
+        texts = list(DIRECT_PROBE_TEXTS)
+        difference = float(np.abs(direct(texts) - pipeline.predict_proba(texts)[:, 1]).max())
+    except Exception as exc:  # whatever breaks here, the Pipeline itself still serves
+        log.warning("direct scoring unavailable; the Pipeline serves", extra={"model": name, "error": repr(exc)[:200]})
+        return None
+    if difference > 1e-9:
+        log.warning("direct scoring disagrees with the Pipeline; the Pipeline serves",
+                    extra={"model": name, "difference": difference})
+        return None
+    return direct
 
 
 class CachedScorer:

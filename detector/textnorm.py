@@ -116,8 +116,24 @@ def _typed_numbers(text: str) -> str:
     return _NUMBER.sub(DIGIT, text)
 
 
+# The last texts clean() saw and what it made of them. The engine cleans each new template twice, once inside
+# the model (model_text) and once for its MinHash bands (normalize), in the same micro-batch: the second is a hit.
+_recently_cleaned: dict[str, str] = {}
+_RECENT_MAX = 4096
+
+
 def clean(text: str) -> str:
     """Normalise the whole text, signature included (the model sees both parts through this)."""
+    cleaned = _recently_cleaned.get(text)
+    if cleaned is None:
+        cleaned = _clean(text)
+        if len(_recently_cleaned) >= _RECENT_MAX:
+            _recently_cleaned.clear()
+        _recently_cleaned[text] = cleaned
+    return cleaned
+
+
+def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_T2S).lower()
     text = _INVISIBLE.sub("", text)
     text = _EMOJI.sub(f" {EMOJI} ", text)

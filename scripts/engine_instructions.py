@@ -1,7 +1,9 @@
 """The program scripts/engine_instructions.sh counts: as `smsguard replay` does, parse N recorded events, run them through the engine in
 micro-batches of 500 with the in-process store, encode every decision. A fixed scorer stands in for the model
-(spam when the template mentions 贷 or 微), so the count is the engine's own work."""
+(spam when the template mentions 贷 or 微), so the count is the engine's own work; with ``SMSGUARD_COUNT_MODEL=1``
+the promoted model scores instead (behind its template cache, as in replay), so the count includes the model."""
 import asyncio
+import os
 import sys
 
 from detector.engine import Engine
@@ -33,7 +35,13 @@ async def main(path: str, n: int) -> None:
     with open(path, "rb") as fh:
         lines = [line for _, line in zip(range(n), fh)]
     events = read_events(lines, EventParser(RecipientHasher(settings.recipient_secret)), ReplayStats(), [])
-    engine = Engine(_offline(settings), MemoryStore(), FixedScorer())
+    if os.environ.get("SMSGUARD_COUNT_MODEL") == "1":
+        from detector.model import CachedScorer
+        from detector.registry import Registry
+        scorer = CachedScorer(Registry(settings.models_dir).load_promoted(), settings.score_cache_size)
+    else:
+        scorer = FixedScorer()
+    engine = Engine(_offline(settings), MemoryStore(), scorer)
     for i in range(0, len(events), 500):
         for decision in (await engine.process(events[i:i + 500])).decisions:
             decision.encode()

@@ -5,6 +5,7 @@
 # decision; the model is out of it (a fixed scorer), so the figure is about the engine's own code.
 #
 #   scripts/engine_instructions.sh [EVENTS]        # default 10,000 events of `smsguard bench replay`'s traffic
+#   SMSGUARD_COUNT_MODEL=1 scripts/engine_instructions.sh   # the promoted model instead of a fixed scorer (~3 min)
 #
 # Runs the same program twice under callgrind, over 0 and over EVENTS events, and prints the difference per
 # event (imports and start-up cancel out). Needs valgrind (Debian: apt-get install valgrind); ~1 minute.

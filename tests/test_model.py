@@ -194,3 +194,45 @@ def test_word_grouped_contributions_add_up_to_the_decision(model):
         grouped = hasher.word_contributions(normal[0], by_column)
         assert sum(v for _, v in grouped) == pytest.approx(text_part)
         assert all(name.startswith(("w:", "c:")) for name, _ in grouped)
+
+
+@pytest.mark.parametrize("name", [p.name for p in sorted(Registry("models").root.iterdir())
+                                  if (p / MANIFEST).is_file()])
+def test_direct_scoring_gives_the_pipelines_probabilities_on_every_shipped_model(name):
+    """The serving shortcut must score as the saved Pipeline does, text by text and batch by batch."""
+    from detector.direct_scoring import compile_scoring
+    from training.cli import resolve_data
+    from training.data import load_tsv
+
+    folder = Registry("models").root / name
+    loaded = load_model(folder)
+    direct = compile_scoring(loaded.pipeline)
+    if direct is None:       # a layout it does not know (zh-linear-v1): the Pipeline serves it
+        assert loaded._direct is None
+        assert type(loaded.pipeline.steps[1][1].transformer_list[0][1].steps[0][1]).__name__ == "HashingVectorizer"
+        return
+    assert loaded._direct is not None
+    texts = load_tsv(resolve_data("raw_dev.tsv")).texts[:400] + load_tsv(resolve_data("dev.tsv")).texts[:400]
+    texts += [SPAM, NORMAL, LOAN, "。", " ", "😀😀", "x" * 300]
+    expected = loaded.pipeline.predict_proba(texts)[:, 1]
+    assert np.abs(direct(texts) - expected).max() < 1e-12
+    one_by_one = np.concatenate([direct(texts[i:i + 3]) for i in range(0, len(texts), 3)])
+    assert np.abs(one_by_one - expected).max() < 1e-12
+    assert np.array_equal(loaded.score(texts), direct(texts))
+
+
+def test_direct_scoring_steps_aside_for_a_pipeline_it_does_not_know_or_that_disagrees(model, monkeypatch):
+    import copy
+
+    from detector import direct_scoring
+    from detector.model import SpamModel
+
+    changed = copy.deepcopy(model.pipeline)
+    changed.steps[1][1].transformer_list[0][1].steps[1][1].norm = "l1"       # a norm it does not compute
+    assert direct_scoring.compile_scoring(changed) is None
+    assert SpamModel(changed, model.manifest, "0" * 64)._direct is None
+    # a scikit-learn whose steps compute something else than the shortcut: the Pipeline keeps serving
+    monkeypatch.setattr(direct_scoring, "model_text", lambda text: text.upper())
+    disagreeing = SpamModel(model.pipeline, model.manifest, "0" * 64)
+    assert disagreeing._direct is None
+    assert np.array_equal(disagreeing.score([SPAM, NORMAL]), model.pipeline.predict_proba([SPAM, NORMAL])[:, 1])
