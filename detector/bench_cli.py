@@ -41,8 +41,8 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--ports", type=int, default=200, show_default=True, help="Ports in the simulated traffic.")
     @click.option("--fetch-wait-ms", type=int, default=None,
                   help="SMSGUARD_FETCH_MAX_WAIT_MS of the workers and the pass-through (default: the setting).")
-    @click.option("--only", default="passthrough,naive,worker", show_default=True,
-                  help="Processor kinds to run: passthrough, naive, worker.")
+    @click.option("--only", default="passthrough,naive,shell,worker", show_default=True,
+                  help="Processor kinds to run: passthrough, naive, shell, worker.")
     @click.option("--models-dir", default=None, help="Model registry with a promoted model (default SMSGUARD_MODELS_DIR).")
     @click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
                   help="py-spy the single worker into this directory (collapsed stacks) and print the top frames.")
@@ -109,7 +109,7 @@ def register(main: click.Group, bench: click.Group) -> None:
             sys.exit(1)
 
     @bench.command("stream-baseline", hidden=True)
-    @click.argument("kind", type=click.Choice(["passthrough", "naive"]))
+    @click.argument("kind", type=click.Choice(["passthrough", "naive", "shell"]))
     def baseline_cmd(kind):
         """A baseline processor of `bench stream` (configured through SMSGUARD_* like the worker)."""
         from detector.bench_stream import run_baseline

@@ -7,6 +7,8 @@ measured next to baselines taken in the same run, on the same broker:
   like the worker does; the ceiling the broker and the client library allow;
 * ``naive``: a faust agent that takes one message at a time through the same parser and engine
   (classifier + heuristics + policy) and sends its decision without batching;
+* ``shell``: the worker's own code with a null engine (every message allowed, no model, no state): faust's
+  consumer path, parsing, encoding and delivery, i.e. what the worker costs before the engine's first op;
 * ``worker``: ``smsguard worker`` itself, N processes in one consumer group.
 
 Each processor kind gets its own topics (a topic prefix per scenario) and processes of its own:
@@ -40,14 +42,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from detector.engine import Engine, EngineResult
 from detector.errors import ServiceError, SmsGuardError
-from detector.events import TOPIC_DECISIONS, TOPIC_OUTBOUND
+from detector.events import TOPIC_DECISIONS, TOPIC_OUTBOUND, Decision, SmsEvent
 from detector.logs import get_logger
 from detector.services import ALL_TOPICS, COMPACTED_TOPICS, LocalStack, _die_with_parent, acreate_topics, free_port
 
 log = get_logger(__name__)
 
-KINDS = ("passthrough", "naive", "worker")
+KINDS = ("passthrough", "naive", "shell", "worker")
 PASSTHROUGH_OUT = "bench.passthrough-out"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -160,7 +163,7 @@ def processor_argv(kind: str) -> list[str]:
         if os.environ.get("BENCH_WORKER_SCRIPT"):     # diagnostics: a wrapped worker
             return [sys.executable, os.environ["BENCH_WORKER_SCRIPT"]]
         return [sys.executable, "-m", "detector.cli", "worker"]
-    if kind in ("passthrough", "naive"):
+    if kind in ("passthrough", "naive", "shell"):
         return [sys.executable, "-m", "detector.cli", "bench", "stream-baseline", kind]
     raise SmsGuardError(f"unknown processor kind {kind!r}; one of {', '.join(KINDS)}")
 
@@ -442,7 +445,7 @@ class Scenario:
             live = self.traffic.live(f"{self.tag}-live")
             await self._warm_up(producer, outputs, live)
             drained = await self._drain(producer, outputs)
-            if drained and self.kind != "naive":
+            if drained and self.kind not in ("naive", "shell"):     # baselines of the drain rate only
                 for rate in sorted(self.cfg.rates):       # the lowest first: a saturated run leaves a backlog
                     await self._fixed_rate(producer, outputs, live, rate)
         except SmsGuardError as exc:
@@ -587,7 +590,7 @@ class Scenario:
             return None
         self.cfg.profile_dir.mkdir(parents=True, exist_ok=True)
         out = self.cfg.profile_dir / f"worker-{phase}.collapsed.txt"
-        return subprocess.Popen([py_spy(), "record", "--pid", str(self.processors[0].pid), "--rate", "50",
+        return subprocess.Popen([py_spy(), "record", "--pid", str(self.processors[0].pid), "--rate", "200",
                                  "--nonblocking", "--format", "raw", "-o", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -703,7 +706,7 @@ def ratios_markdown(results: Sequence[ScenarioResult]) -> str:
         return r.phase("drain") if r else None
 
     lines = ["Ratios (drain rate, same run, same broker):", ""]
-    worker, naive, raw = drain("worker"), drain("naive"), drain("passthrough")
+    worker, naive, raw, shell = drain("worker"), drain("naive"), drain("passthrough"), drain("shell")
     if worker and naive and naive.throughput:
         lines.append(f"- worker x1 / naive faust agent: **{worker.throughput / naive.throughput:.1f}×** "
                      f"({worker.throughput:,.0f} vs {naive.throughput:,.0f} msgs/s)")
@@ -719,6 +722,14 @@ def ratios_markdown(results: Sequence[ScenarioResult]) -> str:
                      f"**{1000 / worker.cpu_ms_per_msg:,.0f} msgs/s per fully available core**")
     if worker and naive and worker.cpu_ms_per_msg and naive.cpu_ms_per_msg:
         lines.append(f"- CPU per message, naive / worker x1: **{naive.cpu_ms_per_msg / worker.cpu_ms_per_msg:.1f}×**")
+    if shell and shell.cpu_ms_per_msg:
+        line = (f"- the worker's shell alone (null engine: faust's consumer path, parsing, encoding, delivery): "
+                f"**{shell.throughput:,.0f} msgs/s** at {shell.cpu_ms_per_msg:.3f} ms/msg")
+        if worker and worker.cpu_ms_per_msg:
+            line += (f"; the engine (model, signals, policy, Redis client) adds "
+                     f"{worker.cpu_ms_per_msg - shell.cpu_ms_per_msg:.3f} ms/msg to the worker's "
+                     f"{worker.cpu_ms_per_msg:.3f}")
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -809,8 +820,25 @@ def run_baseline(kind: str) -> None:
         return
     import faust
 
-    worker = faust.Worker(naive_app(settings), loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    if kind == "shell":
+        from detector.worker import create_app
+        app = create_app(settings, engine_type=NullEngine)
+    else:
+        app = naive_app(settings)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+class NullEngine(Engine):
+    """The ``shell`` baseline's engine: allows every message, reads and writes no state, scores nothing."""
+
+    async def process(self, events: Sequence[Any]) -> EngineResult:
+        result = EngineResult()
+        version = self.scorer.version
+        result.decisions = [Decision(e.msg_id, e.port, e.ts_ms, "allow", 0.0, 0.0, [], "normal", version,
+                                     e.recipient, e.content, e.signature, e.sp_id, e.category)
+                            for e in events if type(e) is SmsEvent]
+        return result
 
 
 def ensure_model(models_dir: str) -> str:

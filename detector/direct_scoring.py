@@ -25,7 +25,7 @@ True
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfTransformer
@@ -35,14 +35,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from detector.model import (STRUCTURAL_FEATURES, CalibratedLinear, HashedTokenCounts, StructuralFeatures,
                             TextNormalizer, _structure, model_text)
 
-ScoreFunction = Callable[[Sequence[str]], np.ndarray]
 
 
 def _types(steps: list[tuple[str, Any]]) -> list[type]:
     return [type(step) for _, step in steps]
 
 
-def compile_scoring(pipeline: Any) -> ScoreFunction | None:
+def compile_scoring(pipeline: Any) -> "DirectScoring | None":
     """P(spam) per text as ``pipeline.predict_proba(texts)[:, 1]`` computes it, or None (shape not known)."""
     if type(pipeline) is not Pipeline or _types(pipeline.steps) != [TextNormalizer, FeatureUnion, CalibratedLinear]:
         return None
@@ -65,32 +64,61 @@ def compile_scoring(pipeline: Any) -> ScoreFunction | None:
     if coef.shape != (1, n_text + len(STRUCTURAL_FEATURES)) or len(estimator.intercept_) != 1:
         return None
     text_coef, structure_coef = coef[0, :n_text], coef[0, n_text:]
-    intercept = float(estimator.intercept_[0])
     idf = getattr(tfidf, "idf_", None)       # absent when use_idf=False: tf only
     idf = None if idf is None else np.asarray(idf, dtype=np.float64)
-    sublinear, l2 = bool(tfidf.sublinear_tf), tfidf.norm == "l2"
-    slope, offset = float(classifier.slope_), float(classifier.intercept_)
+    return DirectScoring(hasher, idf, bool(tfidf.sublinear_tf), tfidf.norm == "l2", text_coef, structure_coef,
+                         float(estimator.intercept_[0]), float(classifier.slope_), float(classifier.intercept_))
 
-    def score(texts: Sequence[str]) -> np.ndarray:
-        normal = [model_text(t) for t in texts]
-        n = len(normal)
-        docs, columns = hasher.spans(normal)
-        # counts per (text, column), sorted like the csr matrix sum_duplicates() gives
-        cells, counts = np.unique(docs * n_text + columns, return_counts=True)
-        rows, columns = np.divmod(cells, n_text)
+
+class DirectScoring:
+    """One compiled pipeline: call it for P(spam) per raw text; :meth:`contributions` for explanations."""
+
+    def __init__(self, hasher: HashedTokenCounts, idf: np.ndarray | None, sublinear: bool, l2: bool,
+                 text_coef: np.ndarray, structure_coef: np.ndarray, intercept: float, slope: float, offset: float):
+        self.hasher, self.idf, self.sublinear, self.l2 = hasher, idf, sublinear, l2
+        self.text_coef, self.structure_coef, self.intercept = text_coef, structure_coef, intercept
+        self.slope, self.offset = slope, offset
+        self.n_text = hasher.n_features
+
+    def _text_values(self, normal: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, columns, values)`` of the TF-IDF text features, sorted like the pipeline's csr matrix."""
+        docs, columns = self.hasher.spans(normal)
+        cells, counts = np.unique(docs * self.n_text + columns, return_counts=True)
+        rows, columns = np.divmod(cells, self.n_text)
         values = counts.astype(np.float64)
-        if sublinear:
+        if self.sublinear:
             np.log(values, out=values)
             values += 1.0
-        if idf is not None:
-            values *= idf[columns]
-        text_part = np.bincount(rows, weights=values * text_coef[columns], minlength=n)
-        if l2:
-            norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=n))
+        if self.idf is not None:
+            values *= self.idf[columns]
+        if self.l2:
+            norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=len(normal)))
             norms[norms == 0.0] = 1.0        # an empty row stays zero, as sklearn's normalize leaves it
-            text_part /= norms
-        flags = np.asarray([_structure(t) for t in normal], dtype=np.float64).reshape(n, len(STRUCTURAL_FEATURES))
-        decision = text_part + flags @ structure_coef + intercept
-        return 1.0 / (1.0 + np.exp(-(slope * decision + offset)))
+            values /= norms[rows]
+        return rows, columns, values
 
-    return score
+    def _flags(self, normal: list[str]) -> np.ndarray:
+        return np.asarray([_structure(t) for t in normal], dtype=np.float64).reshape(len(normal),
+                                                                                    len(STRUCTURAL_FEATURES))
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        normal = [model_text(t) for t in texts]
+        rows, columns, values = self._text_values(normal)
+        decision = np.bincount(rows, weights=values * self.text_coef[columns], minlength=len(normal))
+        decision += self._flags(normal) @ self.structure_coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-(self.slope * decision + self.offset)))
+
+    def contributions(self, normal: list[str]) -> list[dict[int, float]]:
+        """Per model text (already normalised), feature column → coef × value: the text columns, then
+        ``n_features + j`` for structural flag j, as the pipeline's FeatureUnion lays them out."""
+        rows, columns, values = self._text_values(normal)
+        weighted = values * self.text_coef[columns]
+        bounds = np.searchsorted(rows, np.arange(len(normal) + 1))
+        flags = self._flags(normal) * self.structure_coef
+        out = []
+        for row in range(len(normal)):
+            lo, hi = bounds[row], bounds[row + 1]
+            by_column = dict(zip(columns[lo:hi].tolist(), weighted[lo:hi].tolist()))
+            by_column.update((self.n_text + j, value) for j, value in enumerate(flags[row].tolist()) if value)
+            out.append(by_column)
+        return out

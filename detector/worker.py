@@ -207,8 +207,35 @@ class KafkaTransport(faust_aiokafka.Transport):
         self.fetch_max_wait_ms = fetch_max_wait_ms
 
 
+class KeyPartitions:
+    """aiokafka's default partitioner (murmur2 of the key), remembered per key.
+
+    murmur2 is pure Python in aiokafka (a few µs a key) and every output record is keyed by its port, of
+    which a batch has few distinct ones. Unkeyed records still get a random partition each time.
+
+    >>> from aiokafka.partitioner import murmur2
+    >>> KeyPartitions()(b"10690001", [0, 1, 2, 3], [0, 1, 2, 3]) == (murmur2(b"10690001") & 0x7FFFFFFF) % 4
+    True
+    """
+
+    def __init__(self, size: int = 65_536):
+        self._partition = DefaultPartitioner()
+        self._known: dict[tuple[bytes, int], int] = {}
+        self._size = size
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return self._partition(key, all_partitions, available)
+        known = self._known.get((key, len(all_partitions)))
+        if known is None:
+            if len(self._known) >= self._size:       # hostile traffic with endless distinct ports: stay bounded
+                self._known.clear()
+            known = self._known[(key, len(all_partitions))] = self._partition(key, all_partitions, available)
+        return known
+
+
 async def deliver(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes]],
-                  partitioner: Callable = DefaultPartitioner()) -> int:
+                  partitioner: Callable = KeyPartitions()) -> int:
     """Send ``(topic, key, value)`` records as one record batch per partition; return once the broker has them all.
 
     Keyed records go where aiokafka's default partitioner (murmur2 of the key) puts them, unkeyed ones to
@@ -259,8 +286,9 @@ def _load_scorer(watcher, settings: Settings):
     return CachedScorer(model, settings.score_cache_size)
 
 
-def create_app(settings: Settings, *, store=None) -> faust.App:
-    """The detector's faust app for ``settings`` (``store``: a StateStore, default RedisStore)."""
+def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = Engine) -> faust.App:
+    """The detector's faust app for ``settings`` (``store``: a StateStore, default RedisStore; ``engine_type``:
+    the Engine class, which ``bench stream``'s shell baseline replaces by a null engine)."""
     from detector.model import CachedScorer
     from detector.registry import ModelWatcher
 
@@ -315,7 +343,7 @@ def create_app(settings: Settings, *, store=None) -> faust.App:
         from detector.state.redis import RedisStore
 
         scorer = await asyncio.get_running_loop().run_in_executor(None, _load_scorer, watcher, settings)
-        the_engine = Engine(settings, store if store is not None else RedisStore(settings.redis_url), scorer)
+        the_engine = engine_type(settings, store if store is not None else RedisStore(settings.redis_url), scorer)
         metrics.set_model(the_engine.model_version)
         tune_for_streaming()          # after the model is loaded: it is frozen out of the collector's walks
         log.info("engine ready", extra={"model_version": the_engine.model_version})

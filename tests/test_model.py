@@ -236,3 +236,21 @@ def test_direct_scoring_steps_aside_for_a_pipeline_it_does_not_know_or_that_disa
     disagreeing = SpamModel(model.pipeline, model.manifest, "0" * 64)
     assert disagreeing._direct is None
     assert np.array_equal(disagreeing.score([SPAM, NORMAL]), model.pipeline.predict_proba([SPAM, NORMAL])[:, 1])
+
+
+def test_direct_explanations_name_the_same_features_with_the_same_contributions(model):
+    from detector.model import explain_pipeline_many
+    from training.cli import resolve_data
+    from training.data import load_tsv
+
+    texts = [SPAM, LOAN, NORMAL, "。"] + load_tsv(resolve_data("raw_dev.tsv")).texts[:150]
+    assert model._direct is not None
+    # every positive contribution (k large), so ties at the cut cannot make the two lists differ
+    direct = explain_pipeline_many(model.pipeline, texts, 10_000, model._direct)
+    through_pipeline = explain_pipeline_many(model.pipeline, texts, 10_000)
+    assert any(direct)                   # not vacuous: most of these texts have features pushing towards spam
+    for fast, slow in zip(direct, through_pipeline):
+        fast, slow = dict(fast), dict(slow)
+        assert fast.keys() == slow.keys()
+        assert np.allclose([fast[name] for name in slow], list(slow.values()), rtol=1e-9, atol=1e-12)
+    assert model.explain_many([SPAM]) == [explain_pipeline_many(model.pipeline, [SPAM], 5, model._direct)[0]]
