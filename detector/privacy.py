@@ -20,6 +20,9 @@ import re
 # Mainland mobile numbers with an optional +86 / 86 / 0086 prefix, and other long digit runs.
 _MSISDN_BYTES = re.compile(rb"(?<!\d)(?:(?:\+?86|0086)[ \-]?)?(1[3-9]\d[ \-]?\d{4}[ \-]?\d{4})(?!\d)")
 _NUMBER_TEXT = re.compile(r"(?<!\d)(\d{3}-?|\d{4}-)(\d{2,4})(\d{4})(?!\d)")
+# What every _NUMBER_TEXT match contains: 9 digits in a row, or a digit, a hyphen and 6 digits. Most texts
+# (verification codes, notices) have neither, and this search costs a third of _NUMBER_TEXT's.
+_MAYBE_NUMBER_TEXT = re.compile(r"\d{6}(?:\d{3}|(?<=\d-\d{6}))")
 
 
 def canonical_msisdn(value: str) -> str:
@@ -74,7 +77,13 @@ class RecipientHasher:
 
 
 def mask_numbers(text: str) -> str:
-    """Mask the middle of phone-like numbers for display (operators see 138****5678)."""
+    """Mask the middle of phone-like numbers for display (operators see 138****5678).
+
+    >>> mask_numbers("致电13812345678或010-62345678，验证码482913")
+    '致电138****5678或010-****5678，验证码482913'
+    """
+    if _MAYBE_NUMBER_TEXT.search(text) is None:
+        return text
     return _NUMBER_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
 
 

@@ -27,3 +27,11 @@ def test_keys_longer_than_a_block_are_hashed_first():
 @given(st.text(alphabet="0123456789１２３", min_size=1, max_size=15))
 def test_bare_digits_are_their_own_canonical_form(digits):
     assert canonical_msisdn(digits) == canonical_msisdn(" " + digits + "-")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["1", "3", "8", "0", "-", " ", "５", "٣", "a", "验", "码", "-1", "13812345678",
+                                 "010-6234", "5678"]), max_size=30).map("".join))
+def test_mask_numbers_pre_check_never_skips_a_number_the_mask_would_change(text):
+    from detector.privacy import _NUMBER_TEXT, mask_numbers
+    assert mask_numbers(text) == _NUMBER_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
