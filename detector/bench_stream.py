@@ -336,6 +336,7 @@ class Sample:
     cpu_s: float            # all processors together
     rss_bytes: list[int]
     runq_wait_s: float = 0.0
+    services_cpu_s: tuple[float, float] = (0.0, 0.0)     # redis-server, broker
 
 
 @dataclass
@@ -348,6 +349,8 @@ class Phase:
     cpu_ms_per_msg: float | None = None
     cpu_cores: float | None = None
     runq_wait: float | None = None      # seconds waiting for a CPU per second, all processors together
+    redis_ms_per_msg: float | None = None     # redis-server's CPU per decided message (its Lua work)
+    broker_ms_per_msg: float | None = None    # the broker's, which also serves this benchmark's own clients
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
@@ -461,11 +464,20 @@ class Scenario:
         self.result.duplicates, self.result.conflicting = outputs.duplicates, outputs.conflicting
         return self.result
 
+    def _services_cpu(self) -> tuple[float, float]:
+        """CPU seconds of redis-server and of the broker so far: the worker's cost outside its own process."""
+        cpu = []
+        for service in (self.stack.redis, self.stack.broker):
+            sample = proc_sample(service.pid) if service.pid else None
+            cpu.append(sample.cpu_s if sample else 0.0)
+        return cpu[0], cpu[1]
+
     async def _sample_forever(self, outputs: Outputs) -> None:
         while True:
             samples = [p.sample() for p in self.processors]
             self.samples.append(Sample(time.monotonic(), outputs.unique, sum(s.cpu_s for s in samples),
-                                       [s.rss_bytes for s in samples], sum(s.runq_wait_s for s in samples)))
+                                       [s.rss_bytes for s in samples], sum(s.runq_wait_s for s in samples),
+                                       self._services_cpu()))
             await asyncio.sleep(0.25)
 
     def _check_alive(self) -> None:
@@ -552,6 +564,8 @@ class Scenario:
         phase.cpu_ms_per_msg = (last.cpu_s - first.cpu_s) * 1000 / done
         phase.cpu_cores = (last.cpu_s - first.cpu_s) / seconds
         phase.runq_wait = (last.runq_wait_s - first.runq_wait_s) / seconds
+        phase.redis_ms_per_msg, phase.broker_ms_per_msg = (
+            (b - a) * 1000 / done for a, b in zip(first.services_cpu_s, last.services_cpu_s))
         phase.rss_mb = [round(r / 2**20, 1) for r in last.rss_bytes]
         return phase
 
@@ -562,6 +576,7 @@ class Scenario:
         started = time.monotonic()
         first = [p.sample() for p in self.processors]
         first_cpu, first_wait = sum(x.cpu_s for x in first), sum(x.runq_wait_s for x in first)
+        first_services = self._services_cpu()
         profiler = self._start_profiler(f"rate{rate:.0f}")
         sent = await offer(producer, self.in_topic, live, prefix, rate, seconds,
                            on_tick=lambda _sent, _elapsed: self._check_alive())
@@ -571,15 +586,18 @@ class Scenario:
         await outputs.wait_for(prefix, sent, timeout=self.cfg.settle_s)
         last = [p.sample() for p in self.processors]
         last_cpu, last_wait = sum(x.cpu_s for x in last), sum(x.runq_wait_s for x in last)
+        last_services = self._services_cpu()
         lat = [v for k, v in outputs.latency_ms.items() if k.startswith(prefix)]
         decided = len(lat)
+        redis_ms, broker_ms = ((b - a) * 1000 / decided if decided else None
+                               for a, b in zip(first_services, last_services))
         phase = Phase(f"rate {rate:.0f}/s", messages=sent, decided=decided, seconds=offered_for,
                       throughput=decided_in_time / offered_for, load=load,
                       cpu_ms_per_msg=(last_cpu - first_cpu) * 1000 / decided if decided else None,
                       cpu_cores=(last_cpu - first_cpu) / (time.monotonic() - started),
                       runq_wait=(last_wait - first_wait) / (time.monotonic() - started),
                       p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), p99_ms=percentile(lat, 99),
-                      max_ms=max(lat) if lat else None,
+                      max_ms=max(lat) if lat else None, redis_ms_per_msg=redis_ms, broker_ms_per_msg=broker_ms,
                       rss_mb=[round(p.sample().rss_bytes / 2**20, 1) for p in self.processors])
         if decided < sent:
             phase.note = f"{sent - decided} of {sent} not decided within {self.cfg.settle_s:.0f} s after the run"
@@ -678,16 +696,17 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 def results_markdown(results: Sequence[ScenarioResult], cfg: StreamBenchConfig) -> str:
     rows = ["| processor | phase | msgs | decided | msgs/s | per process msgs/s | CPU ms/msg | CPU cores | "
-            "run-queue wait s/s | p50 ms | p95 ms | p99 ms | max ms | RSS MB | load avg (1 5 15) | note |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+            "run-queue wait s/s | Redis CPU ms/msg | broker CPU ms/msg | p50 ms | p95 ms | p99 ms | max ms | RSS MB | "
+            "load avg (1 5 15) | note |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in results:
         if r.error:
-            rows.append(f"| {r.label} | – | | | | | | | | | | | | | | error: {r.error.splitlines()[0][:200]} |")
+            rows.append(f"| {r.label} | – | | | | | | | | | | | | | | | | error: {r.error.splitlines()[0][:200]} |")
         for p in r.phases:
             rows.append(
                 f"| {r.label} | {p.name} | {p.messages:,} | {p.decided:,} | {_fmt(p.throughput)} | "
                 f"{_fmt(p.throughput / r.processes)} | {_fmt(p.cpu_ms_per_msg, 3)} | {_fmt(p.cpu_cores, 2)} | "
-                f"{_fmt(p.runq_wait, 2)} | "
+                f"{_fmt(p.runq_wait, 2)} | {_fmt(p.redis_ms_per_msg, 3)} | {_fmt(p.broker_ms_per_msg, 3)} | "
                 f"{_fmt(p.p50_ms)} | {_fmt(p.p95_ms)} | {_fmt(p.p99_ms)} | {_fmt(p.max_ms)} | "
                 f"{', '.join(f'{m:.0f}' for m in p.rss_mb)} | {p.load} | {p.note} |")
     out = (f"Model {cfg.model_version or '?'}, {cfg.ports} ports, {cfg.partitions} partitions, batch size "
@@ -722,6 +741,13 @@ def ratios_markdown(results: Sequence[ScenarioResult]) -> str:
                      f"**{1000 / worker.cpu_ms_per_msg:,.0f} msgs/s per fully available core**")
     if worker and naive and worker.cpu_ms_per_msg and naive.cpu_ms_per_msg:
         lines.append(f"- CPU per message, naive / worker x1: **{naive.cpu_ms_per_msg / worker.cpu_ms_per_msg:.1f}×**")
+    if worker and worker.cpu_ms_per_msg and worker.redis_ms_per_msg is not None and worker.broker_ms_per_msg:
+        total = worker.cpu_ms_per_msg + worker.redis_ms_per_msg + worker.broker_ms_per_msg
+        cores = os.cpu_count() or 1
+        lines.append(f"- whole-system CPU per message, worker x1 draining: worker {worker.cpu_ms_per_msg:.3f} + Redis "
+                     f"{worker.redis_ms_per_msg:.3f} + broker {worker.broker_ms_per_msg:.3f} = **{total:.3f} ms**: "
+                     f"this machine's {cores} cores decide at most **{cores * 1000 / total:,.0f} msgs/s** "
+                     "however many workers run (before this benchmark's own producer and consumer)")
     if shell and shell.cpu_ms_per_msg:
         line = (f"- the worker's shell alone (null engine: faust's consumer path, parsing, encoding, delivery): "
                 f"**{shell.throughput:,.0f} msgs/s** at {shell.cpu_ms_per_msg:.3f} ms/msg")
