@@ -38,6 +38,7 @@ TOPIC_DEAD_LETTER = "sms.dead-letter"
 TOPIC_FEEDBACK = "sms.feedback"
 
 CATEGORIES = ("verification", "notification", "marketing")
+_CATEGORY_SET = frozenset(CATEGORIES)
 ACTIONS = ("allow", "flag", "block")
 PORT_STATES = ("normal", "watch", "throttle", "block")
 OPTOUT_KEYWORDS = ("T", "TD", "退订", "R", "N", "0000", "STOP", "QX", "取消")
@@ -337,6 +338,30 @@ class EventParser:
         return self._sms(self._load(raw))
 
     def _sms(self, obj: dict[str, Any]) -> SmsEvent:
+        """The event, or InvalidEvent naming the first rule it breaks.
+
+        Most events are well formed: they take one pass of the same rules inline (the per-field checks took
+        about a tenth of a replayed event's CPU time). Anything that fails a rule there goes through
+        :meth:`_sms_checked`, which finds the first broken rule and says which; a property test holds the
+        two to the same answers.
+        """
+        get = obj.get
+        msg_id, port, recipient, content = get("msg_id"), get("port"), get("recipient"), get("content")
+        category, signature, sp_id = get("category"), get("signature"), get("sp_id")
+        if (type(msg_id) is str and len(msg_id) <= 128 and _MSG_ID.match(msg_id)
+                and type(port) is str and len(port) <= 24 and _PORT.match(port)
+                and type(recipient) is str and len(recipient) <= 32 and _MSISDN.match(recipient)
+                and type(content) is str and len(content) <= self.max_content_chars and "\x00" not in content
+                and (category is None or (type(category) is str and category in _CATEGORY_SET))
+                and (signature is None or (type(signature) is str and len(signature) <= 32 and "\x00" not in signature))
+                and (sp_id is None or (type(sp_id) is str and len(sp_id) <= 64 and "\x00" not in sp_id))
+                and get("ts") is not None and content.strip()):
+            ts_ms = self._ts(obj)
+            signature = (signature.strip("【】[] ") or None) if signature else signature_from_content(content)
+            return SmsEvent(msg_id, ts_ms, port, self.hasher(recipient), content, sp_id, signature, category)
+        return self._sms_checked(obj)
+
+    def _sms_checked(self, obj: dict[str, Any]) -> SmsEvent:
         self._require(obj, ("msg_id", "ts", "port", "recipient", "content"))
         content = self._str(obj, "content", max_len=self.max_content_chars)
         if not content.strip():

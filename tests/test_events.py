@@ -1,0 +1,57 @@
+"""The event parser's fast path for well-formed SMS events against the field-by-field checks."""
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from detector.errors import InvalidEvent
+from detector.events import EventParser
+from detector.privacy import RecipientHasher
+
+PARSER = EventParser(RecipientHasher("k" * 16), max_content_chars=40, now_ms=1_731_326_400_000,
+                     max_future_ms=3_600_000, max_age_ms=86_400_000)
+VALID = {"msg_id": "m-1", "ts": 1_731_326_000_000, "port": "10690001", "recipient": "13812345678",
+         "content": "【京东】您的验证码是482913", "category": "verification", "signature": "京东", "sp_id": "sp1"}
+MISSING = object()
+
+# Values at and beyond every rule's edge: lengths on both sides of each limit, NULs, blanks, wrong types.
+_EDGE_TEXT = st.one_of(*(st.builds(lambda n=n, c=c: c * n) for n in (0, 1, 3, 24, 25, 32, 33, 40, 41, 64, 65, 128, 129)
+                         for c in ("1", "a", " ", "京")),
+                       st.text(st.sampled_from("ab1\x00 \n\t【】[]京-+x"), max_size=45),
+                       # a pattern's "$" also matches before a final newline: only the length limit stops these
+                       st.sampled_from(["1" * 24 + "\n", "a" * 128 + "\n", "13812345678\n", "1" * 31 + "\n"]))
+_WRONG = st.one_of(st.none(), st.booleans(), st.integers(-5, 2 ** 70), st.floats(allow_nan=False),
+                   st.lists(st.integers(), max_size=2), st.just({"a": 1}))
+_TS = st.one_of(st.integers(1_731_200_000_000, 1_731_400_000_000), st.just("2024-11-11T20:00:00+08:00"),
+                st.just("2024-11-11 20:00:00"), st.just(1.5))
+_CATEGORY = st.sampled_from(["verification", "notification", "marketing", "Marketing", "", "x" * 40])
+CHANGES = st.lists(st.tuples(st.sampled_from(sorted(VALID)),
+                             st.one_of(_EDGE_TEXT, _WRONG, _TS, _CATEGORY, st.just(MISSING))), max_size=2)
+
+
+def _event(changes):
+    event = dict(VALID)
+    for name, value in changes:
+        if value is MISSING:
+            event.pop(name, None)
+        else:
+            event[name] = value
+    return event
+
+
+def _outcome(parse, obj):
+    try:
+        return parse(obj)
+    except InvalidEvent as exc:
+        return f"InvalidEvent: {exc}"
+
+
+@settings(max_examples=4000, deadline=None)
+@given(CHANGES)
+def test_the_fast_path_accepts_and_rejects_exactly_what_the_field_checks_do(changes):
+    event = _event(changes)
+    assert _outcome(PARSER._sms, event) == _outcome(PARSER._sms_checked, event)
+
+
+def test_the_fast_path_is_exercised_and_gives_the_checked_event():
+    assert PARSER._sms(VALID) == PARSER._sms_checked(VALID)
+    assert PARSER._sms(VALID).signature == "京东" and PARSER._sms(VALID).recipient.startswith("r_")
