@@ -104,7 +104,8 @@ class DirectScoring:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         normal = [model_text(t) for t in texts]
         rows, columns, values = self._text_values(normal)
-        decision = np.bincount(rows, weights=values * self.text_coef[columns], minlength=len(normal))
+        # float even when the batch has no token at all (bincount of nothing is an integer array)
+        decision = np.bincount(rows, weights=values * self.text_coef[columns], minlength=len(normal)).astype(np.float64)
         decision += self._flags(normal) @ self.structure_coef + self.intercept
         return 1.0 / (1.0 + np.exp(-(self.slope * decision + self.offset)))
 

@@ -677,8 +677,8 @@ def load_model(path: str | Path) -> SpamModel:
 
 #: Scored once on every load to prove the artifact works with this code.
 SMOKE_TEXTS = ("【京东】您的验证码是482913，5分钟内有效。", "加微信领红包，日赚三百，回T退订")
-#: What the direct scoring path must score as the Pipeline does before it serves (an empty feature row too).
-DIRECT_PROBE_TEXTS = SMOKE_TEXTS + ("。", "【招商银行】您尾号1234的卡消费￥56.78，详询95555 http://t.cn/abc 退订回TD")
+#: What the direct scoring path must score as the Pipeline does before it serves ("": a row with no feature).
+DIRECT_PROBE_TEXTS = SMOKE_TEXTS + ("", "。", "【招商银行】您尾号1234的卡消费￥56.78，详询95555 http://t.cn/abc 退订回TD")
 
 
 def _direct_scoring(pipeline: Any, name: str):

@@ -213,9 +213,11 @@ def test_direct_scoring_gives_the_pipelines_probabilities_on_every_shipped_model
         return
     assert loaded._direct is not None
     texts = load_tsv(resolve_data("raw_dev.tsv")).texts[:400] + load_tsv(resolve_data("dev.tsv")).texts[:400]
-    texts += [SPAM, NORMAL, LOAN, "。", " ", "😀😀", "x" * 300]
+    texts += [SPAM, NORMAL, LOAN, "。", " ", "", "😀😀", "x" * 300]
     expected = loaded.pipeline.predict_proba(texts)[:, 1]
     assert np.abs(direct(texts) - expected).max() < 1e-12
+    # a batch with no token at all
+    assert np.abs(direct(["", " "]) - loaded.pipeline.predict_proba(["", " "])[:, 1]).max() < 1e-12
     one_by_one = np.concatenate([direct(texts[i:i + 3]) for i in range(0, len(texts), 3)])
     assert np.abs(one_by_one - expected).max() < 1e-12
     assert np.array_equal(loaded.score(texts), direct(texts))
