@@ -36,7 +36,6 @@ from detector.model import (STRUCTURAL_FEATURES, CalibratedLinear, HashedTokenCo
                             TextNormalizer, _structure, model_text)
 
 
-
 def _types(steps: list[tuple[str, Any]]) -> list[type]:
     return [type(step) for _, step in steps]
 
