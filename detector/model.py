@@ -191,12 +191,14 @@ def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _powers, _inverse_powers
 
 
-def _token_spans(texts: Sequence[str], ngram_min: int, ngram_max: int):
+def _token_spans(texts: Sequence[str], ngram_min: int, ngram_max: int, words: bool = True,
+                 keep_spaces: bool = False):
     """One batch as one string plus every feature as a span of it: (buffer, starts, lengths, kinds, docs).
 
     Per text the buffer holds the compact text (typed tokens as one sentinel character each), whose jieba
-    words and latin/digit/sentinel pieces are ``w:`` spans, then the same text without spaces, whose
-    character n-grams are ``c:`` spans. Only the words need Python per token; the n-grams are numpy ranges.
+    words and latin/digit/sentinel pieces are ``w:`` spans (unless ``words`` is false), then the same text
+    without spaces (with them if ``keep_spaces``), whose character n-grams are ``c:`` spans. Only the words
+    need Python per token; the n-grams are numpy ranges.
     """
     pieces: list[str] = []
     word_starts: list[int] = []
@@ -208,7 +210,7 @@ def _token_spans(texts: Sequence[str], ngram_min: int, ngram_max: int):
     for text in texts:
         compact = _TYPED.sub(lambda m: _SENTINEL[m.group()], text) if "<" in text else text
         before = len(word_starts)
-        for match in _WORDISH.finditer(compact):
+        for match in _WORDISH.finditer(compact) if words else ():
             piece, start = match.group(), position + match.start()
             if len(piece) > 1 and piece[0] >= "\u4e00":
                 for length in _segment_lengths(piece):
@@ -219,7 +221,7 @@ def _token_spans(texts: Sequence[str], ngram_min: int, ngram_max: int):
                 word_starts.append(start)
                 word_lengths.append(len(piece))
         words_per_text.append(len(word_starts) - before)
-        chars = compact.replace(" ", "")
+        chars = compact if keep_spaces else compact.replace(" ", "")
         position += len(compact)
         char_lo.append(position)
         position += len(chars)
@@ -247,8 +249,13 @@ def _token_spans(texts: Sequence[str], ngram_min: int, ngram_max: int):
 
 def _span_indices(buffer: str, starts: np.ndarray, lengths: np.ndarray, kinds: np.ndarray,
                   n_features_log2: int) -> np.ndarray:
-    """Feature index of every span: a polynomial hash of its characters (position-free, via prefix sums
-    modulo 2**64), mixed with its length and kind, then splitmix64's finaliser; the top bits are the index."""
+    """Feature index of every span in a hashed feature space: the top bits of :func:`_span_hashes`."""
+    return (_span_hashes(buffer, starts, lengths, kinds) >> _U64(64 - n_features_log2)).astype(np.int64)
+
+
+def _span_hashes(buffer: str, starts: np.ndarray, lengths: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every span: a polynomial hash of its characters (position-free, via prefix sums
+    modulo 2**64), mixed with its length and kind, then splitmix64's finaliser."""
     codes = np.frombuffer(buffer.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     powers, inverse_powers = _power_tables(len(codes) + 1)
     prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
@@ -260,7 +267,7 @@ def _span_indices(buffer: str, starts: np.ndarray, lengths: np.ndarray, kinds: n
     x ^= x >> _U64(27)
     x *= _U64(0x94D049BB133111EB)
     x ^= x >> _U64(31)
-    return (x >> _U64(64 - n_features_log2)).astype(np.int64)
+    return x
 
 
 class HashedTokenCounts(TransformerMixin, BaseEstimator):
@@ -274,69 +281,132 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
     ((2, 65536), 7)
     >>> sorted(HashedTokenCounts(n_features_log2=16).token_names("领<money>").values())
     [['c:Ⓜ'], ['c:领'], ['c:领Ⓜ'], ['w:Ⓜ'], ['w:领']]
+
+    ``min_df`` set: a fitted vocabulary instead of a hashed space. ``fit`` keeps the tokens found in at least
+    ``min_df`` training texts, one column each (found by their 64-bit hash, so still no Python string per
+    token); other tokens are dropped. Hashing into 2**20 columns cannot drop a token seen once: it shares its
+    column with useful ones and adds noise to them, and most character 3-grams are seen once.
+    ``words=False`` leaves out the jieba words (character n-grams only). ``keep_spaces=True`` cuts the
+    n-grams from the text with its spaces (the normaliser already joined Chinese characters split by spaces;
+    the spaces left mark word and signature boundaries, ``款 Ⓢ``), not from a space-free copy.
+
+    >>> vocab = HashedTokenCounts(min_df=2, words=False).fit(["加微信", "加微信领红包", "红包"])
+    >>> vocab.n_features, sorted(name for names in vocab.token_names("加微信抢红包").values() for name in names)
+    (9, ['c:信', 'c:加', 'c:加微', 'c:加微信', 'c:包', 'c:微', 'c:微信', 'c:红', 'c:红包'])
     """
 
-    def __init__(self, n_features_log2: int = 20, ngram_min: int = 1, ngram_max: int = 3):
+    def __init__(self, n_features_log2: int = 20, ngram_min: int = 1, ngram_max: int = 3,
+                 min_df: int | None = None, words: bool = True, keep_spaces: bool = False):
         self.n_features_log2 = n_features_log2
         self.ngram_min = ngram_min
         self.ngram_max = ngram_max
+        self.min_df = min_df
+        self.words = words
+        self.keep_spaces = keep_spaces
+
+    def __setstate__(self, state):
+        # artifacts saved before min_df / words / keep_spaces existed (v1–v3): hashed, with words, spaceless
+        state.setdefault("min_df", None)
+        state.setdefault("words", True)
+        state.setdefault("keep_spaces", False)
+        super().__setstate__(state)
 
     def fit(self, X, y=None):
+        if self.min_df is None:
+            return self
+        X = list(X)
+        per_text = []
+        for lo in range(0, len(X), 4096):       # chunks bound the memory of the span arrays
+            buffer, starts, lengths, kinds, docs = _token_spans(X[lo:lo + 4096], self.ngram_min, self.ngram_max,
+                                                                self.words, self.keep_spaces)
+            hashes = _span_hashes(buffer, starts, lengths, kinds)
+            order = np.lexsort((hashes, docs))
+            hashes, docs = hashes[order], docs[order]
+            first = np.ones(len(hashes), dtype=bool)      # each token once per text: document frequency
+            first[1:] = (hashes[1:] != hashes[:-1]) | (docs[1:] != docs[:-1])
+            per_text.append(hashes[first])
+        tokens, df = np.unique(np.concatenate(per_text) if per_text else np.zeros(0, np.uint64), return_counts=True)
+        self.vocabulary_ = tokens[df >= self.min_df]
         return self
 
     def transform(self, X):
         X = list(X)
         docs, columns = self.spans(X)
         counts = sparse.csr_matrix((np.ones(len(columns), dtype=np.float64), (docs, columns)),
-                                   shape=(len(X), 1 << self.n_features_log2))
+                                   shape=(len(X), self.n_features))
         counts.sum_duplicates()
         return counts
 
+    def _columns(self, buffer: str, starts: np.ndarray, lengths: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        """Each span's column; -1 for a token outside the fitted vocabulary."""
+        if self.min_df is None:
+            return _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
+        vocabulary = self.vocabulary_
+        hashes = _span_hashes(buffer, starts, lengths, kinds)
+        if not len(vocabulary):
+            return np.full(len(hashes), -1, dtype=np.int64)
+        columns = np.minimum(np.searchsorted(vocabulary, hashes), len(vocabulary) - 1)
+        return np.where(vocabulary[columns] == hashes, columns, -1)
+
     def spans(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(docs, columns)``: the text and the feature index of every token span (repeats not yet summed)."""
-        buffer, starts, lengths, kinds, docs = _token_spans(texts, self.ngram_min, self.ngram_max)
-        return docs, _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
+        """``(docs, columns)``: the text and the feature index of every token span (repeats not yet summed;
+        tokens outside a fitted vocabulary left out)."""
+        buffer, starts, lengths, kinds, docs = _token_spans(texts, self.ngram_min, self.ngram_max, self.words,
+                                                            self.keep_spaces)
+        columns = self._columns(buffer, starts, lengths, kinds)
+        if self.min_df is None:
+            return docs, columns
+        known = columns >= 0
+        return docs[known], columns[known]
 
     @property
     def n_features(self) -> int:
-        return 1 << self.n_features_log2
+        return (1 << self.n_features_log2) if self.min_df is None else len(self.vocabulary_)
 
     def token_names(self, text: str) -> dict[int, list[str]]:
-        """Feature index → the tokens of ``text`` hashed to it (for explanations)."""
-        buffer, starts, lengths, kinds, _ = _token_spans([text], self.ngram_min, self.ngram_max)
-        columns = _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
+        """Feature index → the tokens of ``text`` counted in it (for explanations)."""
+        buffer, starts, lengths, kinds, _ = _token_spans([text], self.ngram_min, self.ngram_max, self.words,
+                                                      self.keep_spaces)
+        columns = self._columns(buffer, starts, lengths, kinds)
         names: dict[int, set[str]] = {}
         for start, length, kind, column in zip(starts.tolist(), lengths.tolist(), kinds.tolist(), columns.tolist()):
-            names.setdefault(column, set()).add(_KIND_PREFIX[kind] + buffer[start:start + length])
+            if column >= 0:
+                names.setdefault(column, set()).add(_KIND_PREFIX[kind] + buffer[start:start + length])
         return {column: sorted(tokens) for column, tokens in names.items()}
-
 
     def word_contributions(self, text: str, by_column: dict[int, float]) -> list[tuple[str, float]]:
         """Per-feature contributions (column → coef × value) regrouped for a reader: each jieba word with the
         character n-grams inside it (``w:贷款`` = w:贷款 + c:贷 + c:款 + c:贷款), and every n-gram that crosses
         a word boundary or is punctuation on its own (``c:款,``). A column hit by several spans is shared
-        equally between them, so the parts still add up to the text's total.
+        equally between them, so the parts still add up to the text's total. With ``words=False`` the words
+        are not features (``w:贷款`` = c:贷 + c:款 + c:贷款) but still group the n-grams.
 
         >>> hasher = HashedTokenCounts(n_features_log2=16)
         >>> columns = {c: 1.0 for c in hasher.token_names("贷款,")}
         >>> sorted(hasher.word_contributions("贷款,", columns))
         [('c:,', 1.0), ('c:款,', 1.0), ('c:贷款,', 1.0), ('w:贷款', 4.0)]
         """
-        buffer, starts, lengths, kinds, _ = _token_spans([text], self.ngram_min, self.ngram_max)
-        columns = _span_indices(buffer, starts, lengths, kinds, self.n_features_log2).tolist()
+        # the words are cut even when they are not features (words=False): they group the n-grams for a reader
+        buffer, starts, lengths, kinds, _ = _token_spans([text], self.ngram_min, self.ngram_max, True,
+                                                      self.keep_spaces)
+        columns = self._columns(buffer, starts, lengths, kinds)
+        if not self.words:
+            columns[kinds == _WORD] = -1
+        columns = columns.tolist()           # -1 (not a feature, or not in the vocabulary): no share
         starts, lengths, kinds = starts.tolist(), lengths.tolist(), kinds.tolist()
         spans_per_column: dict[int, int] = {}
         for column in columns:
             spans_per_column[column] = spans_per_column.get(column, 0) + 1
-        # Where each word lies in the space-free copy that the n-grams are cut from.
+        # Where each word lies in the copy that the n-grams are cut from (space-free unless keep_spaces).
         n_words = kinds.count(_WORD)
-        compact_length = (len(buffer) + buffer.count(" ")) // 2
+        keep = self.keep_spaces
+        compact_length = len(buffer) // 2 if keep else (len(buffer) + buffer.count(" ")) // 2
         compact = buffer[:compact_length]
         offset_in_chars = [0] * (compact_length + 1)
         seen = 0
         for position, char in enumerate(compact):
             offset_in_chars[position] = seen
-            seen += char != " "
+            seen += keep or char != " "
         offset_in_chars[compact_length] = seen
         word_of_char: dict[int, int] = {}
         totals: dict[str, float] = {}
@@ -355,7 +425,8 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
                 owner = word_of_char.get(first)
                 # a word is one run of characters: the n-gram lies inside it when its last character does too
                 inside = owner is not None and word_of_char.get(first + length - 1) == owner
-                name = word_names[owner] if inside else "c:" + buffer[start:start + length]
+                # a space shown as ␣: "c:␣" reads as a token, "c: " as nothing
+                name = word_names[owner] if inside else "c:" + buffer[start:start + length].replace(" ", "␣")
             totals[name] = totals.get(name, 0.0) + share
         return list(totals.items())
 
@@ -456,20 +527,28 @@ class CalibratedLinear(ClassifierMixin, BaseEstimator):
     which is what the decision threshold is picked on; the model kept is one fit on all data.
     ``nb_scale`` and ``domain_share`` are :func:`fit_linear`'s; everything fitted from labels (log-count
     ratios, domain corrections) is fitted inside each fold, so out-of-fold scores never see their own labels.
+
+    ``fold_min_df``: the features come from a vocabulary fitted on all rows (``HashedTokenCounts(min_df)``), in
+    which a text's n-gram has a column when one other text has it too. A new message's n-gram needs two
+    *training* texts. So each fold drops the columns that fewer than ``fold_min_df`` of its training rows have,
+    and its out-of-fold scores see the features a new message would. Without this, out-of-fold scores were
+    more confident than a new message's, and the threshold picked on them was too.
     """
 
     nb_scale = 0.0       # artifacts saved before these parameters existed load without them
     domain_share = 1.0
     plain_share = 0.0
+    fold_min_df = None
 
     def __init__(self, C: float = 30.0, folds: int = 3, seed: int = 42, nb_scale: float = 0.0,
-                 domain_share: float = 1.0, plain_share: float = 0.0):
+                 domain_share: float = 1.0, plain_share: float = 0.0, fold_min_df: int | None = None):
         self.C = C
         self.folds = folds
         self.seed = seed
         self.nb_scale = nb_scale
         self.domain_share = domain_share
         self.plain_share = plain_share
+        self.fold_min_df = fold_min_df
 
     def fit(self, X, y, sample_weight=None, groups=None, domain=None):
         """``groups`` (template keys) keep a template inside one fold, so out-of-fold scores look like scores
@@ -485,11 +564,17 @@ class CalibratedLinear(ClassifierMixin, BaseEstimator):
             folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(X, y)
         else:
             folds = StratifiedGroupKFold(self.folds, shuffle=True, random_state=self.seed).split(X, y, groups)
+        X = sparse.csr_matrix(X)
         for train, test in folds:
-            fold = fit_linear(X[train], y[train], weight[train], self.C, self.nb_scale,
+            X_train, X_test = X[train], X[test]
+            if self.fold_min_df:
+                known = np.bincount(X_train.indices, minlength=X.shape[1]) >= self.fold_min_df
+                keep = sparse.diags(known.astype(np.float64))
+                X_train, X_test = (X_train @ keep).tocsr(), (X_test @ keep).tocsr()
+            fold = fit_linear(X_train, y[train], weight[train], self.C, self.nb_scale,
                               None if domain is None else np.asarray(domain)[train], self.domain_share,
                               self.plain_share)
-            oof[test] = fold.decision_function(X[test])
+            oof[test] = fold.decision_function(X_test)
         platt = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), y, sample_weight=weight)
         self.slope_, self.intercept_ = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         self.oof_proba_ = self._sigmoid(oof)

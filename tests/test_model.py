@@ -54,6 +54,7 @@ def test_explain_gives_readable_tokens_pushing_towards_spam(model):
     assert all(value > 0 for _, value in reasons)
     assert [v for _, v in reasons] == sorted((v for _, v in reasons), reverse=True)
     assert all(not re.fullmatch(r"#\d+", name) for name, _ in reasons)  # token text, not a hash index
+    assert all(" " not in name for name, _ in model.explain(LOAN, k=50))   # a space token reads as ␣
     assert any("贷款" in name or "放款" in name or "抵押" in name for name, _ in reasons), reasons
 
 
@@ -168,6 +169,34 @@ def test_hashed_token_counts_count_the_analyzer_tokens_plus_character_unigrams()
         assert set(batch[i].indices.tolist()) == set(names)
     alone = hasher.transform(texts[7:8])
     assert (alone != batch[7]).nnz == 0                    # a text's features do not depend on its batch
+
+
+def test_a_fitted_vocabulary_counts_what_scikit_learns_char_ngram_vectorizer_counts():
+    """min_df: one column per n-gram seen in >= min_df training texts, found by its 64-bit hash; the counts
+    must be CountVectorizer's (char 1–3-grams of the compact text, spaces kept), token for token."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from detector.model import _SENTINEL, _TYPED, HashedTokenCounts, model_text
+    from training.cli import resolve_data
+    from training.data import load_tsv
+
+    texts = [model_text(t) for t in load_tsv(resolve_data("raw_dev.tsv")).texts[:600]]
+    compact = [_TYPED.sub(lambda m: _SENTINEL[m.group()], t) for t in texts]
+    assert any(" " in t for t in compact)              # not vacuous: spaces are kept, so n-grams cross them
+    train, test = texts[:400], texts[400:]
+    ours = HashedTokenCounts(min_df=2, words=False, keep_spaces=True).fit(train)
+    theirs = CountVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, lowercase=False).fit(compact[:400])
+    assert ours.n_features == len(theirs.vocabulary_)
+    counted, expected = ours.transform(test).tocsr(), theirs.transform(compact[400:]).tocsr()
+    names = {v: k for k, v in theirs.vocabulary_.items()}
+    for i, text in enumerate(test):
+        column_names = ours.token_names(text)             # every column of the row, each one token
+        mine = {column_names[c][0][2:]: v for c, v in zip(counted[i].indices.tolist(), counted[i].data.tolist())}
+        assert all(len(column_names[c]) == 1 for c in counted[i].indices.tolist())
+        assert mine == {names[c]: v for c, v in zip(expected[i].indices.tolist(), expected[i].data.tolist())}
+    # an n-gram seen in one training text has no column: it is dropped, not hashed onto a useful one
+    assert ours.transform(["罕见的词组合"]).nnz < HashedTokenCounts(words=False, keep_spaces=True).transform(
+        ["罕见的词组合"]).nnz
 
 
 def test_the_previous_model_layout_still_loads_scores_and_explains():
