@@ -1,6 +1,8 @@
 """Training workflow end to end on small samples of the real data: train, evaluate, models, splits."""
 from __future__ import annotations
 
+import collections
+
 import json
 import re
 
@@ -126,6 +128,31 @@ def test_unpunctuated_rows_are_fitted_without_the_marks_their_normal_class_lost(
     assert rows_with("!", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 0
 
 
+def test_mark_set_2_drops_every_character_that_dev_normal_messages_lost():
+    """A corpus artifact is a character dev.tsv's normal class never has, while its spam and raw_dev's normal
+    messages do: fitted as is, it is learned as spam and flags real notifications. Set 2 drops every one found in
+    the data (between Chinese characters; URLs and numbers keep their dots, which the normaliser types anyway);
+    set 1 (v3) left the space among others."""
+    from training.cli import resolve_data
+    from training.data import load_tsv
+    from training.train import without_stripped_marks
+
+    dev, raw = load_tsv(resolve_data("dev.tsv")), load_tsv(resolve_data("raw_dev.tsv"))
+
+    def share(rows: list[str]) -> collections.Counter:
+        counts = collections.Counter(ch for text in rows for ch in set(text))
+        return collections.Counter({ch: n / len(rows) for ch, n in counts.items()})
+
+    dev_normal = share([t for t, y in zip(dev.texts, dev.labels) if y == 0])
+    dev_spam = share([t for t, y in zip(dev.texts, dev.labels) if y == 1])
+    raw_normal = share([t for t, y in zip(raw.texts, raw.labels) if y == 0])
+    lost = {ch for ch, p in dev_spam.items() if p > 0.002 and not dev_normal[ch] and raw_normal[ch] > 0.005}
+    assert {" ", ".", ":", "[", "]"} <= lost
+    dropped = {ch for ch in lost if without_stripped_marks(f"您好{ch}明天", 2) == "您好明天"}
+    assert dropped == lost
+    assert " " not in {ch for ch in lost if without_stripped_marks(f"您好{ch}明天", 1) == "您好明天"}
+
+
 def test_domain_copies_and_blends_fold_into_one_linear_model_on_the_plain_features():
     """Domain corrections and the plain blend end in one coef_ over the served columns (what explanations
     read), and that model decides as the augmented fit does on domain rows / as the average of the two."""
@@ -149,3 +176,39 @@ def test_domain_copies_and_blends_fold_into_one_linear_model_on_the_plain_featur
     both = (fit_linear(X, y, w, 5.0, nb_scale=1.0, domain=domain).decision_function(X)
             + fit_linear(X, y, w, 5.0).decision_function(X)) / 2
     assert np.allclose(blended.decision_function(X), both)
+
+
+def test_out_of_fold_scores_only_use_columns_two_training_rows_of_the_fold_have(monkeypatch):
+    """With a vocabulary fitted on all rows, a text's rare n-gram has a column because one other text has it; a
+    new message's needs two training texts. Each fold must drop the columns its own training rows lack."""
+    from scipy import sparse
+
+    from detector import model as model_module
+
+    rng = np.random.default_rng(0)
+    X = sparse.random(120, 40, density=0.08, random_state=1, format="csr")
+    X.data[:] = 1.0
+    y = (rng.random(120) < 0.4).astype(int)
+    y[:2] = [0, 1]
+    seen = []
+    real_fit_linear = model_module.fit_linear
+
+    def recording(X_train, y_train, *args, **kwargs):
+        seen.append(X_train)
+        return real_fit_linear(X_train, y_train, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "fit_linear", recording)
+    model_module.CalibratedLinear(folds=3, fold_min_df=2).fit(X, y)
+    folds = seen[:3]                      # the last call is the final fit on all rows
+    for X_train in folds:
+        kept = np.bincount(X_train.indices, minlength=40)
+        assert kept[kept > 0].min() >= 2
+    assert seen[3].nnz == X.nnz           # the served model keeps every column
+    seen.clear()
+    model_module.CalibratedLinear(folds=3).fit(X, y)
+
+    def rarest(X_train) -> int:
+        counts = np.bincount(X_train.indices, minlength=40)
+        return int(counts[counts > 0].min())
+
+    assert min(rarest(X_train) for X_train in seen[:3]) == 1   # without it, a fold fits a column one row has

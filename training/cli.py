@@ -50,10 +50,22 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--threshold-on", default="", metavar="NAME",
                   help="Pick the threshold on the out-of-fold scores of this data set only (file stem, e.g. raw_dev).")
     @click.option("--C", "C", type=float, default=30.0, show_default=True, help="Inverse L2 strength.")
-    @click.option("--features-log2", type=int, default=20, show_default=True, help="Hashed feature space size (log2).")
+    @click.option("--features-log2", type=int, default=20, show_default=True,
+                  help="Hashed feature space size (log2); unused with --min-df.")
+    @click.option("--min-df", type=int, default=None,
+                  help="A fitted vocabulary of the tokens in at least this many training texts, instead of a "
+                       "hashed space (tokens seen once are dropped rather than sharing columns with useful ones).")
+    @click.option("--words/--no-words", default=True, show_default=True,
+                  help="Jieba words beside the character n-grams.")
+    @click.option("--keep-spaces", is_flag=True,
+                  help="Cut the character n-grams from the text with its spaces (word and signature boundaries), "
+                       "not from a space-free copy.")
     @click.option("--unpunctuated", "unpunctuated", multiple=True, metavar="NAME",
                   help="Data set (file stem) whose normal class lost its punctuation in the corpus (dev): its rows "
                        "are fitted with those marks dropped from both classes. Test rows are never changed.")
+    @click.option("--stripped-marks", type=click.Choice(["1", "2"]), default="1", show_default=True,
+                  help="Which marks --unpunctuated drops: 1 (v3) ，！。()；【】《》-; 2 also spaces and . : [ ] ？ # _ @ "
+                       "(outside URLs and numbers), which dev.tsv's normal class lost too.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
     @click.option("--nb-scale", type=float, default=0.0, show_default=True,
@@ -69,7 +81,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--seed", type=int, default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              unpunctuated, char_ngrams, nb_scale, domain, domain_share, plain_share, seed,
+              min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share, plain_share, seed,
               promote):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
@@ -96,9 +108,12 @@ def register(main: click.Group, bench: click.Group) -> None:
         low, _, high = char_ngrams.partition("-")
         if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 6):
             raise ConfigError(f"--char-ngrams {char_ngrams!r}: expected MIN-MAX, e.g. 1-3")
+        if min_df is not None and min_df < 1:
+            raise ConfigError(f"--min-df {min_df}: expected 1 or more")
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
+                             min_df=min_df, words=words, keep_spaces=keep_spaces,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
-                             weights=weight_map, unpunctuated=tuple(unpunctuated), nb_scale=nb_scale,
+                             weights=weight_map, unpunctuated=tuple(unpunctuated), stripped_marks=int(stripped_marks), nb_scale=nb_scale,
                              domain=domain, domain_share=domain_share, plain_share=plain_share)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

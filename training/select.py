@@ -30,6 +30,10 @@ class Config:
     domain_share: float = -1.0     # >= 0: feature augmentation with raw_dev as the domain (see fit_linear)
     plain_share: float = 0.0
     cues: bool = False             # two extra flags (notification / promotion wording), select.py only
+    min_df: int | None = None      # a vocabulary of char n-grams in >= min_df texts of each fold's training rows
+    keep_spaces: bool = False      # n-grams cut from the text with its spaces (see HashedTokenCounts)
+    words: bool = True
+    marks: int = 1                 # the set of marks dropped from dev rows (training.train.STRIPPED_MARK_SETS)
 
 
 def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -39,7 +43,7 @@ def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[fl
     return metrics["f1"], metrics["false_positive_rate"]
 
 
-def _training_rows(seed: int = 42):
+def _training_rows(seed: int = 42, marks: int = 1):
     from training.cli import resolve_data
     from training.data import load_tsv, parse_split, split_indices
     from training.train import without_stripped_marks
@@ -50,7 +54,7 @@ def _training_rows(seed: int = 42):
         train, _ = split_indices(data, parse_split(spec), seed)
         for i in train:
             text = data.texts[i]
-            texts.append(without_stripped_marks(text) if data.name == "dev" else text)
+            texts.append(without_stripped_marks(text, marks) if data.name == "dev" else text)
             labels.append(int(data.labels[i]))
             sources.append(data.name)
     return texts, np.asarray(labels), np.asarray(sources)
@@ -78,17 +82,44 @@ def _features(normal: list[str], ngram_max: int, binary: bool, cues: bool = Fals
     return sparse.hstack(blocks).tocsr()
 
 
+def _vocabulary_features(normal: list[str], config: Config):
+    """Counts over every n-gram of the rows (min_df 1); :func:`out_of_fold` keeps, per fold, the columns
+    its training rows have in ``config.min_df`` texts and fits the TF-IDF there, as the pipeline would."""
+    from scipy import sparse
+
+    from detector.model import HashedTokenCounts, StructuralFeatures
+
+    counts = HashedTokenCounts(min_df=1, words=config.words, keep_spaces=config.keep_spaces,
+                               ngram_max=config.ngram_max).fit(normal).transform(normal)
+    return counts, sparse.csr_matrix(StructuralFeatures().transform(normal))
+
+
+def _fold_matrices(counts, structure, train, test, min_df: int):
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    kept = np.bincount(counts[train].indices, minlength=counts.shape[1]) >= min_df
+    columns = np.flatnonzero(kept)
+    tfidf = TfidfTransformer(sublinear_tf=True).fit(counts[train][:, columns])
+    return [sparse.hstack([tfidf.transform(counts[rows][:, columns]), structure[rows]]).tocsr()
+            for rows in (train, test)]
+
+
 def out_of_fold(X, y, weight, groups, config: Config, raw, folds: int = 3, seed: int = 42) -> np.ndarray:
     from sklearn.model_selection import StratifiedGroupKFold
 
     from detector.model import fit_linear
 
     oof = np.empty(len(y))
-    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, groups):
+    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(raw, y, groups):
+        if config.min_df is None:
+            X_train, X_test = X[train], X[test]
+        else:
+            X_train, X_test = _fold_matrices(*X, train, test, config.min_df)
         domain = raw[train] if config.domain_share >= 0 else None
-        model = fit_linear(X[train], y[train], weight[train], config.C, config.nb_scale, domain, config.domain_share,
+        model = fit_linear(X_train, y[train], weight[train], config.C, config.nb_scale, domain, config.domain_share,
                            config.plain_share)
-        oof[test] = model.decision_function(X[test])
+        oof[test] = model.decision_function(X_test)
     return oof
 
 
@@ -121,6 +152,32 @@ def main() -> None:
                Config("blend", nb_scale=1.0, domain_share=1.0, plain_share=0.5),
                Config("blend-w4:12-cues", nb_scale=1.0, domain_share=1.0, raw_weight="4:12", plain_share=0.5,
                       cues=True)]
+    # session 5: a vocabulary of n-grams seen in >= 2 training texts instead of 2**20 hashed columns
+    vocab = dict(min_df=2, raw_weight="4:12")
+    chars = dict(words=False, keep_spaces=True, min_df=2)
+    configs += [Config("vocab-words", **vocab), Config("vocab-chars", words=False, **vocab),
+                Config("vocab-chars-spaces", words=False, keep_spaces=True, **vocab),
+                Config("vocab-words-spaces", keep_spaces=True, **vocab),
+                Config("vocab-chars-spaces-C100", words=False, keep_spaces=True, C=100, **vocab),
+                Config("vocab-chars-spaces-C10", words=False, keep_spaces=True, C=10, **vocab),
+                Config("vocab-chars-spaces-df3", words=False, keep_spaces=True, min_df=3, raw_weight="4:12"),
+                Config("vocab-chars-spaces-blend", words=False, keep_spaces=True, nb_scale=1.0, domain_share=1.0,
+                       plain_share=0.5, **vocab),
+                Config("vocab-chars-spaces-blend-C100", words=False, keep_spaces=True, nb_scale=1.0,
+                       domain_share=1.0, plain_share=0.5, C=100, **vocab),
+                Config("vocab-chars-spaces-w2:6", raw_weight="2:6", **chars),
+                Config("vocab-chars-spaces-w8:24", raw_weight="8:24", **chars),
+                Config("vocab-chars-spaces-w16:36", raw_weight="16:36", **chars),
+                Config("vocab-chars-spaces-w16:48", raw_weight="16:48", **chars),
+                Config("vocab-chars-w16:48", words=False, min_df=2, raw_weight="16:48"),
+                Config("vocab-chars-spaces-w32:96", raw_weight="32:96", **chars),
+                Config("vocab-chars-spaces-blend-w8:24", raw_weight="8:24", nb_scale=1.0, domain_share=1.0,
+                       plain_share=0.5, **chars)]
+    # the same after dev rows also lose the marks of set 2 (spaces, . : [ ] ？ # _ @), which its normal class lost
+    configs += [Config(**{**c.__dict__, "name": f"marks2-{c.name}", "marks": 2}) for c in configs
+                if c.name.startswith("vocab")]
+    configs += [Config("marks2-blend-w4:12", nb_scale=1.0, domain_share=1.0, raw_weight="4:12", plain_share=0.5,
+                       marks=2)]
     if args.configs != "all":
         wanted = args.configs.split(",")
         configs = [c for c in configs if c.name in wanted]
@@ -128,11 +185,19 @@ def main() -> None:
     groups = np.asarray([template_key(t) for t in texts])
     normal = TextNormalizer().transform(texts)
     raw = sources == "raw_dev"
+    normal_by_marks = {1: normal}
     matrices = {}
     for config in configs:
-        key = (config.ngram_max, config.binary, config.cues)
-        if key not in matrices:
-            matrices[key] = _features(normal, *key)
+        if config.marks not in normal_by_marks:      # the same rows, dev rows with another set of marks dropped
+            normal_by_marks[config.marks] = TextNormalizer().transform(_training_rows(marks=config.marks)[0])
+        if config.min_df is None:
+            key = (config.ngram_max, config.binary, config.cues, config.marks)
+            if key not in matrices:
+                matrices[key] = _features(normal_by_marks[config.marks], *key[:3])
+        else:
+            key = ("vocabulary", config.ngram_max, config.words, config.keep_spaces, config.marks)
+            if key not in matrices:
+                matrices[key] = _vocabulary_features(normal_by_marks[config.marks], config)
         spam, other = _parse_weight(config.raw_weight)
         weight = np.where(raw, np.where(y == 1, spam, other), 1.0)
         started = time.perf_counter()
