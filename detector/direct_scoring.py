@@ -7,8 +7,8 @@ the dot product (1,485 texts/s in calls of 5 texts, 13,579 in calls of 1,000; ``
 :func:`compile_scoring` reads the parameters of the pipeline's *fitted* steps and returns a function
 that does the same arithmetic directly:
 
-    model text → hashed token spans → counts → sublinear tf × idf → l2 norm → · coef (+ structural flags
-    · their coef) + intercept → Platt sigmoid
+    model text → token spans → columns (hashed, or a fitted vocabulary) → counts → sublinear tf × idf
+    → l2 norm → · coef (+ structural flags · their coef) + intercept → Platt sigmoid
 
 Nothing is refitted or copied: the function reads the same step objects the artifact holds, so training and
 serving still share one pipeline. It returns None for any pipeline whose shape or step parameters it does
