@@ -116,17 +116,22 @@ class _DagCutter:
         return tuple(words)
 
 
+def _segmenter() -> _DagCutter:
+    """The word segmenter, built on first use (~0.3 s, once per process)."""
+    global _cutter
+    if _cutter is None:
+        _cutter = _DagCutter(_jieba())
+    return _cutter
+
+
 def _segment(run: str) -> tuple[str, ...]:
     """jieba words of one run of Chinese characters (without HMM: faster, and steadier on short SMS).
 
     Runs are clauses, which repeat across messages, so the result is cached.
     """
-    global _cutter
     words = _segment_cache.get(run)
     if words is None:
-        if _cutter is None:
-            _cutter = _DagCutter(_jieba())
-        words = _cutter.cut(run)
+        words = _segmenter().cut(run)
         if len(_segment_cache) >= _SEGMENT_CACHE_MAX:
             _segment_cache.clear()
         _segment_cache[run] = words
@@ -639,6 +644,9 @@ class SpamModel:
         self.threshold: float = float(manifest["threshold"])
         self.version = f"{self.name}@{artifact_sha256[:12]}"
         self._direct = _direct_scoring(pipeline, self.name)
+        # Explanations cut jieba words even when the model has none as features (v4): build the segmenter now,
+        # or a worker's first flagged batch would wait for it.
+        _segmenter()
 
     def __repr__(self) -> str:
         return f"SpamModel({self.version!r}, threshold={self.threshold:.3f})"
