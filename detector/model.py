@@ -275,6 +275,35 @@ def _span_hashes(buffer: str, starts: np.ndarray, lengths: np.ndarray, kinds: np
     return x
 
 
+_BUCKET_BITS = 20
+
+
+def _vocabulary_columns(vocabulary: np.ndarray, bounds: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Each hash's index in the sorted ``vocabulary``, or -1. ``bounds[b]`` is where the hashes whose top
+    ``_BUCKET_BITS`` bits are ``b`` start; a bucket holds well under one entry on average, so most lookups are
+    one comparison and the loop runs as many rounds as the fullest bucket searched has entries.
+
+    >>> vocabulary = np.array([3, 7, 1 << 62, (1 << 62) + 5], dtype=np.uint64)
+    >>> bounds = np.searchsorted(vocabulary, np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64)
+    ...                          << np.uint64(64 - _BUCKET_BITS))
+    >>> bounds[-1] = len(vocabulary)
+    >>> _vocabulary_columns(vocabulary, bounds, np.array([7, 5, (1 << 62) + 5, 3], dtype=np.uint64)).tolist()
+    [1, -1, 3, 0]
+    """
+    bucket = (hashes >> _U64(64 - _BUCKET_BITS)).astype(np.int64)
+    position, end = bounds[bucket], bounds[bucket + 1]
+    columns = np.full(len(hashes), -1, dtype=np.int64)
+    todo = np.flatnonzero(position < end)
+    while len(todo):
+        at = position[todo]
+        found = vocabulary[at] == hashes[todo]
+        columns[todo[found]] = at[found]
+        todo = todo[~found]
+        position[todo] += 1
+        todo = todo[position[todo] < end[todo]]
+    return columns
+
+
 class HashedTokenCounts(TransformerMixin, BaseEstimator):
     """Pipeline step: model texts → counts of hashed ``w:`` jieba words and ``c:`` character n-grams.
 
@@ -314,7 +343,13 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
         state.setdefault("min_df", None)
         state.setdefault("words", True)
         state.setdefault("keep_spaces", False)
+        state.pop("_buckets", None)
         super().__setstate__(state)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_buckets", None)         # an index rebuilt from vocabulary_ on first use; not saved
+        return state
 
     def fit(self, X, y=None):
         if self.min_df is None:
@@ -346,12 +381,19 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
         """Each span's column; -1 for a token outside the fitted vocabulary."""
         if self.min_df is None:
             return _span_indices(buffer, starts, lengths, kinds, self.n_features_log2)
-        vocabulary = self.vocabulary_
         hashes = _span_hashes(buffer, starts, lengths, kinds)
-        if not len(vocabulary):
-            return np.full(len(hashes), -1, dtype=np.int64)
-        columns = np.minimum(np.searchsorted(vocabulary, hashes), len(vocabulary) - 1)
-        return np.where(vocabulary[columns] == hashes, columns, -1)
+        return _vocabulary_columns(self.vocabulary_, self._bucket_index(), hashes)
+
+    def _bucket_index(self) -> np.ndarray:
+        """Where each run of vocabulary hashes with the same top bits starts (a binary search over the
+        whole vocabulary is a cache miss per step: about half of the feature cost)."""
+        buckets = getattr(self, "_buckets", None)
+        if buckets is None or buckets[0] is not self.vocabulary_:
+            top = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << _U64(64 - _BUCKET_BITS)
+            bounds = np.searchsorted(self.vocabulary_, top)
+            bounds[-1] = len(self.vocabulary_)            # the last boundary, 2**64, wrapped to 0
+            buckets = self._buckets = (self.vocabulary_, bounds)
+        return buckets[1]
 
     def spans(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(docs, columns)``: the text and the feature index of every token span (repeats not yet summed;

@@ -199,6 +199,23 @@ def test_a_fitted_vocabulary_counts_what_scikit_learns_char_ngram_vectorizer_cou
         ["罕见的词组合"]).nnz
 
 
+def test_the_vocabulary_lookup_index_is_rebuilt_not_saved_in_the_artifact(tmp_path):
+    import skops.io as sio
+
+    from detector.model import TRUSTED_TYPES, HashedTokenCounts
+
+    texts = ["加微信领红包", "加微信抢红包", "明天开会", "明天下雨", "红包雨"]
+    counts = HashedTokenCounts(min_df=2, words=False, keep_spaces=True).fit(texts)
+    before = counts.transform(texts + ["没见过的字"])
+    assert counts.__dict__.get("_buckets") is not None          # built on first use
+    sio.dump(counts, tmp_path / "c.skops")
+    loaded = sio.load(tmp_path / "c.skops", trusted=TRUSTED_TYPES)
+    assert "_buckets" not in loaded.__dict__
+    assert (loaded.transform(texts + ["没见过的字"]) != before).nnz == 0
+    loaded.vocabulary_ = loaded.vocabulary_[:3]                  # a new vocabulary gets a new index
+    assert loaded.transform(texts).shape[1] == 3
+
+
 def test_the_previous_model_layout_still_loads_scores_and_explains():
     """Rollback target: zh-linear-v1 (HashingVectorizer over analyze) keeps working beside the new layout."""
     from pathlib import Path
