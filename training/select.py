@@ -170,6 +170,7 @@ def main() -> None:
                 Config("vocab-chars-spaces-w16:36", raw_weight="16:36", **chars),
                 Config("vocab-chars-spaces-w16:48", raw_weight="16:48", **chars),
                 Config("vocab-chars-w16:48", words=False, min_df=2, raw_weight="16:48"),
+                Config("vocab-words-spaces-w16:48", keep_spaces=True, min_df=2, raw_weight="16:48"),
                 Config("vocab-chars-spaces-w32:96", raw_weight="32:96", **chars),
                 Config("vocab-chars-spaces-blend-w8:24", raw_weight="8:24", nb_scale=1.0, domain_share=1.0,
                        plain_share=0.5, **chars)]
