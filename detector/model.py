@@ -390,7 +390,7 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
         buckets = getattr(self, "_buckets", None)
         if buckets is None or buckets[0] is not self.vocabulary_:
             top = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << _U64(64 - _BUCKET_BITS)
-            bounds = np.searchsorted(self.vocabulary_, top)
+            bounds = np.searchsorted(self.vocabulary_, top).astype(np.int32)     # 4 MB
             bounds[-1] = len(self.vocabulary_)            # the last boundary, 2**64, wrapped to 0
             buckets = self._buckets = (self.vocabulary_, bounds)
         return buckets[1]
