@@ -343,7 +343,6 @@ class HashedTokenCounts(TransformerMixin, BaseEstimator):
         state.setdefault("min_df", None)
         state.setdefault("words", True)
         state.setdefault("keep_spaces", False)
-        state.pop("_buckets", None)
         super().__setstate__(state)
 
     def __getstate__(self):
@@ -567,6 +566,15 @@ def fit_linear(X, y, weight, C: float, nb_scale: float = 0.0, domain=None, domai
     return model
 
 
+def columns_in_rows(X, min_rows: int) -> np.ndarray:
+    """Which columns of a csr matrix (no explicit zeros) have a value in at least ``min_rows`` rows.
+
+    >>> columns_in_rows(sparse.csr_matrix(np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])), 2).tolist()
+    [True, False, False]
+    """
+    return np.bincount(X.indices, minlength=X.shape[1]) >= min_rows
+
+
 class CalibratedLinear(ClassifierMixin, BaseEstimator):
     """Logistic regression with Platt scaling fitted on its own out-of-fold decision values.
 
@@ -615,8 +623,7 @@ class CalibratedLinear(ClassifierMixin, BaseEstimator):
         for train, test in folds:
             X_train, X_test = X[train], X[test]
             if self.fold_min_df:
-                known = np.bincount(X_train.indices, minlength=X.shape[1]) >= self.fold_min_df
-                keep = sparse.diags(known.astype(np.float64))
+                keep = sparse.diags(columns_in_rows(X_train, self.fold_min_df).astype(np.float64))
                 X_train, X_test = (X_train @ keep).tocsr(), (X_test @ keep).tocsr()
             fold = fit_linear(X_train, y[train], weight[train], self.C, self.nb_scale,
                               None if domain is None else np.asarray(domain)[train], self.domain_share,

@@ -81,8 +81,8 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--seed", type=int, default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share, plain_share, seed,
-              promote):
+              min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share,
+              plain_share, seed, promote):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -113,7 +113,8 @@ def register(main: click.Group, bench: click.Group) -> None:
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
                              min_df=min_df, words=words, keep_spaces=keep_spaces,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
-                             weights=weight_map, unpunctuated=tuple(unpunctuated), stripped_marks=int(stripped_marks), nb_scale=nb_scale,
+                             weights=weight_map, unpunctuated=tuple(unpunctuated),
+                             stripped_marks=int(stripped_marks), nb_scale=nb_scale,
                              domain=domain, domain_share=domain_share, plain_share=plain_share)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

@@ -43,21 +43,27 @@ def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[fl
     return metrics["f1"], metrics["false_positive_rate"]
 
 
-def _training_rows(seed: int = 42, marks: int = 1):
+def _training_rows(seed: int = 42):
+    """The training rows as they are (dev rows not yet stripped: see :func:`_as_fitted`)."""
     from training.cli import resolve_data
     from training.data import load_tsv, parse_split, split_indices
-    from training.train import without_stripped_marks
 
     texts, labels, sources = [], [], []
     for name, spec in (("dev.tsv", "stratified:0.2"), ("raw_dev.tsv", "template:0.3")):
         data = load_tsv(resolve_data(name))
         train, _ = split_indices(data, parse_split(spec), seed)
         for i in train:
-            text = data.texts[i]
-            texts.append(without_stripped_marks(text, marks) if data.name == "dev" else text)
+            texts.append(data.texts[i])
             labels.append(int(data.labels[i]))
             sources.append(data.name)
     return texts, np.asarray(labels), np.asarray(sources)
+
+
+def _as_fitted(texts: list[str], sources: np.ndarray, marks: int) -> list[str]:
+    """The rows as training fits them with ``--unpunctuated dev --stripped-marks MARKS``."""
+    from training.train import without_stripped_marks
+
+    return [without_stripped_marks(t, marks) if source == "dev" else t for t, source in zip(texts, sources)]
 
 
 # Candidate structural flags, tried here before touching the serving pipeline's StructuralFeatures.
@@ -98,8 +104,9 @@ def _fold_matrices(counts, structure, train, test, min_df: int):
     from scipy import sparse
     from sklearn.feature_extraction.text import TfidfTransformer
 
-    kept = np.bincount(counts[train].indices, minlength=counts.shape[1]) >= min_df
-    columns = np.flatnonzero(kept)
+    from detector.model import columns_in_rows
+
+    columns = np.flatnonzero(columns_in_rows(counts[train], min_df))
     tfidf = TfidfTransformer(sublinear_tf=True).fit(counts[train][:, columns])
     return [sparse.hstack([tfidf.transform(counts[rows][:, columns]), structure[rows]]).tocsr()
             for rows in (train, test)]
@@ -182,15 +189,15 @@ def main() -> None:
     if args.configs != "all":
         wanted = args.configs.split(",")
         configs = [c for c in configs if c.name in wanted]
-    texts, y, sources = _training_rows()
+    rows, y, sources = _training_rows()
+    texts = _as_fitted(rows, sources, 1)
     groups = np.asarray([template_key(t) for t in texts])
-    normal = TextNormalizer().transform(texts)
     raw = sources == "raw_dev"
-    normal_by_marks = {1: normal}
+    normal_by_marks = {1: TextNormalizer().transform(texts)}
     matrices = {}
     for config in configs:
         if config.marks not in normal_by_marks:      # the same rows, dev rows with another set of marks dropped
-            normal_by_marks[config.marks] = TextNormalizer().transform(_training_rows(marks=config.marks)[0])
+            normal_by_marks[config.marks] = TextNormalizer().transform(_as_fitted(rows, sources, config.marks))
         if config.min_df is None:
             key = (config.ngram_max, config.binary, config.cues, config.marks)
             if key not in matrices:
