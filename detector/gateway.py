@@ -164,7 +164,8 @@ class Gateway:
             try:
                 await self._poller
             except asyncio.CancelledError:
-                pass
+                if asyncio.current_task().cancelling():     # close() itself was cancelled: do not swallow that
+                    raise
         await self.store.close()
 
     async def __aenter__(self) -> "Gateway":

@@ -45,6 +45,37 @@ RECENT_ACTIONS = 200
 SSE_PING_S = 15.0
 SEVERITY = {"block": 4, "throttle": 3, "watch": 2, "normal": 1, "allowlist": 0}
 SHUTDOWN_STEP_S = 10.0   # longest each Kafka client may take to close when the dashboard stops
+
+
+async def bounded(step: Any, seconds: float, what: str) -> None:
+    """Run one shutdown step for at most ``seconds``, then leave it behind (cancelled) and go on.
+
+    ``asyncio.wait_for`` is not enough: on timeout it cancels the step and then waits for it to finish, and a
+    step that swallows its cancellation (a consumer loop's ``stop()`` awaiting a task stuck in a client's
+    close) keeps it waiting forever. That hung a test teardown for 300 s once.
+
+    >>> async def slow_to_die():
+    ...     try:
+    ...         await asyncio.sleep(60)
+    ...     except asyncio.CancelledError:
+    ...         await asyncio.sleep(0.5)       # swallows its cancellation and goes on for a while
+    >>> async def took(step):
+    ...     started = time.monotonic()
+    ...     await step
+    ...     return time.monotonic() - started
+    >>> asyncio.run(took(bounded(slow_to_die(), 0.05, "step"))) < 0.3
+    True
+    >>> asyncio.run(took(asyncio.wait_for(slow_to_die(), 0.05))) >= 0.5     # what wait_for does
+    True
+    """
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("dashboard shutdown step timed out", extra={"step": what, "seconds": seconds})
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("dashboard shutdown step failed", extra={"step": what, "error": repr(task.exception())[:200]})
 _ERROR_STATUS = {InvalidAction: 400, KafkaUnavailable: 503, StateUnavailable: 503, AuditError: 500}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
@@ -97,21 +128,16 @@ class Dashboard:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await bounded(asyncio.gather(*self._tasks, return_exceptions=True), SHUTDOWN_STEP_S, "background tasks")
         # a Kafka client stuck on a broker that went away must not hang the shutdown
-        for closing in (self.follower.stop(), self.complaints.stop(), self.publisher.close()):
-            try:
-                await asyncio.wait_for(closing, SHUTDOWN_STEP_S)
-            except asyncio.TimeoutError:
-                log.warning("dashboard shutdown step timed out", extra={"seconds": SHUTDOWN_STEP_S})
+        for closing, what in ((self.follower.stop(), "decision follower"), (self.complaints.stop(), "complaints"),
+                              (self.publisher.close(), "publisher")):
+            await bounded(closing, SHUTDOWN_STEP_S, what)
         for queue in list(self._subscribers):     # end every open stream (None), even a backed-up one
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(None)
-        with contextlib.suppress(Exception):
-            await self.store.close()
+        await bounded(self.store.close(), SHUTDOWN_STEP_S, "state store")
 
     # -- feeds -------------------------------------------------------------------------------------
     def _on_record(self, topic: str, value: dict[str, Any]) -> None:

@@ -66,7 +66,8 @@ class ConsumerLoop:
             try:
                 await self._task
             except asyncio.CancelledError:
-                pass
+                if asyncio.current_task().cancelling():     # stop() itself was cancelled: do not swallow that
+                    raise
 
     async def _run(self) -> None:
         while True:
