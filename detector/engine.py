@@ -92,6 +92,11 @@ _SENDER_ATTRS = ("port", "sp_id", "signature")
 _COUNTING_OPS = (Counter, FieldCounters)     # ops with an amount: a redelivered message reads them with 0
 
 
+def _port_blocked() -> Reason:
+    """The reason of a message blocked because its port is (weight 0: it explains, it adds no risk)."""
+    return Reason("port_blocked", 1.0, 0.0, "the port is blocked")
+
+
 def _reason_strength(reason: Reason) -> float:
     return -abs(reason.value * reason.weight)
 
@@ -221,9 +226,9 @@ class Engine:
         to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
             decision.port_state = states[decision.port].state if decision.port in states else "normal"
-            if decision.port_state == "block" and decision.action != "block":
+            if decision.port_state == "block" and decision.action != "block":     # blocked by this batch
                 decision.action = "block"
-                decision.reasons.append(Reason("port_blocked", 1.0, 0.0, "the port is blocked"))
+                decision.reasons.append(_port_blocked())
             if ctx.is_spam and decision.action != "allow":
                 to_explain.append((ctx, decision))
         if to_explain:
@@ -478,9 +483,12 @@ class Engine:
             if skipped:
                 reasons.append(Reason("degraded", 1.0, 0.0, "state store unavailable; skipped: " + ", ".join(skipped)))
             current = states.get(event.port)
-            action, risk = message_action(reasons, current.state if current else "normal", hard_block)
+            port_state = current.state if current else "normal"
+            action, risk = message_action(reasons, port_state, hard_block)
             if len(reasons) > 1:
                 reasons.sort(key=_reason_strength)
+            if port_state == "block":       # blocked for its port, whatever its own risk: say so
+                reasons.append(_port_blocked())
             decisions.append(Decision(
                 msg_id=event.msg_id, port=event.port, ts_ms=event.ts_ms, action=action, score=ctx.score, risk=risk,
                 reasons=reasons, port_state="normal", model_version=model_version, recipient=event.recipient,

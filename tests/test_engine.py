@@ -109,6 +109,8 @@ def test_operator_block_blocks_every_message_and_the_engine_cannot_lift_it():
     result = run(engine(store).process([sms(i) for i in range(50)]))
     assert {d.action for d in result.decisions} == {"block"} and not result.port_actions
     assert all(d.port_state == "block" for d in result.decisions)
+    # every blocked message says why, though its own risk is 0: the operator's block (reason 'port_blocked')
+    assert all([r.signal for r in d.reasons] == ["port_blocked"] for d in result.decisions)
 
 
 def test_optout_earlier_in_the_same_batch_blocks_the_marketing_after_it():
