@@ -7,6 +7,9 @@
 >>> PortSignatures().evaluate(ctx)
 Fired(value=1.0, detail='31 signatures on this port in the last hour')
 >>> ctx.state = {f"template_ports_{b}": n for b, n in enumerate((1, 12, 2, 1))}
+>>> TemplatePorts().evaluate(ctx) is None          # not marketing: a stock code or notice wording
+True
+>>> ctx.marketing = True
 >>> TemplatePorts().evaluate(ctx).value
 1.0
 """
@@ -55,9 +58,14 @@ class TemplateRecipients(Signal):
 
 
 class TemplatePorts(Signal):
-    """The same (near-duplicate, MinHash-banded) template arrives through many ports: resold or rented ports."""
+    """The same (near-duplicate, MinHash-banded) marketing template arrives through many ports: resold or rented
+    ports. Codes and notices are not judged: thousands of merchants send the same stock wordings."""
+    # Verification codes and notices come in a few phrasings that merchants send through their own ports, so
+    # those templates are on many ports without any resale; only marketing (declared, scored spam, or looking
+    # like it) is judged. tests/test_scenarios.py has both cases.
     name = "template_ports"
     level = "both"
+    only_for = "marketing"
     feeds = tuple(f"template_ports_{b}" for b in range(4))
     defaults = {"low": 4, "high": 10}
 
@@ -65,6 +73,8 @@ class TemplatePorts(Signal):
         return any(f in ctx.state for f in self.feeds)
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
+        if not ctx.marketing:
+            return None
         state, n = ctx.state, 0
         for feed in self.feeds:         # a loop, not max() over a generator: this runs for every message
             ports = state.get(feed)
