@@ -148,14 +148,15 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
 
 
 def replay_records(records: list[dict], settings: Settings, *, scorer: Scorer | None = None,
-                   policy: Policy | None = None, batch_size: int = 200) -> tuple[ReplayStats, list[dict]]:
+                   policy: Policy | None = None, batch_size: int = 200,
+                   store: StateStore | None = None) -> tuple[ReplayStats, list[dict]]:
     """Replay in memory (for tests): returns the stats and every output record."""
     import io
     parser = EventParser(RecipientHasher(settings.recipient_secret))
     stats = ReplayStats()
     rejects: list[dict[str, Any]] = []
     events = read_events((json.dumps(r, ensure_ascii=False) for r in records), parser, stats, rejects)
-    engine = Engine(_offline(settings), MemoryStore(), scorer, policy)
+    engine = Engine(_offline(settings), store or MemoryStore(), scorer, policy)
     buf = io.BytesIO()
     asyncio.run(replay_events(events, engine, buf, stats, batch_size))
     return stats, rejects + [json.loads(line) for line in buf.getvalue().splitlines()]

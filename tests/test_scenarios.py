@@ -6,11 +6,14 @@ legitimate volume is never throttled, abuse is stopped early, opt-outs are honou
 """
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from detector.replay import LEVEL, replay_records
 from detector.settings import Settings
 from detector.simulator import PortProfile, TrafficSimulator
+from detector.state.memory import MemoryStore
 
 DAY_10H = 1_731_290_400_000     # 2024-11-11 10:00 China time (双11)
 NIGHT_23H = 1_731_337_200_000   # 2024-11-11 23:00 China time
@@ -41,8 +44,8 @@ def background(n: int = 4) -> list[PortProfile]:
                         active_hours=(8, 21) if kinds[i % 4] == "marketing" else None) for i in range(n)]
 
 
-def run(records, settings, scorer, batch_size: int = 200):
-    stats, out = replay_records(records, settings, scorer=scorer, batch_size=batch_size)
+def run(records, settings, scorer, batch_size: int = 200, store=None):
+    stats, out = replay_records(records, settings, scorer=scorer, batch_size=batch_size, store=store)
     assert stats.dead_letters == 0
     return stats, out
 
@@ -101,6 +104,24 @@ def test_port_with_30_signatures_in_an_hour_is_flagged(sim, settings, scorer):
     assert len(flagged) >= 0.9 * len(late)
     honest = [r for r in out if r.get("type") == "decision" and r["port"] == "10695500"]
     assert not any(x["signal"] == "port_signatures" for r in honest for x in r["reasons"])
+
+
+def test_a_platform_port_is_judged_on_the_signatures_beyond_its_registry(sim, settings, scorer):
+    """A shared platform port carries many merchants, each registered to it (签名报备): that is not resale."""
+    merchants = tuple(f"商家{i:02d}" for i in range(40))
+    platform = PortProfile("10690007", "notification", 40, signatures=merchants)
+    store = MemoryStore()
+    asyncio.run(store.register_signatures("10690007", merchants))
+    _, out = run(list(sim.events(background() + [platform], DAY_10H, 60 * 60)), settings, scorer, store=store)
+    decisions = [r for r in out if r.get("type") == "decision" and r["port"] == "10690007"]
+    assert len(decisions) > 2000
+    assert not any(x["signal"] in ("port_signatures", "unregistered_signature") for r in decisions for x in r["reasons"])
+    # the same traffic on a port that registered two of those merchants: 38 signatures beyond its registry
+    store = MemoryStore()
+    asyncio.run(store.register_signatures("10690007", merchants[:2]))
+    _, out = run(list(sim.events(background() + [platform], DAY_10H, 60 * 60)), settings, scorer, store=store)
+    late = [r for r in out if r.get("type") == "decision" and r["port"] == "10690007"][-200:]
+    assert all(any(x["signal"] == "port_signatures" for x in r["reasons"]) for r in late)
 
 
 def test_template_through_10_ports_is_flagged(settings, scorer):

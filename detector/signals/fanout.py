@@ -6,6 +6,10 @@
 >>> ctx.state = {"port_signatures": 31}
 >>> PortSignatures().evaluate(ctx)
 Fired(value=1.0, detail='31 signatures on this port in the last hour')
+>>> ctx.registered_signatures = frozenset(f"商户{i}" for i in range(25))    # a platform port, 25 registered
+>>> PortSignatures().evaluate(ctx) is None
+True
+>>> ctx.registered_signatures = None
 >>> ctx.state = {f"template_ports_{b}": n for b, n in enumerate((1, 12, 2, 1))}
 >>> TemplatePorts().evaluate(ctx) is None          # not marketing: a stock code or notice wording
 True
@@ -85,7 +89,10 @@ class TemplatePorts(Signal):
 
 
 class PortSignatures(Signal):
-    """Many merchants' signatures through one port within the hour: a resold port (转租端口)."""
+    """Many merchants' signatures through one port within the hour: a resold port (转租端口). A port with a registry
+    entry counts only the signatures beyond those registered to it."""
+    # Shared platform ports legitimately carry hundreds of merchants, each signature registered (签名报备) to
+    # the port: those are expected, and a signature outside the registry fires unregistered_signature anyway.
     name = "port_signatures"
     level = "both"
     feeds = ("port_signatures",)
@@ -95,5 +102,11 @@ class PortSignatures(Signal):
         n = ctx.state.get("port_signatures")
         if not n:
             return None
-        value = ramp(n, self.params["low"], self.params["high"])
-        return Fired(value, f"{n} signatures on this port in the last hour") if value > 0 else None
+        registered = ctx.registered_signatures
+        beyond = n if registered is None else n - len(registered)
+        value = ramp(beyond, self.params["low"], self.params["high"])
+        if value <= 0:
+            return None
+        if registered is None:
+            return Fired(value, f"{n} signatures on this port in the last hour")
+        return Fired(value, f"{n} signatures on this port in the last hour, {len(registered)} registered")
