@@ -29,6 +29,7 @@ from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
+from detector.signals.content import scam_lure
 from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
@@ -106,13 +107,16 @@ def _short_hash(text: str) -> str:
 
 
 class _TemplateFeatures:
-    """Per-template work (normalisation, MinHash) done once per template, LRU-cached."""
+    """Per-template work (normalisation, MinHash, text rules) done once per template, LRU-cached.
+
+    Value: ``(template id, MinHash band keys, has unsubscribe text, has marketing cues, scam lure or None)``.
+    """
 
     def __init__(self, size: int = 50_000):
-        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, bool]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, bool, str | None]] = OrderedDict()
         self._size = size
 
-    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, bool]:
+    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, bool, str | None]:
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
@@ -120,7 +124,7 @@ class _TemplateFeatures:
         folded = unicodedata.normalize("NFKC", content)
         body = textnorm.normalize(content)
         value = (_short_hash(key), lsh_bands(body or key), _has_unsubscribe(folded),
-                 bool(_MARKETING_CUES.search(folded)))
+                 bool(_MARKETING_CUES.search(folded)), scam_lure(body))
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -410,15 +414,15 @@ class Engine:
         threshold = self.scorer.threshold
         contexts = []
         for event, key, score in zip(events, keys, scores.tolist() if hasattr(scores, "tolist") else scores):
-            template_id, bands, has_unsub, cues = self._templates.get(key, event.content)
+            template_id, bands, has_unsub, cues, lure = self._templates.get(key, event.content)
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
-            marketing = bool(declared == "marketing" or is_spam or has_unsub or (declared is None and cues))
+            marketing = bool(declared == "marketing" or is_spam or has_unsub or lure or (declared is None and cues))
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             contexts.append(MessageContext(
                 event=event, score=score, is_spam=is_spam, marketing=marketing, has_unsubscribe=has_unsub,
                 local_hour=hour, template_key=key, template_id=template_id,
-                content_id=_short_hash(event.content), lsh_bands=bands,
+                content_id=_short_hash(event.content), lsh_bands=bands, lure=lure,
                 # explanations are filled in once the action is known: only flagged/blocked messages need them
                 ))
         return contexts

@@ -124,6 +124,25 @@ def test_a_platform_port_is_judged_on_the_signatures_beyond_its_registry(sim, se
     assert all(any(x["signal"] == "port_signatures" for x in r["reasons"]) for r in late)
 
 
+def test_task_scams_the_classifier_misses_are_flagged_and_warnings_are_not(settings, scorer):
+    """Short 刷单 / 兼职 lures score low with the model (docs/model.md, "Known blind spot"): scam_lure flags them."""
+    lures = ["加微信领红包 日赚三百 刷单兼职", "招聘兼职打字员，日结工资，V：xk2235",
+             "现急招一批网络兼职，日赚100-300多劳多得，不限时间，详情客服QQ：75857889",    # raw_dev.tsv, spam
+             "淘 宝 刷 单，佣金日结，加 Q Q 1234567"]
+    fine = ["【工商银行】警惕刷单返利诈骗，任何要求您加微信垫付的都是骗子。",
+            "【京东】您的订单已发货，如有问题请联系在线客服。", "【某大学】兼职招聘会明天9点在体育馆举行"]
+    records = [{"msg_id": f"s{i}", "ts": DAY_10H + i * 1000, "port": "10690008", "recipient": f"136{i:08d}",
+                "content": text} for i, text in enumerate(lures + fine)]
+    _, out = run(records, settings, scorer)
+    by_id = {r["msg_id"]: r for r in out if r.get("type") == "decision"}
+    assert sum(by_id[f"s{i}"]["score"] < scorer.threshold for i in range(len(lures))) >= 2   # why the rule exists
+    for i in range(len(lures)):
+        assert by_id[f"s{i}"]["action"] != "allow"
+        assert any(x["signal"] == "scam_lure" for x in by_id[f"s{i}"]["reasons"]), by_id[f"s{i}"]
+    for i in range(len(lures), len(records)):
+        assert by_id[f"s{i}"]["action"] == "allow", by_id[f"s{i}"]
+
+
 def test_template_through_10_ports_is_flagged(settings, scorer):
     text = "【优选】尊敬的会员，您的积分即将清零，点击 http://jf{n}.cn/x 兑换好礼，回T退订"
     records = []

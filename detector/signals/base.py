@@ -31,6 +31,7 @@ class MessageContext:
     lsh_bands: tuple[str, ...] = ()  # MinHash band keys of the normalised text (near-duplicate buckets)
     registered_signatures: frozenset[str] | None = None   # None: the port has no registry entry
     explanation: tuple[tuple[str, float], ...] = ()
+    lure: str | None = None         # a job-scam lure in the text (detector.signals.content.scam_lure), or None
     state: dict[str, Any] = field(default_factory=dict)   # feed name -> op result (absent when degraded)
 
     @property
