@@ -143,6 +143,18 @@ def test_task_scams_the_classifier_misses_are_flagged_and_warnings_are_not(setti
         assert by_id[f"s{i}"]["action"] == "allow", by_id[f"s{i}"]
 
 
+def test_a_port_blasting_lures_the_classifier_misses_is_throttled(settings, scorer):
+    """scam_lure counts in the port's spam share: a lure blaster is stopped even where the model reads 0.04."""
+    lures = ["加微信领红包 日赚三百 刷单兼职", "招聘兼职打字员，日结工资，V：xk{n}", "手机做单 佣金日结 加QQ {n}"]
+    records = list(TrafficSimulator(settings.data_dir, seed=15).events(background(), NIGHT_23H - 30 * MINUTE, 50 * 60))
+    records += [{"msg_id": f"lure{i}", "ts": NIGHT_23H + i * 500, "port": "10690009", "recipient": f"135{i:08d}",
+                 "content": lures[i % 3].format(n=2000 + i)} for i in range(1200)]
+    stats, out = run(records, settings, scorer)
+    port = stats.ports["10690009"]
+    assert port.first_throttle_after is not None and port.first_throttle_after <= 200, port.states
+    assert all(s.peak_state == "normal" for p, s in stats.ports.items() if p != "10690009")
+
+
 def test_template_through_10_ports_is_flagged(settings, scorer):
     text = "【优选】尊敬的会员，您的积分即将清零，点击 http://jf{n}.cn/x 兑换好礼，回T退订"
     records = []

@@ -39,7 +39,8 @@ class SpamFanout(Signal):
 
 
 def spam_share(ctx: MessageContext, min_volume: int = 20) -> float:
-    """Share of the port's last-10-minute messages that scored spam; compliant marketing counts a quarter."""
+    """Share of the port's last-10-minute messages that were spam (scored, or scam_lure); compliant marketing counts a
+    quarter."""
     rate, spam_units = ctx.state.get("port_rate"), ctx.state.get("port_spam")
     if rate is None or spam_units is None or rate[1] < min_volume:
         return 0.0

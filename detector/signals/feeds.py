@@ -52,8 +52,12 @@ class SenderFeed(NamedTuple):
 
 
 def _spam_units(ctx: MessageContext) -> int:
-    """Abusive spam counts 4, compliant-looking marketing 1 (see spam_share)."""
-    return (4 if not ctx.compliant_marketing else 1) if ctx.is_spam else 0
+    """Abusive spam counts 4, compliant-looking marketing 1 (see spam_share). Spam is what the classifier scores
+    spam, or a task-scam lure (scam_lure): the model misses short ones, and a port blasting them must not look clean.
+    """
+    if not (ctx.is_spam or ctx.lure):
+        return 0
+    return 1 if ctx.compliant_marketing else 4
 
 
 SENDER_FEEDS: dict[str, SenderFeed] = {

@@ -14,7 +14,8 @@ from detector.signals.fanout import spam_share
 
 
 class SpamShare(Signal):
-    """Share of the port's last 10 minutes scored spam (compliant marketing counts a quarter)."""
+    """Share of the port's last 10 minutes scored spam or caught by scam_lure (compliant marketing counts a
+    quarter)."""
     name = "spam_share"
     level = "port"
     feeds = ("port_rate", "port_spam")
@@ -23,7 +24,7 @@ class SpamShare(Signal):
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         share = spam_share(ctx, self.params["min_volume"])
         value = ramp(share, self.params["low"], self.params["high"])
-        return Fired(value, f"{share:.0%} of the last 10 min scored spam") if value > 0 else None
+        return Fired(value, f"{share:.0%} of the last 10 min spam") if value > 0 else None
 
 
 def complaint_value(complaints: int, day_volume: int, params: dict) -> Fired | None:
