@@ -133,6 +133,22 @@ def css(selector: str):
     return (By.CSS_SELECTOR, selector)
 
 
+def read_fresh(drv, selector: str, read):
+    """``read(element)`` of the element at ``selector``, found again if the page re-rendered it in between.
+
+    The port page redraws its lists every few seconds (``loadPort``): an element found just before a redraw is
+    stale by the time it is clicked or read.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def attempt(d):
+        try:
+            return read(d.find_element(*css(selector))) or True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+    return wait_until(drv, attempt)
+
+
 def test_page_loads_with_ports_and_stream(browser_stack, driver):
     from selenium.webdriver.support import expected_conditions as ec
 
@@ -217,9 +233,8 @@ def test_operator_blocks_a_port_with_a_reason(browser_stack, driver):
     assert audit[0]["previous_state"] == "normal" and audit[0]["expires_at_ms"] - audit[0]["at_ms"] == 3_600_000
 
     # label the newest flagged message of the port as spam: it goes to sms.feedback with its masked text
-    item = driver.find_element(*css("#pp-recent li.msg"))
-    msg_id = item.get_attribute("data-msg-id")
-    item.find_element(*css(".label-btns button")).click()
+    msg_id = read_fresh(driver, "#pp-recent li.msg[data-msg-id]", lambda item: item.get_attribute("data-msg-id"))
+    read_fresh(driver, f"#pp-recent li.msg[data-msg-id='{msg_id}'] .label-btns button", lambda button: button.click())
     wait_until(driver, ec.text_to_be_present_in_element(css(f"#pp-recent li.msg[data-msg-id='{msg_id}'] .labelled"),
                                                         "labelled spam"))
     feedback = asyncio.run(read_to_end(settings.kafka_bootstrap, settings.topic(TOPIC_FEEDBACK)))
