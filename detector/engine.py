@@ -255,13 +255,14 @@ class Engine:
         state])`` and each ``groups`` entry ``(group state, contexts)`` is copied into its messages' state.
         Message feeds get one op per message, except that a repeated Distinct member in one bucket is
         sent once (it would change nothing), and the feeds that read only the sender and the template
-        (``DistinctFeed.sender_and_template_only``) are worked out once per sender group and template.
+        (``DistinctFeed.sender_and_template_only``) are worked out once per sender group, template and marketing
+        flag.
         """
         ops: list = []
         slots: list[list[tuple[Any, str | None]]] = []
         merged: dict[tuple, int] = {}
         by_sender: dict[tuple, list] = {}     # (port, sp_id, signature, minute) -> its messages
-        # (port, sp_id, signature, minute, template) -> [(readers of the op, feed)] of the template feeds
+        # (port, sp_id, signature, minute, template, marketing) -> [(readers of the op, feed)] of the template feeds
         by_template: dict[tuple, list] = {}
         complaints: dict[int, dict[str, Any]] = {}
         read_only = self._read_only
@@ -295,9 +296,10 @@ class Engine:
                     members.append(ctx)
                 state = ctx.state
                 is_read_only = id(event) in read_only
-                shared_ops = by_template.get((*group_key, ctx.template_key))
+                template_group = (*group_key, ctx.template_key, ctx.marketing)
+                shared_ops = by_template.get(template_group)
                 if shared_ops is None:
-                    shared_ops = by_template[(*group_key, ctx.template_key)] = []
+                    shared_ops = by_template[template_group] = []
                     for name, feed in template_feeds:
                         shared_ops.append((distinct_readers(name, feed, ctx, ts_ms), name))
                 for readers, name in shared_ops:

@@ -139,10 +139,10 @@ def test_some_feeds_are_shared_per_sender_and_template():
        category=st.sampled_from([None, "verification", "notification", "marketing"]))
 def test_template_feeds_read_only_the_sender_and_the_template(name, recipient, msg_id, content, score, flags, hour,
                                                               seconds, category):
-    """The engine works these feeds out once per (port, sp_id, signature, minute, template) of a batch and
-    hands every such message the same result: they must not read anything else of the message."""
+    """The engine works these feeds out once per (port, sp_id, signature, minute, template, marketing) of a batch
+    and hands every such message the same result: they must not read anything else of the message."""
     feed = FEEDS[name]
-    base = context()
+    base = context(marketing=flags[1])
     event = SmsEvent(msg_id, base.event.ts_ms + seconds * 1000, base.event.port, recipient, content,
                      sp_id=base.event.sp_id, signature=base.event.signature, category=category)
     other = context(event=event, score=score, is_spam=flags[0], marketing=flags[1], has_unsubscribe=flags[2],
