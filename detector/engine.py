@@ -165,6 +165,13 @@ class Engine:
                                 if type(feed) is DistinctFeed and feed.sender_and_template_only]
         self._message_feeds = [(f, feed) for f, feed in message_feeds if (f, feed) not in self._template_feeds]
         assert all(feed.bucket_s % 60 == 0 for _, feed in self._template_feeds)
+        # Distinct feeds that no signal with a message weight reads: only the port's judge (its last message of
+        # the batch) reads their count, so the others only add their member (Distinct.count=False: in Redis the
+        # count, a merge of the span's HyperLogLogs, costs more than the add). Under the default policy that is
+        # port_recipients, which only spam_fanout (port weight only) reads.
+        message_read = {f for _, signal, *_ in self._message_judges for f in signal.feeds}
+        self._judge_only_feeds = frozenset(f for f, feed in self._message_feeds
+                                           if type(feed) is DistinctFeed and f not in message_read)
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
 
     @classmethod
@@ -194,7 +201,9 @@ class Engine:
         by_msg = {id(c.event): c for c in contexts}
         ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
-        ops, slots, shared, groups, complaints = self._build_ops(events, by_msg)
+        # A port's state is judged on its last message of the batch (its counters are then the newest)
+        last_of_port = {ctx.event.port: ctx for ctx in contexts}
+        ops, slots, shared, groups, complaints = self._build_ops(events, by_msg, last_of_port)
         # The msg_id is marked counted last, in the same ordered call as its counters: a worker that dies
         # before this call leaves nothing marked, and the redelivered message is simply counted then.
         dedup_s = int(self.settings.dedup_ttl_s)
@@ -225,7 +234,7 @@ class Engine:
             ctx.registered_signatures = registry.get(ctx.event.port)
         self._port_cache.update(states)
 
-        port_reasons = self._decide(contexts, states, result)
+        port_reasons = self._decide(contexts, states, result, last_of_port)
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states)
         to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
@@ -241,8 +250,8 @@ class Engine:
             await self._persist(contexts, changes, result)
         return result
 
-    def _build_ops(self, events: Sequence[Event],
-                   by_msg: dict[int, MessageContext]) -> tuple[list, list, list, list, dict[int, dict[str, Any]]]:
+    def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext],
+                   last_of_port: dict[str, MessageContext]) -> tuple[list, list, list, list, dict[int, dict[str, Any]]]:
         """The batch's state ops, and who reads each result.
 
         Returns ``(ops, slots, shared, groups, complaints)``. ``slots[i]`` lists the (dict, key) pairs that
@@ -256,7 +265,8 @@ class Engine:
         Message feeds get one op per message, except that a repeated Distinct member in one bucket is
         sent once (it would change nothing), and the feeds that read only the sender and the template
         (``DistinctFeed.sender_and_template_only``) are worked out once per sender group, template and marketing
-        flag.
+        flag. A Distinct feed that only the port's judge reads (``_judge_only_feeds``) is counted for the port's
+        last message (``last_of_port``) only; every other message just adds its member.
         """
         ops: list = []
         slots: list[list[tuple[Any, str | None]]] = []
@@ -268,19 +278,21 @@ class Engine:
         read_only = self._read_only
         message_feeds = self._message_feeds
         template_feeds = self._template_feeds
+        judge_only = self._judge_only_feeds
 
-        def distinct_readers(name: str, feed: DistinctFeed, ctx: MessageContext, ts_ms: int) -> list | None:
+        def distinct_readers(name: str, feed: DistinctFeed, ctx: MessageContext, ts_ms: int,
+                             count: bool = True) -> list | None:
             """Who reads this message's Distinct op (None: the feed does not apply). A repeated member in the
             same bucket shares the first one's op: adding it again would change nothing."""
             ident = feed.ident(ctx)
             if ident is None:
                 return None
             member = feed.member(ctx)
-            group = (name, ident, ts_ms // (feed.bucket_s * 1000), member)
+            group = (name, ident, ts_ms // (feed.bucket_s * 1000), member, count)
             index = merged.get(group)
             if index is None:
                 index = merged[group] = len(ops)
-                ops.append(feed.build(ident, ts_ms, member))
+                ops.append(feed.build(ident, ts_ms, member, count))
                 slots.append([])
             return slots[index]
 
@@ -309,6 +321,10 @@ class Engine:
                         readers.append((state, name))
                 for name, feed in message_feeds:
                     if type(feed) is DistinctFeed:
+                        if name in judge_only and last_of_port[event.port] is not ctx:
+                            distinct_readers(name, feed, ctx, ts_ms, False)     # add the member; nobody reads it
+                            state[name] = None
+                            continue
                         readers = distinct_readers(name, feed, ctx, ts_ms)
                         if readers is None:
                             state[name] = None
@@ -450,13 +466,13 @@ class Engine:
                     fired = spam.evaluate(ctx)
                     reason.detail = fired.detail if fired else reason.detail
 
-    def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction],
-                result: EngineResult) -> dict[str, tuple[int, list[Reason]]]:
-        """Message decisions; returns each port's latest port-level reasons (with the event time they hold at)."""
+    def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction], result: EngineResult,
+                last_of_port: dict[str, MessageContext]) -> dict[str, tuple[int, list[Reason]]]:
+        """Message decisions; returns each port's latest port-level reasons (with the event time they hold at).
+
+        Signals that only judge ports run once per port and batch, on the port's last message (``last_of_port``).
+        """
         port_reasons: dict[str, tuple[int, list[Reason]]] = {}
-        # A port's state is judged on its last message of the batch (its counters are then the newest),
-        # so signals that only judge ports run once per port and batch, not once per message.
-        last_of_port = {ctx.event.port: ctx for ctx in contexts}
         # Every feed has a result (or None: does not apply) unless the store failed: only then ask each signal.
         check_feeds = result.degraded
         judge_sets = self._judge_sets

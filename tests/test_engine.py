@@ -222,3 +222,29 @@ def test_template_key_ignores_which_ascii_digit_a_digit_is(text):
     zeroed = text.translate(str.maketrans("123456789", "000000000"))
     assert template_key(text) == template_key(zeroed)
     assert TemplateKeys().get(text) == template_key(text)
+
+
+def test_port_fan_out_is_counted_once_per_port_and_batch_and_added_for_every_message():
+    """Only the port's judge (its last message of the batch) reads port_recipients: the rest only add."""
+    from detector.state.base import Distinct
+
+    class Recording(MemoryStore):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        async def run(self, ops):
+            self.ops.extend(ops)
+            return await super().run(ops)
+
+    store = Recording()
+    eng = engine(store)
+    batch = [sms(i, port="10690001" if i % 3 else "10690002") for i in range(60)]
+    run(eng.process(batch))
+    fan_out = [op for op in store.ops if type(op) is Distinct and op.key.endswith(":rcpt")]
+    assert len(fan_out) == 60                                   # every recipient is added
+    counted = [op for op in fan_out if op.count]
+    assert sorted(op.member for op in counted) == sorted([batch[59].recipient, batch[57].recipient])
+    # every recipient was added: a later count sees them all (40 on one port, 20 on the other, plus the probe)
+    by_port = {op.key: op for op in counted}
+    assert [run(store.run([Distinct(key, T0 + 61_000, "probe", 600, 3600)]))[0] for key in sorted(by_port)] == [41, 21]

@@ -101,8 +101,8 @@ class DistinctFeed(NamedTuple):
     #: (tests/test_signal_contract.py checks the claim)
     sender_and_template_only: bool = False
 
-    def build(self, ident: str, ts_ms: int, member: str) -> Distinct:
-        return Distinct(tag(self.kind, ident, self.suffix), ts_ms, member, self.bucket_s, self.span_s)
+    def build(self, ident: str, ts_ms: int, member: str, count: bool = True) -> Distinct:
+        return Distinct(tag(self.kind, ident, self.suffix), ts_ms, member, self.bucket_s, self.span_s, count)
 
     def __call__(self, ctx: MessageContext) -> Distinct | None:
         ident = self.ident(ctx)

@@ -53,13 +53,16 @@ class Distinct(NamedTuple):
     """Add ``member`` to the bucket holding ``ts_ms``; return the distinct members over the span.
 
     Redis uses one HyperLogLog per bucket (approximate, ~1% error); the memory store is
-    exact. Result: ``int``.
+    exact. Result: ``int``. With ``count=False`` the member is added and the result is 0: counting
+    is most of the op's cost in Redis (a merge of the span's HyperLogLogs), and a count that only the
+    port's last message of a batch reads need not be made for every message.
     """
     key: str
     ts_ms: int
     member: str
     bucket_s: int
     span_s: int
+    count: bool = True
 
 
 class Counter(NamedTuple):

@@ -173,15 +173,18 @@ class MemoryStore(StateStore):
                 # counted already when it was seen within the span; new to the span otherwise
                 counted = seen is not None and seen > b - n
                 entry[2] = cached = (b, cached[1] + (0 if counted else 1))
-                return cached[1]
+                return cached[1] if op.count else 0
         elif cached is not None and cached[0] == b:
-            return cached[1]
+            return cached[1] if op.count else 0
         if len(per_bucket) > 2 * n + 4:
             cutoff = b - n
             for member in [m for m, mb in latest.items() if mb <= cutoff]:
                 del latest[member]
             for old in [k for k in per_bucket if k <= cutoff]:
                 del per_bucket[old]
+        if not op.count:            # add only (Distinct.count): the next count recomputes
+            entry[2] = None
+            return 0
         total = 0
         for i in range(n):
             total += per_bucket.get(b - i, 0)

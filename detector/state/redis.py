@@ -174,7 +174,8 @@ def _baseline_args(op: Baseline, clock: int) -> tuple:
 
 def _distinct_args(op: Distinct, clock: int) -> tuple:
     width = op.bucket_s
-    return str(op.ts_ms // (width * 1000)), op.member, max(1, op.span_s // width), str(op.span_s + width)
+    return (str(op.ts_ms // (width * 1000)), op.member, max(1, op.span_s // width), str(op.span_s + width),
+            1 if op.count else 0)
 
 
 def _counter_args(op: Counter, clock: int) -> tuple:

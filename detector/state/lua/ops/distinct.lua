@@ -8,9 +8,11 @@
 -- ARGV[3]  n = span // bucket width (>= 1): the span covers buckets b - n < k <= b
 -- ARGV[4]  TTL in seconds (span + one bucket) of bucket b's HyperLogLog, set again by every add that
 --          changes it (PFADD answers 1; it always does when it creates the key)
+-- ARGV[5]  1: count, 0: add only (Distinct.count)
 --
 -- Returns  PFCOUNT over the span's bucket HyperLogLogs (approximate, ~0.81% standard error; exact-ish when
---          small); buckets that were never written or have expired count as empty.
+--          small); buckets that were never written or have expired count as empty. 0 when ARGV[5] is 0:
+--          the EXISTS and the PFCOUNT merge are most of the op's cost.
 --
 -- The bucket names are derived from b, so no index is kept: PFADD, EXPIRE (skipped when the member
 -- changed nothing, about half the engine's adds), EXISTS of the span's earlier buckets, PFCOUNT. A
@@ -28,6 +30,9 @@ local function distinct(key, a, o)
   local bucket_key = key .. ':' .. a[o + 1]
   if redis.call('PFADD', bucket_key, a[o + 2]) == 1 then   -- 0: the HyperLogLog exists and did not change
     redis.call('EXPIRE', bucket_key, a[o + 4])
+  end
+  if tonumber(a[o + 5]) == 0 then
+    return 0
   end
   if n == 1 then
     return redis.call('PFCOUNT', bucket_key)
