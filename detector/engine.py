@@ -308,6 +308,7 @@ class Engine:
                     members.append(ctx)
                 state = ctx.state
                 is_read_only = id(event) in read_only
+                is_judge = last_of_port[event.port] is ctx
                 template_group = (*group_key, ctx.template_key, ctx.marketing)
                 shared_ops = by_template.get(template_group)
                 if shared_ops is None:
@@ -321,7 +322,7 @@ class Engine:
                         readers.append((state, name))
                 for name, feed in message_feeds:
                     if type(feed) is DistinctFeed:
-                        if name in judge_only and last_of_port[event.port] is not ctx:
+                        if not is_judge and name in judge_only:
                             distinct_readers(name, feed, ctx, ts_ms, False)     # add the member; nobody reads it
                             state[name] = None
                             continue

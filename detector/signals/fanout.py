@@ -108,6 +108,5 @@ class PortSignatures(Signal):
         value = ramp(beyond, self.params["low"], self.params["high"])
         if value <= 0:
             return None
-        if registered is None:
-            return Fired(value, f"{n} signatures on this port in the last hour")
-        return Fired(value, f"{n} signatures on this port in the last hour, {len(registered)} registered")
+        detail = f"{n} signatures on this port in the last hour"
+        return Fired(value, detail if registered is None else f"{detail}, {len(registered)} registered")
