@@ -19,7 +19,7 @@ from detector.signals.base import Fired, MessageContext, Signal
 # (detector.textnorm.normalize: lower case, de-obfuscated, WeChat / QQ ids typed as <wx> / <qq>). The
 # classifier misses the short ones (neither data file has many: docs/model.md, "Known blind spot").
 _PRIVATE_CONTACT = re.compile(r"加(?:个|我)?(?:微信|微|v|vx|wx|威信|薇信|q|qq|扣扣|好友)|<wx>|<qq>|私聊|私信|"
-                              r"(?:^|[^a-z])v\s*[:：]\s*[a-z0-9_]{2,}")
+                              r"(?<![a-z])v\s*[:：]\s*[a-z0-9_]{2,}")
 _JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚")
 # anti-fraud notices from banks, platforms and the police name the same words
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")
@@ -30,6 +30,8 @@ def scam_lure(body: str) -> str | None:
 
     >>> scam_lure("加微信领红包日赚三百刷单兼职")
     '加微信 + 日赚'
+    >>> scam_lure("招聘兼职打字员,日结工资,v:xk0")      # a WeChat id after "v:"
+    'v:xk0 + 兼职'
     >>> scam_lure("警惕刷单诈骗,加微信返利都是骗局") is None, scam_lure("兼职招聘会明天9点在体育馆举行") is None
     (True, True)
     """
@@ -39,7 +41,7 @@ def scam_lure(body: str) -> str | None:
     if contact is None:
         return None
     offer = _JOB_LURE.search(body)
-    return None if offer is None else f"{contact.group().strip(':：')} + {offer.group()}"
+    return None if offer is None else f"{contact.group()} + {offer.group()}"
 
 
 class ContentSpam(Signal):
