@@ -895,6 +895,10 @@ class SoakPoint:
     redis_used_mb: float
     redis_keys: int
     load: str
+    # CPU cores used since the previous point (CPU seconds / wall seconds): the worker, redis-server, the broker
+    worker_cores: float = 0.0
+    redis_cores: float = 0.0
+    broker_cores: float = 0.0
 
 
 async def run_soak(stack: LocalStack, cfg: StreamBenchConfig, minutes: float, every_s: float = 30.0,
@@ -921,11 +925,23 @@ async def run_soak(stack: LocalStack, cfg: StreamBenchConfig, minutes: float, ev
         live = traffic.live(f"{scenario.tag}-live")
         await scenario._warm_up(producer, outputs, live)
 
+        last_cpu: list[tuple[float, float, float, float]] = []    # (time, worker, redis, broker CPU seconds)
+
+        def cores() -> tuple[float, float, float]:
+            now = (time.monotonic(), worker.sample().cpu_s, *scenario._services_cpu())
+            before, last_cpu[:] = (last_cpu[0] if last_cpu else None), [now]
+            if before is None or now[0] <= before[0]:
+                return 0.0, 0.0, 0.0
+            wall = now[0] - before[0]
+            return tuple(round((b - a) / wall, 2) for a, b in zip(before[1:], now[1:]))
+
         async def point(sent: int, minute: float) -> None:
             info = await client.info("memory")
+            worker_cores, redis_cores, broker_cores = cores()
             points.append(SoakPoint(round(minute, 2), sent, outputs.count(prefix),
                                     round(worker.sample().rss_bytes / 2**20, 1),
-                                    round(info["used_memory"] / 2**20, 1), await client.dbsize(), load_average()))
+                                    round(info["used_memory"] / 2**20, 1), await client.dbsize(), load_average(),
+                                    worker_cores, redis_cores, broker_cores))
             log.warning("soak", extra=points[-1].__dict__)
 
         started = time.monotonic()
@@ -965,8 +981,11 @@ def soak_markdown(report: dict[str, Any]) -> str:
              f"{r['duplicates']:,} ({r['conflicting']} with another action)",
              f"- sustained throughput {r['throughput']:,.0f} msgs/s, CPU {r['cpu_ms_per_msg']:.3f} ms/msg, latency "
              f"p50 {_fmt(r['p50_ms'])} ms, p99 {_fmt(r['p99_ms'])} ms, max {_fmt(r['max_ms'])} ms", "",
-             "| minute | sent | decided | worker RSS MB | Redis used_memory MB | Redis keys | load avg |",
-             "|---:|---:|---:|---:|---:|---:|---|"]
+             "CPU columns: cores used since the previous row by the worker, redis-server and the broker.", "",
+             "| minute | sent | decided | worker RSS MB | Redis used_memory MB | Redis keys | worker CPU | "
+             "Redis CPU | broker CPU | load avg |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     lines += [f"| {p.minute:.1f} | {p.sent:,} | {p.decided:,} | {p.rss_mb:.0f} | {p.redis_used_mb:.1f} | "
-              f"{p.redis_keys:,} | {p.load} |" for p in r["points"]]
+              f"{p.redis_keys:,} | {p.worker_cores:.2f} | {p.redis_cores:.2f} | {p.broker_cores:.2f} | {p.load} |"
+              for p in r["points"]]
     return "\n".join(lines) + "\n"
