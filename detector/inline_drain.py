@@ -28,10 +28,26 @@ interrupted by a rebalance, and nothing else changes: same order, same offsets, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
+import logging
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
-from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
+
+# sha256 of faust 0.15.3's Consumer._drain_messages, the loop InlineDrainConsumer copies
+COPIED_DRAIN_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+
+
+def faust_drain_loop_sha256() -> str | None:
+    """The installed faust's drain loop, hashed (None when its source cannot be read)."""
+    try:
+        return hashlib.sha256(inspect.getsource(Consumer._drain_messages).encode()).hexdigest()
+    except (OSError, TypeError):
+        return None
 
 
 class _Resume:
@@ -89,10 +105,18 @@ class InlineDrainConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, whose drain loop delivers messages with :func:`run_inline`.
 
     The loop is faust 0.15.3's ``Consumer._drain_messages`` with one line changed (marked below);
-    the worker's tests (rebalances, kill -9, broker outages) run through it.
+    the worker's tests (rebalances, kill -9, broker outages) run through it. With any other faust loop
+    (an upgrade) it runs faust's own, and says so once: a copy of an older loop could miss a fix.
     """
 
-    async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - exercised by the stream tests
+    async def _drain_messages(self, fetcher) -> None:
+        if faust_drain_loop_sha256() != COPIED_DRAIN_LOOP_SHA256:
+            log.warning("faust's consumer drain loop is not the one detector.inline_drain copied; "
+                        "running faust's own (slower: four tasks per message)")
+            return await super()._drain_messages(fetcher)
+        return await self._inline_drain_messages(fetcher)
+
+    async def _inline_drain_messages(self, fetcher) -> None:  # pragma: no cover - exercised by the stream tests
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set

@@ -8,7 +8,8 @@ import inspect
 import pytest
 from faust.transport.consumer import Consumer
 
-from detector.inline_drain import InlineDrainConsumer, run_inline
+from detector.inline_drain import (COPIED_DRAIN_LOOP_SHA256, InlineDrainConsumer, faust_drain_loop_sha256,
+                                   run_inline)
 from detector.worker import KafkaTransport
 
 
@@ -122,8 +123,28 @@ def test_the_worker_consumer_drains_inline():
 
 
 def test_faust_drain_loop_is_still_the_one_this_copy_was_made_from():
-    """InlineDrainConsumer._drain_messages is faust 0.15.3's loop with one line changed. If faust changes
-    its loop, this fails, so that somebody carries the change over (or drops the copy) on purpose."""
+    """InlineDrainConsumer's loop is faust 0.15.3's with one line changed. If faust changes its loop, the
+    worker falls back to faust's own and this fails, so that somebody carries the change over on purpose."""
     source = inspect.getsource(Consumer._drain_messages)
-    assert hashlib.sha256(source.encode()).hexdigest() == \
-        "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+    assert hashlib.sha256(source.encode()).hexdigest() == COPIED_DRAIN_LOOP_SHA256 == faust_drain_loop_sha256()
+
+
+async def test_with_another_faust_loop_the_consumer_runs_faust_own(monkeypatch, caplog):
+    import detector.inline_drain as inline_drain
+
+    ran = []
+
+    async def fausts_own(self, fetcher):
+        ran.append("faust")
+
+    async def copied(self, fetcher):
+        ran.append("copy")
+
+    monkeypatch.setattr(Consumer, "_drain_messages", fausts_own)
+    monkeypatch.setattr(InlineDrainConsumer, "_inline_drain_messages", copied)
+    consumer = object.__new__(InlineDrainConsumer)          # the loop choice needs no started consumer
+    await consumer._drain_messages(None)
+    assert ran == ["faust"] and "not the one detector.inline_drain copied" in caplog.text
+    monkeypatch.setattr(inline_drain, "faust_drain_loop_sha256", lambda: inline_drain.COPIED_DRAIN_LOOP_SHA256)
+    await consumer._drain_messages(None)
+    assert ran == ["faust", "copy"]
