@@ -1,11 +1,12 @@
-"""faust's consumer drain loop without two to four asyncio tasks per message.
+"""faust's consumer drain loop without four asyncio tasks per message.
 
 faust (0.15.3) hands every fetched message to its conductor with
 ``await self.wait_first(callback(message), self.suspend_flow.wait())``: a rebalance that sets
 ``suspend_flow`` may interrupt a delivery that is stuck (a full stream buffer, paused flow). mode's
 ``wait_first`` wraps the callback, ``suspend_flow.wait()``, ``stopped.wait()`` and ``crashed.wait()`` in
-four tasks, waits for the first and cancels the rest: tens of microseconds per message, whereas the
-delivery itself, when the stream's buffer has room, finishes without ever waiting.
+four tasks, waits for the first and cancels the rest: about 0.1 ms of CPU per message here (the worker's
+shell went from 0.211 to 0.091 ms per message without them), whereas the delivery itself, when the
+stream's buffer has room, finishes without ever waiting.
 
 :func:`run_inline` starts the delivery in the drain loop's own task. If it finishes without waiting
 (the usual case) there is no task at all; if it has to wait, the rest of it is raced against
