@@ -925,23 +925,19 @@ async def run_soak(stack: LocalStack, cfg: StreamBenchConfig, minutes: float, ev
         live = traffic.live(f"{scenario.tag}-live")
         await scenario._warm_up(producer, outputs, live)
 
-        last_cpu: list[tuple[float, float, float, float]] = []    # (time, worker, redis, broker CPU seconds)
-
-        def cores() -> tuple[float, float, float]:
-            now = (time.monotonic(), worker.sample().cpu_s, *scenario._services_cpu())
-            before, last_cpu[:] = (last_cpu[0] if last_cpu else None), [now]
-            if before is None or now[0] <= before[0]:
-                return 0.0, 0.0, 0.0
-            wall = now[0] - before[0]
-            return tuple(round((b - a) / wall, 2) for a, b in zip(before[1:], now[1:]))
+        previous: tuple[float, ...] | None = None     # (time, worker, redis, broker CPU seconds) at the last point
 
         async def point(sent: int, minute: float) -> None:
+            nonlocal previous
             info = await client.info("memory")
-            worker_cores, redis_cores, broker_cores = cores()
-            points.append(SoakPoint(round(minute, 2), sent, outputs.count(prefix),
-                                    round(worker.sample().rss_bytes / 2**20, 1),
+            sample = worker.sample()
+            now = (time.monotonic(), sample.cpu_s, *scenario._services_cpu())
+            cores = (0.0, 0.0, 0.0) if previous is None or now[0] <= previous[0] else \
+                tuple(round((b - a) / (now[0] - previous[0]), 2) for a, b in zip(previous[1:], now[1:]))
+            previous = now
+            points.append(SoakPoint(round(minute, 2), sent, outputs.count(prefix), round(sample.rss_bytes / 2**20, 1),
                                     round(info["used_memory"] / 2**20, 1), await client.dbsize(), load_average(),
-                                    worker_cores, redis_cores, broker_cores))
+                                    *cores))
             log.warning("soak", extra=points[-1].__dict__)
 
         started = time.monotonic()

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 
 import pytest
 from faust.transport.consumer import Consumer
@@ -125,8 +123,7 @@ def test_the_worker_consumer_drains_inline():
 def test_faust_drain_loop_is_still_the_one_this_copy_was_made_from():
     """InlineDrainConsumer's loop is faust 0.15.3's with one line changed. If faust changes its loop, the
     worker falls back to faust's own and this fails, so that somebody carries the change over on purpose."""
-    source = inspect.getsource(Consumer._drain_messages)
-    assert hashlib.sha256(source.encode()).hexdigest() == COPIED_DRAIN_LOOP_SHA256 == faust_drain_loop_sha256()
+    assert faust_drain_loop_sha256() == COPIED_DRAIN_LOOP_SHA256
 
 
 async def test_with_another_faust_loop_the_consumer_runs_faust_own(monkeypatch, caplog):
