@@ -176,6 +176,37 @@ class FlushAfterFirstChunk(RedisStore):
             pipe.other("SCRIPT", "FLUSH")
 
 
+async def test_port_reads_are_one_script_call_per_chunk_and_answer_like_the_per_port_pipeline(own_redis):
+    """The engine reads every port of a batch: batch mode asks with one script call per ``batch_ops`` ports
+    (keys in order, absent ports absent) and survives a SCRIPT FLUSH; per-op mode (Redis Cluster) asks port by port."""
+    batch, per_port = RedisStore(own_redis.url, batch_ops=3), RedisStore(own_redis.url, batch_script=False)
+    ports = [f"1069{i:04d}" for i in range(8)]
+    try:
+        for i, port in enumerate(ports[:5]):
+            if i % 2 == 0:
+                await batch.put_port_state(PortAction(port, T0 + i, "watch", [], T0, None, "engine"))
+            if i != 2:
+                await batch.register_signatures(port, [f"商户{i}"] if i % 3 else [], replace=True)
+        wanted = ports + ports[:2]            # repeats asked once
+        await batch.ping()
+        before = await evalsha_calls(batch.redis)
+        states, registry = await batch.get_port_states(wanted), await batch.registered_signatures(wanted)
+        assert await evalsha_calls(batch.redis) - before == 2 * 3     # 8 distinct ports, 3 a call
+        assert {p: a.as_dict() for p, a in states.items()} == \
+            {p: a.as_dict() for p, a in (await per_port.get_port_states(wanted)).items()}
+        assert registry == await per_port.registered_signatures(wanted)
+        assert sorted(states) == [ports[0], ports[2], ports[4]] and states[ports[2]].ts_ms == T0 + 2
+        assert registry == {ports[0]: frozenset(), ports[1]: frozenset({"商户1"}), ports[3]: frozenset(),
+                            ports[4]: frozenset({"商户4"})}
+        await per_port.redis.script_flush()
+        assert (await batch.get_port_states(wanted)).keys() == states.keys()
+        assert await batch.registered_signatures(wanted) == registry
+        assert await batch.get_port_states([]) == {} and await batch.registered_signatures([]) == {}
+    finally:
+        await batch.close()
+        await per_port.close()
+
+
 @pytest.mark.parametrize("batch_script", [True, False], ids=["batch", "per-op"])
 async def test_noscript_mid_batch_resends_only_what_did_not_run(redis_server, batch_script):
     """The first chunk (or op) runs, the rest get NOSCRIPT: they run once after the reload, in order."""

@@ -15,6 +15,11 @@ store is created, so they cannot drift apart:
   deployments use this mode**: a script may only touch keys of one slot, and a batch's keys
   span many; every single op's keys share its ``{hash tag}``.
 
+The engine also reads, for every micro-batch, the state record and the signature registry entry of each of
+its ports. Batch mode reads them with one call of ``port_states.lua`` / ``port_registries.lua`` per
+``batch_ops`` ports (the ports' keys as KEYS); per-op mode with one pipelined HGET / SMEMBERS per port. For 180
+ports that is ~1.2 ms of client CPU against ~6.4 ms.
+
 Both modes answer identically (``tests/test_state_contract.py`` runs every sequence through both).
 ``smsguard bench store`` measures the two against the same server: on the engine's batches the
 per-op mode spends ~33-41 µs of client CPU per op (packing and parsing one command per op), batch
@@ -67,6 +72,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 from importlib import resources
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
@@ -118,6 +124,8 @@ def lua_source(name: str) -> str:
 
 #: The op kinds, in batch.lua's op-code order (code = position + 1); each is ``ops/<kind>.lua``.
 OP_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_get", "hash_set", "field_counters")
+#: Scripts that read one key per port of a micro-batch in one call (batch mode; Redis Cluster: one command per port).
+PORT_READ_SCRIPTS = ("port_states", "port_registries")
 #: Op kinds the per-op mode runs as their own script (HashGet is a plain HMGET there).
 SCRIPTED_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_set", "field_counters")
 
@@ -314,6 +322,8 @@ class RedisStore(StateStore):
         pool.connection_class = _with_linear_packing(pool.connection_class)
         self._scripts = {kind: LuaScript(kind, op_script_source(kind)) for kind in SCRIPTED_KINDS}
         self._scripts["batch"] = LuaScript("batch", batch_script_source())
+        for name in PORT_READ_SCRIPTS:
+            self._scripts[name] = LuaScript(name, lua_source(name))
         self._scripts_loaded = False
         self.script_loads = 0       # how often the scripts were (re)loaded: 1 unless Redis lost them
         self._clock_ms = 0          # newest event time seen, like MemoryStore's (HashGet expiry reads it)
@@ -371,11 +381,7 @@ class RedisStore(StateStore):
         pending = commands
         async with self._reachable():
             for attempt in range(_MAX_SCRIPT_RELOADS + 1):
-                if not self._scripts_loaded:
-                    await self.load_scripts()
-                # After repeated NOSCRIPTs send the script text itself (EVAL): slower, but cannot be lost.
-                pipe = _Pipeline(self._redis.pipeline(transaction=False), self._scripts,
-                                 by_source=attempt == _MAX_SCRIPT_RELOADS)
+                pipe = await self._script_pipeline(attempt)
                 for command in pending:
                     self._send(pipe, command)
                 replies = await pipe.execute()
@@ -403,6 +409,14 @@ class RedisStore(StateStore):
                 self._scripts_loaded = False
                 pending = lost
         raise AssertionError("unreachable: the last attempt runs the scripts by source")
+
+    async def _script_pipeline(self, attempt: int) -> "_Pipeline":
+        """A pipeline for script calls, with the scripts loaded. After repeated NOSCRIPTs (the last attempt) it
+        sends the script text itself (EVAL): slower, but cannot be lost."""
+        if not self._scripts_loaded:
+            await self.load_scripts()
+        return _Pipeline(self._redis.pipeline(transaction=False), self._scripts,
+                         by_source=attempt == _MAX_SCRIPT_RELOADS)
 
     def _op_commands(self, ops: Sequence[Op], clocks: list[int]) -> list[tuple]:
         """Per-op mode: ``(script or None for HMGET, keys, args, op index, None)`` per op."""
@@ -449,19 +463,39 @@ class RedisStore(StateStore):
             pipe.script(script, keys, args)
 
     # -- port states ---------------------------------------------------------------------------------
-    async def _per_port(self, ports: Iterable[str], queue: Callable[[Any, str], Any]) -> list[tuple[str, Any]]:
-        """One pipelined command per distinct port: ``[(port, reply), ...]``."""
+    async def _per_port(self, ports: Iterable[str], queue: Callable[[Any, str], Any],
+                        script: str, key: Callable[[str], str]) -> list[tuple[str, Any]]:
+        """One reply per distinct port, ``[(port, reply), ...]``: in batch mode from ``script`` (the ports' keys
+        as its KEYS, ``batch_ops`` ports a call, all in one pipeline), else one pipelined ``queue`` command per
+        port (Redis Cluster: a script may not span slots)."""
         ports = list(dict.fromkeys(ports))
         if not ports:
             return []
+        if not self.batch_script:
+            async with self._reachable():
+                pipe = self._redis.pipeline(transaction=False)
+                for port in ports:
+                    queue(pipe, port)
+                return list(zip(ports, await pipe.execute()))
+        chunks = [ports[i:i + self.batch_ops] for i in range(0, len(ports), self.batch_ops)]
         async with self._reachable():
-            pipe = self._redis.pipeline(transaction=False)
-            for port in ports:
-                queue(pipe, port)
-            return list(zip(ports, await pipe.execute()))
+            for attempt in range(_MAX_SCRIPT_RELOADS + 1):
+                pipe = await self._script_pipeline(attempt)
+                for chunk in chunks:
+                    pipe.script(script, [key(port) for port in chunk], ())
+                replies = await pipe.execute()
+                if any(isinstance(reply, NoScriptError) for reply in replies):
+                    self._scripts_loaded = False        # read-only: simply asked again once they are back
+                    continue
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return list(zip(ports, itertools.chain.from_iterable(replies)))
+        raise AssertionError("unreachable: the last attempt runs the script by source")
 
     async def get_port_states(self, ports: Iterable[str]) -> dict[str, PortAction]:
-        replies = await self._per_port(ports, lambda pipe, port: pipe.hget(port_state_key(port), "json"))
+        replies = await self._per_port(ports, lambda pipe, port: pipe.hget(port_state_key(port), "json"),
+                                       "port_states", port_state_key)
         return {port: PortAction.from_dict(json.loads(raw)) for port, raw in replies if raw}
 
     async def put_port_state(self, action: PortAction, history_limit: int = 200) -> None:
@@ -488,7 +522,8 @@ class RedisStore(StateStore):
 
     # -- signature registry ---------------------------------------------------------------------------
     async def registered_signatures(self, ports: Iterable[str]) -> dict[str, frozenset[str]]:
-        replies = await self._per_port(ports, lambda pipe, port: pipe.smembers(signature_registry_key(port)))
+        replies = await self._per_port(ports, lambda pipe, port: pipe.smembers(signature_registry_key(port)),
+                                       "port_registries", signature_registry_key)
         return {port: frozenset(m for m in members if m != _SIGREG_PRESENT) for port, members in replies if members}
 
     async def register_signatures(self, port: str, signatures: Iterable[str], *, replace: bool = False) -> None:
