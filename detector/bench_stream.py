@@ -231,6 +231,14 @@ async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: f
     ``on_tick(sent, elapsed)`` (sync or async) runs every few milliseconds; ``sent_log`` gets
     ``(msg_id, port)`` of every event sent. Returns how many were sent.
     """
+    from detector.worker import KeyPartitions, send_record_batches
+
+    # Each tick's events go out as one record batch per partition, as the worker sends its decisions: per-record
+    # producer.send (a future, a pure-Python murmur2 of the key) made this process a quarter of a core at
+    # 5,000 msgs/s, taken from the processors it measures. Batches are not awaited one by one (that would
+    # hold the schedule to the broker's acks); a failed one raises at the next tick.
+    partitioner = KeyPartitions()
+    in_flight: list[asyncio.Future] = []
     started = time.monotonic()
     sent = 0
     while True:
@@ -243,15 +251,22 @@ async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: f
             break
         due = min(int(elapsed * rate) + 1, int(seconds * rate))
         stamp = now_ms()
+        records = []
         while sent < due:
             event = next(live)
             event["msg_id"] = f"{prefix}{sent}"
             key, value = encode_live(event, stamp)
-            await producer.send(topic, value, key=key)
+            records.append((topic, key, value))
             if sent_log is not None:
                 sent_log.append((event["msg_id"], event["port"]))
             sent += 1
+        if records:
+            await send_record_batches(producer, records, partitioner, in_flight)
+        for future in [f for f in in_flight if f.done()]:
+            future.result()             # a batch the broker refused: stop here rather than report a rate
+        in_flight = [f for f in in_flight if not f.done()]
         await asyncio.sleep(0.005)
+    await asyncio.gather(*in_flight)
     await producer.flush()
     return sent
 

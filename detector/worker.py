@@ -247,7 +247,7 @@ async def deliver(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes
     """
     sent: list[asyncio.Future] = []
     try:
-        await _send_batches(producer, records, partitioner, sent)
+        await send_record_batches(producer, records, partitioner, sent)
     finally:        # also when queueing failed half-way: wait for what is in flight before a retry
         outcomes = await asyncio.gather(*sent, return_exceptions=True)
     failed = [r for r in outcomes if isinstance(r, BaseException)]
@@ -256,8 +256,9 @@ async def deliver(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes
     return len(sent)
 
 
-async def _send_batches(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes]],
-                        partitioner: Callable, sent: list[asyncio.Future]) -> None:
+async def send_record_batches(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes]],
+                              partitioner: Callable, sent: list[asyncio.Future]) -> None:
+    """Queue ``records`` as record batches (one per partition, more when one fills); append each send's future."""
     partitions: dict[str, list[int]] = {}
     open_batches: dict[tuple[str, int], BatchBuilder] = {}
     for topic, key, value in records:
