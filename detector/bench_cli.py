@@ -41,6 +41,9 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--ports", type=int, default=200, show_default=True, help="Ports in the simulated traffic.")
     @click.option("--fetch-wait-ms", type=int, default=None,
                   help="SMSGUARD_FETCH_MAX_WAIT_MS of the workers and the pass-through (default: the setting).")
+    @click.option("--send-every-ms", type=float, default=5.0, show_default=True,
+                  help="How often the load generator sends the events due, as one record batch per partition "
+                       "(a producer's linger.ms). The dev broker's CPU grows with the number of batches.")
     @click.option("--only", default="passthrough,naive,shell,worker", show_default=True,
                   help="Processor kinds to run: passthrough, naive, shell, worker.")
     @click.option("--models-dir", default=None, help="Model registry with a promoted model (default SMSGUARD_MODELS_DIR).")
@@ -50,8 +53,8 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Append the results, with this command line, as a section to this Markdown file.")
     @click.option("--run-dir", type=click.Path(file_okay=False), default="/tmp/smsguard-bench", show_default=True,
                   help="Service and process logs.")
-    def stream_cmd(quick, workers, rate, rate_seconds, backlog, ports, fetch_wait_ms, only, models_dir, profile_dir,
-                   record, run_dir):
+    def stream_cmd(quick, workers, rate, rate_seconds, backlog, ports, fetch_wait_ms, send_every_ms, only, models_dir,
+                   profile_dir, record, run_dir):
         """Throughput, latency, CPU and RSS of the worker (N=1,2) next to a raw pass-through and a naive faust agent."""
         from detector.bench_stream import (load_average, profile_markdown, record_section, results_markdown,
                                            run_stream_bench)
@@ -63,6 +66,7 @@ def register(main: click.Group, bench: click.Group) -> None:
                       backlog=backlog or (10_000 if quick else 150_000),
                       baseline_backlog=2 * (backlog or (10_000 if quick else 150_000)),
                       naive_seconds=8.0 if quick else 30.0, settle_s=15.0 if quick else 60.0, ports=ports,
+                      send_every_ms=send_every_ms,
                       **({"fetch_max_wait_ms": fetch_wait_ms} if fetch_wait_ms is not None else {}),
                       kinds=tuple(k.strip() for k in only.split(",") if k.strip()),
                       profile_dir=Path(profile_dir) if profile_dir else None, run_dir=Path(run_dir),

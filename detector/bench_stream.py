@@ -225,8 +225,11 @@ def encode_live(event: dict, ts_ms: int) -> tuple[bytes, bytes]:
 
 
 async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: float, seconds: float,
-                on_tick=None, sent_log: list[tuple[str, str]] | None = None) -> int:
+                on_tick=None, sent_log: list[tuple[str, str]] | None = None, every_s: float = 0.005) -> int:
     """Send ``rate`` events a second for ``seconds``, msg_ids ``prefix0…``, each stamped with its send time.
+
+    Every ``every_s`` the events due so far go out as one record batch per partition, like a Kafka producer
+    whose ``linger.ms`` is ``every_s`` (5 ms: Apache Kafka's default since 4.0, and aiokafka sends at once).
 
     ``on_tick(sent, elapsed)`` (sync or async) runs every few milliseconds; ``sent_log`` gets
     ``(msg_id, port)`` of every event sent. Returns how many were sent.
@@ -265,7 +268,7 @@ async def offer(producer, topic: str, live: Iterator[dict], prefix: str, rate: f
         for future in [f for f in in_flight if f.done()]:
             future.result()             # a batch the broker refused: stop here rather than report a rate
         in_flight = [f for f in in_flight if not f.done()]
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(every_s)
     await asyncio.gather(*in_flight)
     await producer.flush()
     return sent
@@ -422,6 +425,7 @@ class StreamBenchConfig:
     partitions: int = 4
     batch_size: int = 500
     fetch_max_wait_ms: int = 100          # SMSGUARD_FETCH_MAX_WAIT_MS of the worker and the pass-through's consumer
+    send_every_ms: float = 5.0            # the load generator's linger: one record batch per partition this often
     seed: int = 7
     profile_dir: Path | None = None
     run_dir: Path = Path("/tmp/smsguard-bench")
@@ -611,7 +615,7 @@ class Scenario:
         first_harness = time.process_time()
         profiler = self._start_profiler(f"rate{rate:.0f}")
         sent = await offer(producer, self.in_topic, live, prefix, rate, seconds,
-                           on_tick=lambda _sent, _elapsed: self._check_alive())
+                           on_tick=lambda _sent, _elapsed: self._check_alive(), every_s=self.cfg.send_every_ms / 1000)
         offered_for = time.monotonic() - started
         harness_cores = (time.process_time() - first_harness) / offered_for
         decided_in_time = outputs.count(prefix)
@@ -744,7 +748,8 @@ def results_markdown(results: Sequence[ScenarioResult], cfg: StreamBenchConfig) 
                 f"{_fmt(p.harness_cores, 2)} | {_fmt(p.p50_ms)} | {_fmt(p.p95_ms)} | {_fmt(p.p99_ms)} | {_fmt(p.max_ms)} | "
                 f"{', '.join(f'{m:.0f}' for m in p.rss_mb)} | {p.load} | {p.note} |")
     out = (f"Model {cfg.model_version or '?'}, {cfg.ports} ports, {cfg.partitions} partitions, batch size "
-           f"{cfg.batch_size}, fetch wait {cfg.fetch_max_wait_ms} ms.\n\n" + "\n".join(rows) + "\n")
+           f"{cfg.batch_size}, fetch wait {cfg.fetch_max_wait_ms} ms, load generator sending every "
+           f"{cfg.send_every_ms:g} ms.\n\n" + "\n".join(rows) + "\n")
     dup = [f"{r.label}: {r.duplicates} duplicate outputs ({r.conflicting} with another action)"
            for r in results if r.duplicates]
     if dup:
