@@ -30,6 +30,13 @@ def _config(**options):
                              model_version=version, **options)
 
 
+#: shared by ``bench stream`` and ``bench soak``
+_send_every_option = click.option(
+    "--send-every-ms", type=float, default=5.0, show_default=True,
+    help="How often the load generator sends the events due, as one record batch per partition (a producer's "
+         "linger.ms). The dev broker's CPU grows with the number of batches.")
+
+
 def register(main: click.Group, bench: click.Group) -> None:
     @bench.command("stream")
     @click.option("--quick", is_flag=True, help="Short run (about 3-4 minutes on 2 cores) for smoke use.")
@@ -41,9 +48,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--ports", type=int, default=200, show_default=True, help="Ports in the simulated traffic.")
     @click.option("--fetch-wait-ms", type=int, default=None,
                   help="SMSGUARD_FETCH_MAX_WAIT_MS of the workers and the pass-through (default: the setting).")
-    @click.option("--send-every-ms", type=float, default=5.0, show_default=True,
-                  help="How often the load generator sends the events due, as one record batch per partition "
-                       "(a producer's linger.ms). The dev broker's CPU grows with the number of batches.")
+    @_send_every_option
     @click.option("--only", default="passthrough,naive,shell,worker", show_default=True,
                   help="Processor kinds to run: passthrough, naive, shell, worker.")
     @click.option("--models-dir", default=None, help="Model registry with a promoted model (default SMSGUARD_MODELS_DIR).")
@@ -97,12 +102,13 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--models-dir", default=None)
     @click.option("--record", type=click.Path(dir_okay=False), default=None)
     @click.option("--run-dir", type=click.Path(file_okay=False), default="/tmp/smsguard-soak", show_default=True)
-    def soak_cmd(minutes, rate, every, dedup_ttl, ports, models_dir, record, run_dir):
+    @_send_every_option
+    def soak_cmd(minutes, rate, every, dedup_ttl, ports, models_dir, record, run_dir, send_every_ms):
         """One worker at a steady rate for a long time: RSS, Redis memory, throughput, lost decisions."""
         from detector.bench_stream import record_section, run_soak, soak_markdown
         from detector.services import local_stack
 
-        cfg = _config(rate=rate, ports=ports, run_dir=Path(run_dir), models_dir=models_dir)
+        cfg = _config(rate=rate, ports=ports, run_dir=Path(run_dir), models_dir=models_dir, send_every_ms=send_every_ms)
         with local_stack(log_dir=cfg.run_dir / "services") as stack:
             report = asyncio.run(run_soak(stack, cfg, minutes, every, dedup_ttl))
         body = soak_markdown(report)

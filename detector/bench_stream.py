@@ -989,7 +989,8 @@ async def run_soak(stack: LocalStack, cfg: StreamBenchConfig, minutes: float, ev
                 await point(sent, elapsed / 60)
                 points_due[0] += every_s
 
-        sent = await offer(producer, scenario.in_topic, live, prefix, cfg.rate, minutes * 60, on_tick=tick)
+        sent = await offer(producer, scenario.in_topic, live, prefix, cfg.rate, minutes * 60, on_tick=tick,
+                           every_s=cfg.send_every_ms / 1000)
         offered_s = time.monotonic() - started
         decided_in_time = outputs.count(prefix)
         await outputs.wait_for(prefix, sent, timeout=120.0)
@@ -1000,7 +1001,7 @@ async def run_soak(stack: LocalStack, cfg: StreamBenchConfig, minutes: float, ev
                 "duplicates": outputs.duplicates, "conflicting": outputs.conflicting,
                 "throughput": decided_in_time / offered_s, "cpu_ms_per_msg": cpu * 1000 / max(1, len(lat)),
                 "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "max_ms": max(lat) if lat else None,
-                "dedup_ttl_s": dedup_ttl_s, "points": points}
+                "dedup_ttl_s": dedup_ttl_s, "send_every_ms": cfg.send_every_ms, "points": points}
     finally:
         worker.stop()
         await producer.stop()
@@ -1011,7 +1012,8 @@ async def run_soak(stack: LocalStack, cfg: StreamBenchConfig, minutes: float, ev
 def soak_markdown(report: dict[str, Any]) -> str:
     r = report
     lines = [f"Offered {r['rate']:,.0f} msgs/s for {r['minutes']:g} min to one worker (SMSGUARD_DEDUP_TTL_S="
-             f"{r['dedup_ttl_s']}, so claims expire within the run and Redis memory can level off).", "",
+             f"{r['dedup_ttl_s']}, so claims expire within the run and Redis memory can level off), the load "
+             f"generator sending every {r.get('send_every_ms', 5.0):g} ms.", "",
              f"- sent {r['sent']:,}, decided {r['decided']:,}, **lost {r['lost']:,}**, duplicate decisions "
              f"{r['duplicates']:,} ({r['conflicting']} with another action)",
              f"- sustained throughput {r['throughput']:,.0f} msgs/s, CPU {r['cpu_ms_per_msg']:.3f} ms/msg, latency "
