@@ -59,7 +59,7 @@ def signals_markdown() -> str:
              "|---|---|---|---|---|---|---|---|"]
     for name, cls in ALL_SIGNALS.items():
         cfg = policy.signals[name]
-        doc = " ".join(inspect.getdoc(cls).split())
+        doc = " ".join(inspect.getdoc(cls).split("\n\n")[0].split())     # the summary paragraph, not the examples
         params = ", ".join(f"{k}={v}" for k, v in cfg.signal.params.items()) or "-"
         weight = f"{cfg.weight:g}" + (" (hard block)" if cfg.hard_block else "")
         lines.append(f"| `{name}` | {cls.level} | {weight} | {cfg.port_weight:g} | {', '.join(cls.feeds) or '-'} | "

@@ -42,6 +42,9 @@ _UNSUBSCRIBE = re.compile(r"(回复?|发送?|编辑)?\s*(t|td|r|n|0000|qx|stop)\
                           r"拒收请?回复?\s*(r|t|n)|回复?退订|退订请|取消订阅|退订", re.I)
 _MARKETING_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折|抢购|秒杀|红包|领取|限时|会员日|大促|双11|双十一|618|"
                              r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|咨询|热线|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
+# How one-time codes name themselves; read on NFKC-folded text, for messages whose category is not declared
+_CODE_WORDING = re.compile(r"验证码|校验码|动态码|动态密码|确认码|激活码|登录码|短信码|verification code|security code|"
+                           r"one-time (?:pass)?code|\botp\b", re.I)
 
 
 def _has_unsubscribe(folded: str) -> bool:
@@ -109,14 +112,15 @@ def _short_hash(text: str) -> str:
 class _TemplateFeatures:
     """Per-template work (normalisation, MinHash, text rules) done once per template, LRU-cached.
 
-    Value: ``(template id, MinHash band keys, has unsubscribe text, has marketing cues, scam lure or None)``.
+    Value: ``(template id, MinHash band keys, has unsubscribe text, has marketing cues, scam lure or None,
+    worded as a one-time code)``.
     """
 
     def __init__(self, size: int = 50_000):
-        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, bool, str | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, bool, str | None, bool]] = OrderedDict()
         self._size = size
 
-    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, bool, str | None]:
+    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, bool, str | None, bool]:
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
@@ -124,7 +128,7 @@ class _TemplateFeatures:
         folded = unicodedata.normalize("NFKC", content)
         body = textnorm.normalize(content)
         value = (_short_hash(key), lsh_bands(body or key), _has_unsubscribe(folded),
-                 bool(_MARKETING_CUES.search(folded)), scam_lure(body))
+                 bool(_MARKETING_CUES.search(folded)), scam_lure(body), bool(_CODE_WORDING.search(folded)))
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -433,15 +437,16 @@ class Engine:
         threshold = self.scorer.threshold
         contexts = []
         for event, key, score in zip(events, keys, scores.tolist() if hasattr(scores, "tolist") else scores):
-            template_id, bands, has_unsub, cues, lure = self._templates.get(key, event.content)
+            template_id, bands, has_unsub, cues, lure, code_words = self._templates.get(key, event.content)
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
             marketing = bool(declared == "marketing" or is_spam or has_unsub or lure or (declared is None and cues))
+            is_code = declared == "verification" or (declared is None and code_words and not marketing)
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             contexts.append(MessageContext(
                 event=event, score=score, is_spam=is_spam, marketing=marketing, has_unsubscribe=has_unsub,
                 local_hour=hour, template_key=key, template_id=template_id,
-                content_id=_short_hash(event.content), lsh_bands=bands, lure=lure,
+                content_id=_short_hash(event.content), lsh_bands=bands, lure=lure, is_code=is_code,
                 # explanations are filled in once the action is known: only flagged/blocked messages need them
                 ))
         return contexts

@@ -180,6 +180,41 @@ def test_one_generic_code_template_on_many_merchants_ports_is_not_flagged(settin
     assert all(s.peak_state == "normal" for s in stats.ports.values())
 
 
+def test_codes_flooding_one_number_from_many_sites_are_flagged_and_their_ports_are_not(settings, scorer):
+    """SMS bombing (短信轰炸): a tool submits one victim's number to 20 sites' login forms. Each site's port sends it a
+    few ordinary codes; none stands out, but the number gets 45 codes in 90 minutes. A user who logs in 8 times
+    that day is left alone, and so is every other recipient of the same ports."""
+    texts = ["【站点{s}】您的验证码是{code}，5分钟内有效，请勿泄露。", "【站点{s}】{code}（动态密码），用于登录，请勿告诉他人。"]
+    records = list(TrafficSimulator(settings.data_dir, seed=16).events(background(), DAY_10H, 100 * 60))
+    victim, user = "13912340000", "13912341111"
+    for i in range(45):     # the victim: a code every 2 minutes, from 20 sites in turn; half declare no category
+        site = i % 20
+        records.append({"msg_id": f"bomb{i}", "ts": DAY_10H + i * 2 * MINUTE, "port": f"10691{site:03d}",
+                        "recipient": victim, "content": texts[i % 2].format(s=site, code=200000 + i * 7919 % 800000),
+                        **({"category": "verification"} if i % 2 == 0 else {})})
+    for i in range(8):      # an ordinary busy user, on three of the same sites
+        records.append({"msg_id": f"user{i}", "ts": DAY_10H + i * 11 * MINUTE, "port": f"10691{i % 3:03d}",
+                        "recipient": user, "content": texts[0].format(s=i % 3, code=300000 + i), "category": "verification"})
+    for i in range(300):    # the sites' other users
+        site = i % 20
+        records.append({"msg_id": f"other{i}", "ts": DAY_10H + i * 20_000, "port": f"10691{site:03d}",
+                        "recipient": f"138{i:08d}", "content": texts[i % 2].format(s=site, code=400000 + i),
+                        "category": "verification"})
+    stats, out = run(records, settings, scorer)
+    decisions = {r["msg_id"]: r for r in out if r.get("type") == "decision"}
+
+    def flood(msg_id):
+        return next((x for x in decisions[msg_id]["reasons"] if x["signal"] == "code_flood"), None)
+
+    assert all(flood(f"bomb{i}") is None for i in range(10))                  # within a person's day
+    assert all(flood(f"bomb{i}") is not None for i in range(10, 45))           # past Alibaba's 10 a day
+    assert all(decisions[f"bomb{i}"]["action"] == "flag" for i in range(29, 45)), [decisions[f"bomb{i}"] for i in (29, 44)]
+    assert flood("bomb44")["value"] == 1.0 and "45 one-time codes" in flood("bomb44")["detail"]
+    assert not any(flood(m) for m in decisions if not m.startswith("bomb"))
+    assert all(decisions[f"user{i}"]["action"] == "allow" for i in range(8))
+    assert all(stats.ports[f"10691{site:03d}"].peak_state == "normal" for site in range(20))
+
+
 def test_opted_out_recipient_gets_no_more_marketing_from_that_signature(sim, settings, scorer):
     shop = PortProfile("10690005", "marketing", 30, signatures=("唯品会",), recipients=40, active_hours=(8, 21))
     events = list(sim.events([shop], DAY_10H, 60 * 60))

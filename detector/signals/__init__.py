@@ -4,14 +4,14 @@ from detector.signals.compliance import UnregisteredSignature
 from detector.signals.content import CompliantMarketing, ContentSpam, MissingUnsubscribe, QuietHours, ScamLure
 from detector.signals.fanout import PortSignatures, SpamFanout, TemplatePorts, TemplateRecipients
 from detector.signals.port_health import ComplaintRate, OptoutViolations, SpamShare
-from detector.signals.recipient import IdenticalContent, OptedOut, RecipientFrequency
+from detector.signals.recipient import CodeFlood, IdenticalContent, OptedOut, RecipientFrequency
 from detector.signals.volume import PortBurst, ProviderBurst, SignatureBurst
 
 ALL_SIGNALS: dict[str, type[Signal]] = {cls.name: cls for cls in (
     ContentSpam, ScamLure, MissingUnsubscribe, QuietHours, CompliantMarketing,
     PortBurst, ProviderBurst, SignatureBurst,
     SpamFanout, TemplateRecipients, TemplatePorts, PortSignatures,
-    RecipientFrequency, IdenticalContent, OptedOut,
+    RecipientFrequency, IdenticalContent, CodeFlood, OptedOut,
     UnregisteredSignature,
     SpamShare, ComplaintRate, OptoutViolations,
 )}

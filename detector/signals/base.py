@@ -32,6 +32,7 @@ class MessageContext:
     registered_signatures: frozenset[str] | None = None   # None: the port has no registry entry
     explanation: tuple[tuple[str, float], ...] = ()
     lure: str | None = None         # a job-scam lure in the text (detector.signals.content.scam_lure), or None
+    is_code: bool = False           # a one-time code: declared "verification", or undeclared and worded as one
     state: dict[str, Any] = field(default_factory=dict)   # feed name -> op result (absent when degraded)
 
     @property

@@ -118,13 +118,14 @@ def _recipient(ctx: MessageContext) -> str:
 
 
 def _recipient_day(ctx: MessageContext) -> FieldCounters:
-    """Messages to this recipient in 24 h: from this sender (``[0]``), and with this exact content (``[1]``).
+    """Messages to this recipient in 24 h: from this sender (``[0]``), with this exact content (``[1]``) and,
+    for a one-time code, one-time codes from every sender (``[2]``, field ``v``).
 
-    One hash per recipient: these counters are one or two per message and live a day, the biggest
+    One hash per recipient: these counters are two or three per message and live a day, the biggest
     population of keys in the store; as fields of one key they take about half the memory.
     """
-    return FieldCounters(tag("rcpt", ctx.event.recipient, "24h"), ctx.event.ts_ms,
-                         (_sender(ctx), f"c:{ctx.content_id}"), 1, DAY_S)
+    fields = (_sender(ctx), f"c:{ctx.content_id}", "v") if ctx.is_code else (_sender(ctx), f"c:{ctx.content_id}")
+    return FieldCounters(tag("rcpt", ctx.event.recipient, "24h"), ctx.event.ts_ms, fields, 1, DAY_S)
 
 
 def _optout_lookup(ctx: MessageContext) -> HashGet | None:

@@ -1,4 +1,4 @@
-"""Per-recipient signals: frequency caps, identical repeats, and opt-outs.
+"""Per-recipient signals: frequency caps, identical repeats, floods of one-time codes, and opt-outs.
 
 >>> from detector.events import SmsEvent
 >>> from detector.signals.base import MessageContext
@@ -39,6 +39,39 @@ class IdenticalContent(Signal):
         if n <= self.params["max_repeats"]:
             return None
         return Fired(1.0, f"identical content {n}x to this recipient in 24 h")
+
+
+class CodeFlood(Signal):
+    """One-time codes pour into one number from any senders (SMS bombing, 短信轰炸): more than a platform's daily cap.
+
+    Bombing tools submit a victim's number to many sites' login and sign-up forms, so each site sends a
+    legitimate-looking code. No one port or sender stands out (each stays under its own caps), but the
+    victim's number receives far more codes in a day than a person asks for: Alibaba Cloud caps codes at 10
+    per number per day. The value ramps from ``low`` codes in 24 h to ``high``; only the codes are judged,
+    and never the ports that carry them (their owners are abused too).
+
+    >>> from detector.events import SmsEvent
+    >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x"), 0.0, False, False, False, 12, "k", "t", "c",
+    ...                      is_code=True)
+    >>> ctx.state = {"rcpt_24h": (3, 1, 30)}
+    >>> CodeFlood().evaluate(ctx)
+    Fired(value=1.0, detail='30 one-time codes to this recipient in 24 h, from all senders')
+    >>> ctx.state = {"rcpt_24h": (3, 1, 10)}
+    >>> CodeFlood().evaluate(ctx) is None
+    True
+    """
+    name = "code_flood"
+    feeds = ("rcpt_24h",)
+    defaults = {"low": 10, "high": 30}
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        counts = ctx.state.get("rcpt_24h")
+        if not ctx.is_code or not counts or len(counts) < 3:
+            return None
+        n, low = counts[2], self.params["low"]
+        if n <= low:
+            return None
+        return Fired(ramp(n, low, self.params["high"]), f"{n} one-time codes to this recipient in 24 h, from all senders")
 
 
 class OptedOut(Signal):
