@@ -102,8 +102,8 @@ def test_signal_value_is_bounded_and_deterministic(name, cls, data, score, is_sp
     first, second = signal.evaluate(ctx), signal.evaluate(ctx)
     assert first == second
     if cls.only_for is not None:    # the engine skips the signal for other messages: it must never fire there
-        assert cls.only_for in ("marketing", "spam")
-        assert first is None or cls.may_fire(ctx.marketing, ctx.is_spam), first
+        assert cls.only_for in ("marketing", "spam", "code")
+        assert first is None or cls.may_fire(ctx.marketing, ctx.is_spam, ctx.is_code), first
     if first is not None:
         assert math.isfinite(first.value) and 0.0 <= first.value <= 1.0, first
         assert first.detail is None or isinstance(first.detail, str)

@@ -57,18 +57,21 @@ class Signal(abc.ABC):
     feeds: ClassVar[tuple[str, ...]] = ()
     #: default parameters; the policy file may override them per signal
     defaults: ClassVar[Mapping[str, Any]] = {}
-    #: "marketing" / "spam": never fires unless the context says so (``ctx.marketing`` / ``ctx.is_spam``),
-    #: so the engine does not ask it about other messages, most of a 106 port's traffic
+    #: "marketing" / "spam" / "code": never fires unless the context says so (``ctx.marketing`` /
+    #: ``ctx.is_spam`` / ``ctx.is_code``), so the engine does not ask it about other messages
     only_for: ClassVar[str | None] = None
 
     @classmethod
-    def may_fire(cls, marketing: bool, spam: bool) -> bool:
+    def may_fire(cls, marketing: bool, spam: bool, code: bool = False) -> bool:
         """False when ``only_for`` rules the signal out for a message of this kind.
 
         >>> Signal.may_fire(False, False)
         True
         """
-        return cls.only_for is None or (marketing if cls.only_for == "marketing" else spam)
+        only_for = cls.only_for
+        if only_for is None:
+            return True
+        return marketing if only_for == "marketing" else spam if only_for == "spam" else code
 
     def __init__(self, params: Mapping[str, Any] | None = None):
         unknown = set(params or {}) - set(self.defaults)

@@ -61,6 +61,7 @@ class CodeFlood(Signal):
     True
     """
     name = "code_flood"
+    only_for = "code"
     feeds = ("rcpt_24h",)
     defaults = {"low": 10, "high": 30}
 
