@@ -180,10 +180,13 @@ def test_one_generic_code_template_on_many_merchants_ports_is_not_flagged(settin
     assert all(s.peak_state == "normal" for s in stats.ports.values())
 
 
-def test_codes_flooding_one_number_from_many_sites_are_flagged_and_their_ports_are_not(settings, scorer):
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def test_codes_flooding_one_number_from_many_sites_are_flagged_and_their_ports_are_not(settings, scorer, backend,
+                                                                                       request):
     """SMS bombing (短信轰炸): a tool submits one victim's number to 20 sites' login forms. Each site's port sends it a
     few ordinary codes; none stands out, but the number gets 45 codes in 90 minutes. A user who logs in 8 times
-    that day is left alone, and so is every other recipient of the same ports."""
+    that day is left alone, and so is every other recipient of the same ports. Judged the same with the state in
+    a real redis-server (the worker's store) as in the in-process one."""
     texts = ["【站点{s}】您的验证码是{code}，5分钟内有效，请勿泄露。", "【站点{s}】{code}（动态密码），用于登录，请勿告诉他人。"]
     records = list(TrafficSimulator(settings.data_dir, seed=16).events(background(), DAY_10H, 100 * 60))
     victim, user = "13912340000", "13912341111"
@@ -200,7 +203,11 @@ def test_codes_flooding_one_number_from_many_sites_are_flagged_and_their_ports_a
         records.append({"msg_id": f"other{i}", "ts": DAY_10H + i * 20_000, "port": f"10691{site:03d}",
                         "recipient": f"138{i:08d}", "content": texts[i % 2].format(s=site, code=400000 + i),
                         "category": "verification"})
-    stats, out = run(records, settings, scorer)
+    store = None
+    if backend == "redis":
+        from detector.state.redis import RedisStore
+        store = RedisStore(request.getfixturevalue("own_redis").url)
+    stats, out = run(records, settings, scorer, store=store)
     decisions = {r["msg_id"]: r for r in out if r.get("type") == "decision"}
 
     def flood(msg_id):
