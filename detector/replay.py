@@ -27,6 +27,7 @@ from detector.state.base import StateStore
 from detector.state.memory import MemoryStore
 
 LEVEL = {"normal": 0, "watch": 1, "throttle": 2, "block": 3}
+OUTPUT_BUFFER_BYTES = 1 << 20      # ~2,000 decisions a write(2) instead of ~16 (the default 8 KiB)
 
 
 @dataclass
@@ -108,7 +109,8 @@ def _account(result, stats: ReplayStats) -> None:
         port = stats.ports[d.port]
         port.messages += 1
         port.actions[d.action] += 1
-        port.spam_scored += any(r.signal == "content_spam" for r in d.reasons)
+        if d.reasons:       # most decisions have none
+            port.spam_scored += any(r.signal == "content_spam" for r in d.reasons)
     for a in result.port_actions:
         port = stats.ports[a.port]
         port.states.append((a.as_dict()["ts"], a.state, a.decided_by))
@@ -135,7 +137,7 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
     with open(path, "rb") as fh:
         events = read_events(fh, parser, stats, rejects)
     engine = Engine(_offline(settings), store or MemoryStore(), scorer, policy)
-    out = open(out_path, "wb") if out_path else None
+    out = open(out_path, "wb", buffering=OUTPUT_BUFFER_BYTES) if out_path else None
     try:
         for record in rejects:
             if out is not None:
