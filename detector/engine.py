@@ -40,8 +40,21 @@ OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bound
 # Unsubscribe wording seen in the wild: 回T退订, 退订回T, 拒收请回复R, 回复TD退订, 回N退订, 回0000 …
 _UNSUBSCRIBE = re.compile(r"(回复?|发送?|编辑)?\s*(t|td|r|n|0000|qx|stop)\s*(退订|拒收|取消)|退订回?复?\s*(t|td|r|n)\b|"
                           r"拒收请?回复?\s*(r|t|n)|回复?退订|退订请|取消订阅|退订", re.I)
-_MARKETING_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折|抢购|秒杀|红包|领取|限时|会员日|大促|双11|双十一|618|"
-                             r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|咨询|热线|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
+# Wording that sells (2), or that only points to a contact, as notices do too (1)
+_PROMOTION_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折|抢购|秒杀|红包|领取|限时|会员日|大促|双11|双十一|618|"
+                             r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
+_CONTACT_CUES = re.compile(r"咨询|热线")
+
+
+def _marketing_cues(folded: str) -> int:
+    """2: promotional wording; 1: only a contact line (咨询, 热线); 0: neither.
+
+    >>> _marketing_cues("双11大促,全场5折"), _marketing_cues("详询客服热线"), _marketing_cues("您的快件已签收")
+    (2, 1, 0)
+    """
+    if _PROMOTION_CUES.search(folded):
+        return 2
+    return 1 if _CONTACT_CUES.search(folded) else 0
 # How one-time codes name themselves, for messages whose category is not declared
 _CODE_WORDING_ZH = re.compile(r"(?:验证|校验|动态|动态密|确认|激活|登录|短信)码")
 _CODE_WORDING_EN = re.compile(r"verification code|security code|one-time (?:pass)?code|\botp\b")
@@ -127,15 +140,15 @@ def _short_hash(text: str) -> str:
 class _TemplateFeatures:
     """Per-template work (normalisation, MinHash, text rules) done once per template, LRU-cached.
 
-    Value: ``(template id, MinHash band keys, has unsubscribe text, has marketing cues, scam lure or None,
+    Value: ``(template id, MinHash band keys, has unsubscribe text, marketing cues (0, 1, 2), scam lure or None,
     worded as a one-time code)``.
     """
 
     def __init__(self, size: int = 50_000):
-        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, bool, str | None, bool]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, tuple[str, ...], bool, int, str | None, bool]] = OrderedDict()
         self._size = size
 
-    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, bool, str | None, bool]:
+    def get(self, key: str, content: str) -> tuple[str, tuple[str, ...], bool, int, str | None, bool]:
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
@@ -143,7 +156,7 @@ class _TemplateFeatures:
         folded = unicodedata.normalize("NFKC", content)
         body = textnorm.normalize(content)
         value = (_short_hash(key), lsh_bands(body or key), _has_unsubscribe(folded),
-                 bool(_MARKETING_CUES.search(folded)), scam_lure(body), _worded_as_code(folded))
+                 _marketing_cues(folded), scam_lure(body), _worded_as_code(folded))
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -456,7 +469,11 @@ class Engine:
             template_id, bands, has_unsub, cues, lure, code_words = self._templates.get(key, event.content)
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
-            marketing = bool(declared == "marketing" or is_spam or has_unsub or lure or (declared is None and cues))
+            # Undeclared: unsubscribe text or any cue makes it marketing. Declared a notification or a code:
+            # unsubscribe text alone does not (delivery notices, usage alerts and bank reminders offer 退订
+            # too); with promotional wording as well, it reads as marketing whatever it says it is.
+            marketing = bool(declared == "marketing" or is_spam or lure
+                             or ((has_unsub or cues) if declared is None else (has_unsub and cues == 2)))
             is_code = declared == "verification" or (declared is None and code_words and not marketing)
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             contexts.append(MessageContext(

@@ -132,6 +132,28 @@ def test_verification_codes_are_not_blocked_by_optouts():
     assert result.decisions[0].action == "allow"
 
 
+def test_unsubscribe_text_alone_does_not_make_a_declared_notification_marketing():
+    """Delivery notices and usage alerts offer 退订 too: at night, after an opt-out, they still go out. Promotional
+    wording makes a message marketing whatever it is declared as; undeclared, 退订 alone does."""
+    night = T0 + 13 * 3_600_000     # 23:00 China time
+    optout = parser.parse_optout({"ts": night - 60_000, "recipient": "13800000001", "port": "10690001",
+                                  "signature": "京东"})
+
+    def at_night(i, content, **extra):
+        return parser.parse_sms({"msg_id": f"n{i}", "ts": night + i * 1000, "port": "10690001",
+                                 "recipient": "13800000001", "content": content, **extra})
+
+    notice = at_night(1, "【京东】您的订单已出库，正在配送中。如需退订，请回复TD", category="notification")
+    dressed_up = at_night(2, "【京东】您的订单已出库。双11全场五折，回T退订", category="notification")
+    undeclared = at_night(3, "【京东】您的订单已出库，正在配送中。如需退订，请回复TD")
+    result = run(engine().process([optout, notice, dressed_up, undeclared]))
+    by_id = {d.msg_id: d for d in result.decisions}
+    assert by_id["n1"].action == "allow" and by_id["n1"].reasons == [], by_id["n1"]
+    for msg_id in ("n2", "n3"):
+        signals = {r.signal for r in by_id[msg_id].reasons}
+        assert {"quiet_hours", "opted_out"} <= signals and by_id[msg_id].action == "block", by_id[msg_id]
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)
