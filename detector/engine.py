@@ -55,6 +55,8 @@ def _marketing_cues(folded: str) -> int:
     if _PROMOTION_CUES.search(folded):
         return 2
     return 1 if _CONTACT_CUES.search(folded) else 0
+
+
 # How one-time codes name themselves, for messages whose category is not declared
 _CODE_WORDING_ZH = re.compile(r"(?:验证|校验|动态|动态密|确认|激活|登录|短信)码")
 _CODE_WORDING_EN = re.compile(r"verification code|security code|one-time (?:pass)?code|\botp\b")
