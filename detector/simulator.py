@@ -368,25 +368,30 @@ class TrafficSimulator:
             return tuple(rng.sample(SIGNATURES[kind], k))
 
         profiles: list[PortProfile] = []
+        # Legitimate ports reach each of their subscribers about once a day (one_a_day): a port sending 900
+        # codes a minute serves more than a million people. Smaller pools would have the simulated day send
+        # one number dozens of codes, which is what SMS bombing looks like (the code_flood signal). The port
+        # is drawn before the rate, as it was when the pools were fixed sizes: the same seed, the same ports.
         for i in range(n_verification):
-            profiles.append(PortProfile(port(), "verification", rate_per_min=rng.choice((120, 240, 480, 900)),
-                                        sp_id=f"sp{1 + i % 4:02d}", signatures=sigs("verification", 1),
-                                        recipients=50_000))
+            name, rate = port(), rng.choice((120, 240, 480, 900))
+            profiles.append(PortProfile(name, "verification", rate_per_min=rate, sp_id=f"sp{1 + i % 4:02d}",
+                                        signatures=sigs("verification", 1), recipients=one_a_day(rate)))
         for i in range(n_notification):
-            profiles.append(PortProfile(port(), "notification", rate_per_min=rng.choice((60, 120, 300)),
-                                        sp_id=f"sp{1 + i % 4:02d}", signatures=sigs("notification", 1),
-                                        recipients=20_000))
+            name, rate = port(), rng.choice((60, 120, 300))
+            profiles.append(PortProfile(name, "notification", rate_per_min=rate, sp_id=f"sp{1 + i % 4:02d}",
+                                        signatures=sigs("notification", 1), recipients=one_a_day(rate)))
         for i in range(n_marketing):
-            profiles.append(PortProfile(port(), "marketing", rate_per_min=rng.choice((30, 60, 120)),
-                                        sp_id=f"sp{5 + i % 2:02d}", signatures=sigs("marketing", 1),
-                                        recipients=30_000, active_hours=(8, 21)))
+            name, rate = port(), rng.choice((30, 60, 120))
+            profiles.append(PortProfile(name, "marketing", rate_per_min=rate, sp_id=f"sp{5 + i % 2:02d}",
+                                        signatures=sigs("marketing", 1), recipients=one_a_day(rate, (8, 21)),
+                                        active_hours=(8, 21)))
         for i in range(n_spam):
             profiles.append(PortProfile(port(), "spam", rate_per_min=rng.choice((60, 120)), sp_id="sp09",
                                         signatures=(), recipients=1_000_000, unsubscribe=False, templates=12))
         # A resold port: quiet notifications by day, unsigned spam blasts to fresh numbers at night.
         blaster = port()
         profiles.append(PortProfile(blaster, "notification", rate_per_min=20, sp_id="sp07",
-                                    signatures=sigs("notification", 1), recipients=5_000))
+                                    signatures=sigs("notification", 1), recipients=one_a_day(20)))
         profiles.append(PortProfile(blaster, "spam", rate_per_min=600, sp_id="sp07", signatures=(),
                                     recipients=2_000_000, unsubscribe=False, active_hours=(0, 5), templates=6))
         return profiles
@@ -440,10 +445,24 @@ class TrafficSimulator:
         return out
 
 
+def one_a_day(rate_per_min: float, active_hours: tuple[int, int] | None = None) -> int:
+    """A recipient pool in which each subscriber gets about one message a day from a port with this rate.
+
+    >>> one_a_day(900), one_a_day(120, (8, 21))
+    (1296000, 93600)
+    """
+    start, end = active_hours or (0, 24)
+    hours = (end - start) % 24 or 24
+    return max(1, round(rate_per_min * 60 * hours))
+
+
 def scaled(profiles: Sequence[PortProfile], total_per_s: float, at_ms: int | None = None,
            tz_offset_h: int = 8) -> list[PortProfile]:
     """The same profiles with their rates scaled so all together send ``total_per_s`` messages a second
     (at event time ``at_ms``, counting only the profiles active then; all of them without it).
+
+    Recipient pools scale with the rates, so each subscriber gets as many messages a day as before: a
+    benchmark at 60 times the traffic is 60 times the people, not one number getting 60 times the codes.
 
     >>> [p.rate_per_min for p in scaled([PortProfile("1", "spam", 10), PortProfile("2", "spam", 30)], 2)]
     [30.0, 90.0]
@@ -455,7 +474,8 @@ def scaled(profiles: Sequence[PortProfile], total_per_s: float, at_ms: int | Non
                 if at_ms is None or (_is_active(at_ms, p.active_hours, tz_offset_h)
                                      and (p.start_ms or at_ms) <= at_ms < (p.end_ms or at_ms + 1))) / 60
     factor = total_per_s / total if total else 0.0
-    return [replace(p, rate_per_min=p.rate_per_min * factor) for p in profiles]
+    return [replace(p, rate_per_min=p.rate_per_min * factor, recipients=max(1, round(p.recipients * factor)))
+            for p in profiles]
 
 
 def resolve_data_dir(value: str | Path) -> Path:

@@ -150,9 +150,24 @@ def test_malformed_events_are_all_rejected_and_some_carry_msisdns(sim, parser):
     assert sum(bool(re.search(rb"1[3-9]\d{9}", b)) for b in bad) >= 10
 
 
-def test_scaled_keeps_proportions():
-    ps = scaled([PortProfile("1", "spam", 60), PortProfile("2", "spam", 180)], 8)
+def test_scaled_keeps_proportions_and_messages_per_subscriber():
+    ps = scaled([PortProfile("1", "spam", 60, recipients=1_000), PortProfile("2", "spam", 180, recipients=5)], 8)
     assert [p.rate_per_min for p in ps] == [120.0, 360.0]
+    assert [p.recipients for p in ps] == [2_000, 10]
+
+
+def test_legitimate_ports_reach_a_subscriber_about_once_a_day(sim):
+    """Codes and notices to one number are a handful a day: dozens would be SMS bombing (code_flood), and a
+    simulated day of the default mix must not look like one."""
+    for p in scaled(sim.default_profiles(20), 500):
+        if p.kind == "spam":
+            continue
+        start, end = p.active_hours or (0, 24)
+        per_day = p.rate_per_min * 60 * ((end - start) % 24 or 24) / p.recipients
+        assert per_day <= 1.01, (p.kind, p.rate_per_min, p.recipients)
+    busiest = max((p for p in sim.default_profiles(20) if p.kind == "verification"), key=lambda p: p.rate_per_min)
+    hour = Counter(e["recipient"] for e in sim.events([busiest], START + 10 * 3_600_000, 3600))
+    assert sum(hour.values()) > 100 * 60 and max(hour.values()) <= 3
 
 
 def test_simulate_command_writes_replayable_jsonl(tmp_path, parser):
