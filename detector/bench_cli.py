@@ -26,6 +26,7 @@ def _config(**options):
     models_dir = str(resolve_models_dir(options.pop("models_dir") or settings.models_dir).resolve())
     version = ensure_model(models_dir)
     options.setdefault("fetch_max_wait_ms", int(settings.fetch_max_wait_ms))
+    options.setdefault("batch_size", int(settings.batch_size))
     return StreamBenchConfig(models_dir=models_dir, data_dir=str(resolve_data_dir(settings.data_dir).resolve()),
                              model_version=version, **options)
 
@@ -49,6 +50,8 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--fetch-wait-ms", type=int, default=None,
                   help="SMSGUARD_FETCH_MAX_WAIT_MS of the workers and the pass-through (default: the setting).")
     @_send_every_option
+    @click.option("--batch-size", type=int, default=None,
+                  help="SMSGUARD_BATCH_SIZE of the workers and the shell (default: the setting).")
     @click.option("--only", default="passthrough,naive,shell,worker", show_default=True,
                   help="Processor kinds to run: passthrough, naive, shell, worker.")
     @click.option("--models-dir", default=None, help="Model registry with a promoted model (default SMSGUARD_MODELS_DIR).")
@@ -58,8 +61,8 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Append the results, with this command line, as a section to this Markdown file.")
     @click.option("--run-dir", type=click.Path(file_okay=False), default="/tmp/smsguard-bench", show_default=True,
                   help="Service and process logs.")
-    def stream_cmd(quick, workers, rate, rate_seconds, backlog, ports, fetch_wait_ms, send_every_ms, only, models_dir,
-                   profile_dir, record, run_dir):
+    def stream_cmd(quick, workers, rate, rate_seconds, backlog, ports, fetch_wait_ms, send_every_ms, batch_size, only,
+                   models_dir, profile_dir, record, run_dir):
         """Throughput, latency, CPU and RSS of the worker (N=1,2) next to a raw pass-through and a naive faust agent."""
         from detector.bench_stream import (load_average, profile_markdown, record_section, results_markdown,
                                            run_stream_bench)
@@ -73,6 +76,7 @@ def register(main: click.Group, bench: click.Group) -> None:
                       naive_seconds=8.0 if quick else 30.0, settle_s=15.0 if quick else 60.0, ports=ports,
                       send_every_ms=send_every_ms,
                       **({"fetch_max_wait_ms": fetch_wait_ms} if fetch_wait_ms is not None else {}),
+                      **({"batch_size": batch_size} if batch_size is not None else {}),
                       kinds=tuple(k.strip() for k in only.split(",") if k.strip()),
                       profile_dir=Path(profile_dir) if profile_dir else None, run_dir=Path(run_dir),
                       models_dir=models_dir)
