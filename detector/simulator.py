@@ -380,11 +380,12 @@ class TrafficSimulator:
             name, rate = port(), rng.choice((60, 120, 300))
             profiles.append(PortProfile(name, "notification", rate_per_min=rate, sp_id=f"sp{1 + i % 4:02d}",
                                         signatures=sigs("notification", 1), recipients=one_a_day(rate)))
+        daytime = (8, 21)
         for i in range(n_marketing):
             name, rate = port(), rng.choice((30, 60, 120))
             profiles.append(PortProfile(name, "marketing", rate_per_min=rate, sp_id=f"sp{5 + i % 2:02d}",
-                                        signatures=sigs("marketing", 1), recipients=one_a_day(rate, (8, 21)),
-                                        active_hours=(8, 21)))
+                                        signatures=sigs("marketing", 1), recipients=one_a_day(rate, daytime),
+                                        active_hours=daytime))
         for i in range(n_spam):
             profiles.append(PortProfile(port(), "spam", rate_per_min=rng.choice((60, 120)), sp_id="sp09",
                                         signatures=(), recipients=1_000_000, unsubscribe=False, templates=12))
