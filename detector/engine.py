@@ -155,7 +155,7 @@ class _TemplateFeatures:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        folded = unicodedata.normalize("NFKC", content)
+        folded = textnorm.nfkc(content)
         body = textnorm.normalize(content)
         value = (_short_hash(key), lsh_bands(body or key), _has_unsubscribe(folded),
                  _marketing_cues(folded), scam_lure(body), _worded_as_code(folded))

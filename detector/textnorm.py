@@ -87,6 +87,62 @@ def _load_t2s() -> dict[int, str]:
 _T2S = _load_t2s()
 
 
+def _changed_by(mapping: dict[str, str]) -> re.Pattern:
+    """One character class of ``mapping``'s keys; the BMP ones make a table lookup per character, which a
+    translate with a dict (a dict lookup and an int object per character) is several times slower than."""
+    points = sorted(map(ord, mapping))
+    runs: list[list[int]] = []
+    for point in points:       # ranges, not one item per character: the pattern compiles ~10x faster
+        if runs and runs[-1][1] == point - 1:
+            runs[-1][1] = point
+        else:
+            runs.append([point, point])
+    return re.compile("[" + "".join(re.escape(chr(lo)) + ("-" + re.escape(chr(hi)) if hi > lo else "")
+                                    for lo, hi in runs) + "]")
+
+
+# What NFKC makes of each BMP character it changes on its own (~3,000: full-width forms, circled digits, ...)
+_NFKC_OF = {c: folded for c in map(chr, range(0x10000))
+            if not "\ud800" <= c <= "\udfff" and (folded := unicodedata.normalize("NFKC", c)) != c}
+_NFKC_CHANGES = _changed_by(_NFKC_OF)
+_T2S_OF = {chr(k): v for k, v in _T2S.items() if k <= 0xFFFF}
+_T2S_CHANGES = re.compile(_changed_by(_T2S_OF).pattern[:-1] + "\U00010000-\U0010ffff]")   # rare: the dict
+
+
+def nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, about three times faster on SMS text.
+
+    Each character that NFKC changes on its own is replaced by its own NFKC. If the result is normalised (a
+    quick check for Chinese and ASCII), it is the NFKC of the whole text: the two have the same compatibility
+    decomposition, and a text has one normal form. Otherwise (combining marks, Hangul jamo, characters beyond
+    the BMP) the whole text goes through the library. A test compares the two on both data files and on
+    generated text.
+
+    >>> nfkc("加微信：ＡＢＣ１２３，５０元，①") == unicodedata.normalize("NFKC", "加微信：ＡＢＣ１２３，５０元，①")
+    True
+    """
+    folded = _NFKC_CHANGES.sub(_nfkc_of, text)
+    return folded if unicodedata.is_normalized("NFKC", folded) else unicodedata.normalize("NFKC", text)
+
+
+def _nfkc_of(match: re.Match) -> str:
+    return _NFKC_OF[match.group()]
+
+
+def to_simplified(text: str) -> str:
+    """Traditional characters to simplified ones (:data:`_T2S`); ``text.translate(_T2S)``, faster.
+
+    >>> to_simplified("詳詢客服熱線")
+    '详询客服热线'
+    """
+    return _T2S_CHANGES.sub(_simplified_of, text) if _T2S else text
+
+
+def _simplified_of(match: re.Match) -> str:
+    char = match.group()
+    return _T2S.get(ord(char), char)
+
+
 def split_signature(text: str) -> tuple[str | None, str]:
     """The sender's signature (【…】 or […], at the end or the start) and the body without it.
 
@@ -134,7 +190,7 @@ def clean(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_T2S).lower()
+    text = to_simplified(nfkc(text)).lower()
     text = _INVISIBLE.sub("", text)
     text = _EMOJI.sub(f" {EMOJI} ", text)
     text = _CN_NUMERAL_RUN.sub(lambda m: m.group().translate(_CN_DIGITS), text)

@@ -6,7 +6,9 @@ import unicodedata
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from detector.textnorm import MONEY, PHONE, QQ, URL, WECHAT, normalize, split_signature, template_key
+from detector.textnorm import (_T2S, MONEY, PHONE, QQ, URL, WECHAT, nfkc, normalize, split_signature, template_key,
+                               to_simplified)
+from conftest import DATA_DIR
 
 
 def test_masked_training_digits_and_real_digits_normalise_alike():
@@ -101,3 +103,34 @@ def test_every_format_character_is_dropped():
 
     formats = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
     assert normalize("加" + "".join(formats) + "微信") == "加微信"
+
+
+# -- the fast NFKC and traditional -> simplified steps give exactly what the library calls give -------------
+
+_SMS_LIKE = st.text(alphabet=st.sampled_from(
+    "加微信领红包验证码詳詢熱線，。！：（）【】ＡＢＣａｂｃ１２３①②㈠ｶﾞﾟ＄￥　 abc123.-é\u0301\u3099\u1100\u1161\u11a8"
+    "\U0001d400\U00020000\u2fa1d\ufb01\u2460"), max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=60), _SMS_LIKE))
+def test_nfkc_is_the_library_nfkc(text):
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=60), _SMS_LIKE))
+def test_to_simplified_is_the_table_translation(text):
+    assert to_simplified(text) == text.translate(_T2S)
+
+
+def test_nfkc_and_to_simplified_on_every_message_of_both_files():
+    if not DATA_DIR.exists():
+        pytest.skip("shared data not present")
+    texts = [line.rstrip("\n").split("\t")[-1]
+             for name in ("dev.tsv", "raw_dev.tsv")
+             for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines()]
+    assert len(texts) > 90_000
+    assert [nfkc(t) for t in texts] == [unicodedata.normalize("NFKC", t) for t in texts]
+    assert [to_simplified(t) for t in texts] == [t.translate(_T2S) for t in texts]
+    assert sum(t != nfkc(t) for t in texts) > 10_000         # the comparison covers the changed texts too
