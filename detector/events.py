@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
+from sys import intern
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -358,7 +359,10 @@ class EventParser:
                 and get("ts") is not None and content.strip()):
             ts_ms = self._ts(obj)
             signature = (signature.strip("【】[] ") or None) if signature else signature_from_content(content)
-            return SmsEvent(msg_id, ts_ms, port, self.hasher(recipient), content, sp_id, signature, category)
+            # A few ports, providers and signatures send most messages: one string each, not one per event
+            # (replay holds every event of a file at once).
+            return SmsEvent(msg_id, ts_ms, intern(port), self.hasher(recipient), content,
+                            sp_id and intern(sp_id), signature and intern(signature), category and intern(category))
         return self._sms_checked(obj)
 
     def _sms_checked(self, obj: dict[str, Any]) -> SmsEvent:

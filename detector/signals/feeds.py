@@ -15,6 +15,7 @@ Window(key='sg:port:{10690001}:vol', ts_ms=120000, amount=1, bucket_s=60, spans_
 """
 from __future__ import annotations
 
+from sys import intern
 from typing import Callable, NamedTuple
 
 from detector.signals.base import MessageContext
@@ -78,8 +79,11 @@ SENDER_FEEDS: dict[str, SenderFeed] = {
 
 
 def _sender(ctx: MessageContext) -> str:
-    """Per-recipient caps count per signature when there is one, else per port."""
-    return f"s:{ctx.event.signature}" if ctx.event.signature else f"p:{ctx.event.port}"
+    """Per-recipient caps count per signature when there is one, else per port.
+
+    Interned: the field lives in a hash per recipient for a day, and a few senders reach most recipients.
+    """
+    return intern(f"s:{ctx.event.signature}" if ctx.event.signature else f"p:{ctx.event.port}")
 
 
 class DistinctFeed(NamedTuple):

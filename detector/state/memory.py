@@ -41,21 +41,38 @@ def fold_baseline(mean: float, var: float, seen: int, count: float, gap: int, al
     return mean, var, seen + empty
 
 
-def _count_in_window(windows: dict[str, list[int]], name: str, ts_ms: int, amount: int, ttl_s: int) -> int:
-    """Counter semantics on ``windows[name]`` (``[count, end_ms]``): a window starts at the first add and
-    ends ``ttl_s`` later in event time; ``amount=0`` reads and never starts one. Returns the count.
+#: A counter is one int: its window's end (event-time ms) above the low _COUNT_BITS bits, its count in them.
+#: One object instead of a list and an int: counters are the store's most numerous entries (two or three per
+#: message, kept a day), and their memory is what a long replay's page faults are made of. Counts add messages
+#: (amounts of 0 or more), so a count stays far below 2**40.
+_COUNT_BITS = 40
+_COUNT_MASK = (1 << _COUNT_BITS) - 1
+
+
+def _count_in_window(windows: dict[str, int], name: str, ts_ms: int, amount: int, ttl_s: int) -> int:
+    """Counter semantics on ``windows[name]``: a window starts at the first add and ends ``ttl_s`` later in
+    event time; ``amount=0`` reads and never starts one. Returns the count.
 
     >>> windows = {}
     >>> [_count_in_window(windows, "k", ts, 1, 60) for ts in (0, 59_999, 60_000)]
     [1, 2, 1]
+    >>> _count_in_window(windows, "k", 60_001, 0, 60), _count_in_window(windows, "other", 0, 0, 60), len(windows)
+    (1, 0, 1)
     """
     entry = windows.get(name)
-    if entry is None or entry[1] <= ts_ms:
+    if entry is None or entry >> _COUNT_BITS <= ts_ms:
         if not amount:
             return 0
-        entry = windows[name] = [0, ts_ms + ttl_s * 1000]
-    entry[0] += amount
-    return entry[0]
+        entry = (ts_ms + ttl_s * 1000) << _COUNT_BITS
+    elif not amount:
+        return entry & _COUNT_MASK
+    entry += amount
+    windows[name] = entry
+    return entry & _COUNT_MASK
+
+
+def _expired(entry: int, now_ms: int) -> bool:
+    return entry >> _COUNT_BITS <= now_ms
 
 
 class MemoryStore(StateStore):
@@ -67,8 +84,8 @@ class MemoryStore(StateStore):
         self._baselines: dict[str, list[float]] = {}
         self._distinct: dict[str, list] = {}
         self._distinct_ttl: dict[str, int] = {}
-        self._counters: dict[str, list[int]] = {}      # key -> [count, expires_ms]
-        self._field_counters: dict[str, dict[str, list[int]]] = {}   # key -> field -> [count, expires_ms]
+        self._counters: dict[str, int] = {}            # key -> expires_ms and count (_count_in_window)
+        self._field_counters: dict[str, dict[str, int]] = {}   # key -> field -> expires_ms and count
         self._claims: dict[str, int] = {}              # key -> expires_ms
         self._hashes: dict[str, tuple[dict[str, str], int]] = {}
         self._port_states: dict[str, PortAction] = {}
@@ -222,10 +239,10 @@ class MemoryStore(StateStore):
             for key in [k for k, t in ttl.items() if t <= now_ms]:
                 store.pop(key, None)
                 del ttl[key]
-        for key in [k for k, v in self._counters.items() if v[1] <= now_ms]:
+        for key in [k for k, v in self._counters.items() if _expired(v, now_ms)]:
             del self._counters[key]
         for key, fields in list(self._field_counters.items()):
-            for name in [f for f, v in fields.items() if v[1] <= now_ms]:
+            for name in [f for f, v in fields.items() if _expired(v, now_ms)]:
                 del fields[name]
             if not fields:
                 del self._field_counters[key]
