@@ -178,6 +178,11 @@ _recently_cleaned: dict[str, str] = {}
 _RECENT_MAX = 4096
 
 
+def forget_cleaned() -> None:
+    """Forget the recently cleaned texts (a benchmark's every run starts cold)."""
+    _recently_cleaned.clear()
+
+
 def clean(text: str) -> str:
     """Normalise the whole text, signature included (the model sees both parts through this)."""
     cleaned = _recently_cleaned.get(text)

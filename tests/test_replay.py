@@ -68,3 +68,15 @@ def test_replay_refuses_a_bad_policy_with_a_clear_error(tmp_path):
     bad.write_text("message: {flag_at: 1}\n", encoding="utf-8")
     proc = smsguard("replay", str(events), "--config", str(bad), "--no-model", cwd=root)
     assert proc.returncode == 2 and "policy" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_replay_repeats_cold_and_reports_the_median(tmp_path):
+    """Each run starts with a cold template cache, so every run scores the same new templates."""
+    result = smsguard("bench", "replay", "--minutes", "1", "--ports", "6", "--repeat", "2",
+                      cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    runs = [line for line in result.stdout.splitlines() if line.startswith("run ")]
+    assert len(runs) == 2
+    hit_rates = [line.rsplit("template cache ", 1)[1] for line in runs]
+    assert hit_rates[0] == hit_rates[1] != "100% hits"
+    assert "median of 2" in result.stdout
