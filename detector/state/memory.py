@@ -94,6 +94,7 @@ class MemoryStore(StateStore):
         self._clock_ms = 0
         self._ops = 0
         self._prune_every = prune_every
+        self._next_prune = prune_every
         self._handlers = {Window: self._window, Distinct: self._distinct_op, Counter: self._counter,
                           FieldCounters: self._field_counters_op, Baseline: self._baseline, Claim: self._claim,
                           HashGet: self._hash_get, HashSet: self._hash_set}
@@ -109,17 +110,21 @@ class MemoryStore(StateStore):
     def _apply_all(self, ops: Sequence[Op]) -> list[Any]:
         # one loop, no call per op: this runs several times per replayed message
         handlers, results = self._handlers, []
+        append = results.append
         for op in ops:
-            self._ops += 1
-            ts = getattr(op, "ts_ms", None)        # HashGet has none: it reads at the store's clock
-            if ts is not None and ts > self._clock_ms:
-                self._clock_ms = ts
-            if self._ops % self._prune_every == 0:
-                self.prune(self._clock_ms)
-            handler = handlers.get(type(op))
+            kind = type(op)
+            handler = handlers.get(kind)
             if handler is None:
                 raise TypeError(f"unknown op {op!r}")
-            results.append(handler(op))
+            if kind is not HashGet:             # HashGet has no event time: it reads at the store's clock
+                ts = op.ts_ms
+                if ts > self._clock_ms:
+                    self._clock_ms = ts
+            self._ops += 1
+            if self._ops == self._next_prune:
+                self._next_prune += self._prune_every
+                self.prune(self._clock_ms)
+            append(handler(op))
         return results
 
     def _claim(self, op: Claim) -> bool:
