@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import json
 import re
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import base64
 import re
-from sys import intern
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from sys import intern
 from typing import Any
 
 import orjson
