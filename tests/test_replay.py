@@ -70,7 +70,7 @@ def test_replay_refuses_a_bad_policy_with_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "policy" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_bench_replay_repeats_cold_and_reports_the_median(tmp_path):
+def test_bench_replay_repeats_cold_and_reports_the_median():
     """Each run starts with a cold template cache, so every run scores the same new templates."""
     result = smsguard("bench", "replay", "--minutes", "1", "--ports", "6", "--repeat", "2",
                       cwd=Path(__file__).resolve().parents[1])
