@@ -846,10 +846,11 @@ def naive_app(settings):
 
     from detector.engine import Engine
     from detector.state.redis import RedisStore
-    from detector.worker import BatchProcessor, RawEvent
+    from detector.worker import BatchProcessor, RawEvent, faust_datadir
 
     app = faust.App(settings.app_id, broker=f"kafka://{settings.kafka_bootstrap}", value_serializer="raw",
-                    key_serializer="raw", store="memory://", web_enabled=False, topic_disable_leader=True,
+                    key_serializer="raw", store="memory://", datadir=faust_datadir(settings.app_id),
+                    web_enabled=False, topic_disable_leader=True,
                     consumer_auto_offset_reset="earliest", topic_partitions=settings.partitions,
                     broker_session_timeout=settings.broker_session_timeout_s,
                     broker_rebalance_timeout=settings.broker_rebalance_timeout_s)

@@ -290,6 +290,14 @@ def _load_scorer(watcher, settings: Settings):
     return CachedScorer(model, settings.score_cache_size)
 
 
+def faust_datadir(app_id: str) -> str:
+    """Where faust keeps its data directory: under the temp dir, because faust wants one (it would make it in
+    the current directory) and we keep no tables in it."""
+    datadir = Path(tempfile.gettempdir()) / "smsguard-faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    return str(datadir)
+
+
 def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = Engine) -> faust.App:
     """The detector's faust app for ``settings`` (``store``: a StateStore, default RedisStore; ``engine_type``:
     the Engine class, which ``bench stream``'s shell baseline replaces by a null engine)."""
@@ -297,15 +305,13 @@ def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = En
     from detector.registry import ModelWatcher
 
     web_port = int(settings.worker_web_port or 0)
-    datadir = Path(tempfile.gettempdir()) / "smsguard-faust" / settings.app_id   # faust wants one; we keep no tables
-    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()],
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        datadir=str(datadir),
+        datadir=faust_datadir(settings.app_id),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         broker_session_timeout=settings.broker_session_timeout_s,

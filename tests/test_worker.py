@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import tempfile
 import time
 
 import pytest
@@ -151,6 +152,19 @@ def test_create_app_names_topics_with_the_prefix_and_uses_raw_bytes():
     assert app.conf.id == "unit-worker" and not app.conf.web_enabled
     assert app.conf.broker_session_timeout == settings.broker_session_timeout_s
     assert app.conf.consumer_auto_offset_reset == "earliest"
+
+
+def test_faust_apps_keep_their_data_directory_out_of_the_current_directory(tmp_path, monkeypatch):
+    """faust's default data directory is ``<app id>-data`` in the current directory: a benchmark run from the
+    checkout would leave it there. The worker and the naive baseline both put it under the temp dir."""
+    from detector.bench_stream import naive_app
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"SMSGUARD_APP_ID": "unit-datadir", "SMSGUARD_WORKER_WEB_PORT": "0"})
+    for app in (create_app(settings, store=MemoryStore()), naive_app(settings)):
+        assert str(app.conf.datadir).startswith(tempfile.gettempdir()), app.conf.datadir
+        app.conf.tabledir.mkdir(parents=True, exist_ok=True)      # what faust does when a worker starts
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_fetch_wait_must_be_positive_and_set_before_the_consumer_starts():
