@@ -76,6 +76,16 @@ class RecipientHasher:
         return value
 
 
+def may_mask(text: str) -> bool:
+    """Whether :func:`mask_numbers` may change ``text``. It depends only on where the digits are, not on which
+    digits they are, so it can be cached per template (:class:`detector.textnorm.TemplateKeys`).
+
+    >>> may_mask("验证码482913"), may_mask("致电13812345678"), may_mask("致电010-62345678")
+    (False, True, True)
+    """
+    return _MAYBE_NUMBER_TEXT.search(text) is not None
+
+
 def mask_numbers(text: str) -> str:
     """Mask the middle of phone-like numbers for display (operators see 138****5678).
 

@@ -30,6 +30,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from detector.privacy import may_mask
+
 # Typed tokens the normaliser writes; the model and the engine may look for them.
 URL, PHONE, QQ, WECHAT, MONEY, EMOJI, SIGNATURE = "<url>", "<phone>", "<qq>", "<wx>", "<money>", "<emoji>", "<sig>"
 TYPED_TOKENS = (URL, PHONE, QQ, WECHAT, MONEY, EMOJI, SIGNATURE)
@@ -247,25 +249,32 @@ class TemplateKeys:
     The key cannot depend on which digit a digit is (every digit run becomes ``#``), so messages of one
     template that differ only in codes and numbers share one entry. Computing the key (three regex passes)
     cost more than anything else the engine did once per message; zeroing takes one ``bytes.translate``.
-    The engine and :class:`~detector.model.CachedScorer` key their caches with it.
+    The engine and :class:`~detector.model.CachedScorer` key their caches with it. Each entry also keeps
+    :func:`detector.privacy.may_mask` of the content, which the digits' positions decide as well.
 
     >>> keys = TemplateKeys()
     >>> keys.get("您的验证码是482913，5分钟内有效") == keys.get("您的验证码是100377，5分钟内有效")
     True
     >>> keys.get("退款 1,200.50 元") == template_key("退款 1,200.50 元")
     True
+    >>> keys.lookup("请致电13812345678"), keys.lookup("请致电13987654321"), keys.lookup("验证码482913")
+    (('请致电#', True), ('请致电#', True), ('验证码#', False))
     """
 
     def __init__(self, size: int = 100_000):
-        self._cache: dict[bytes, str] = {}
+        self._cache: dict[bytes, tuple[str, bool]] = {}
         self._size = size
 
-    def get(self, content: str) -> str:
+    def lookup(self, content: str) -> tuple[str, bool]:
+        """``(template key, whether masking numbers may change the content)``."""
         probe = content.encode("utf-8", "surrogatepass").translate(_ASCII_DIGITS_TO_ZERO)
-        key = self._cache.get(probe)
-        if key is None:
-            key = template_key(content)
+        entry = self._cache.get(probe)
+        if entry is None:
+            entry = (template_key(content), may_mask(content))
             if len(self._cache) >= self._size:      # evict the oldest entry (dicts keep insertion order)
                 del self._cache[next(iter(self._cache))]
-            self._cache[probe] = key
-        return key
+            self._cache[probe] = entry
+        return entry
+
+    def get(self, content: str) -> str:
+        return self.lookup(content)[0]

@@ -28,11 +28,12 @@ class MessageContext:
     template_key: str               # texts that differ only in digits/URLs share it
     template_id: str                # short stable hash of template_key
     content_id: str                 # short stable hash of the exact content
-    lsh_bands: tuple[str, ...] = ()  # MinHash band keys of the normalised text (near-duplicate buckets)
+    lsh_bands: tuple[str, ...] = ()  # MinHash band keys of the normalised text (near-duplicate buckets); marketing only
     registered_signatures: frozenset[str] | None = None   # None: the port has no registry entry
     explanation: tuple[tuple[str, float], ...] = ()
     lure: str | None = None         # a job-scam lure in the text (detector.signals.content.scam_lure), or None
     is_code: bool = False           # a one-time code: declared "verification", or undeclared and worded as one
+    may_mask: bool = True           # the content may hold a phone-like number to mask for display (privacy.may_mask)
     state: dict[str, Any] = field(default_factory=dict)   # feed name -> op result (absent when degraded)
 
     @property
