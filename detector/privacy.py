@@ -27,7 +27,9 @@ _MAYBE_NUMBER_TEXT = re.compile(r"\d{6}(?:\d{3}|(?<=\d-\d{6}))")
 
 def canonical_msisdn(value: str) -> str:
     """Strip separators and the China country code so one subscriber has one hash."""
-    digits = value if value.isdigit() else re.sub(r"[\s\-()]", "", value)   # most arrive bare
+    if len(value) == 11 and value[0] == "1" and value.isdigit():     # how most arrive: nothing to strip
+        return value
+    digits = value if value.isdigit() else re.sub(r"[\s\-()]", "", value)   # bare, with a country code
     if digits.startswith("+"):
         digits = digits[1:]
     if digits.startswith("0086"):

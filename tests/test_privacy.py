@@ -57,3 +57,17 @@ def test_template_keys_know_which_contents_the_mask_may_change(text, seed):
         key, may_change = keys.lookup(content)
         assert may_change or mask_numbers(content) == content
 
+
+def _canonical_reference(value):
+    """canonical_msisdn's rules as one regex, without its fast path for bare 11-digit numbers."""
+    import re
+    digits = re.sub(r"[\s\-()]", "", value).removeprefix("+")
+    stripped = re.fullmatch(r"0086(.*)|86(.{11})", digits, re.S)
+    return digits if stripped is None else stripped.group(1) or stripped.group(2) or ""
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_MSISDN, st.text(alphabet="0123456789+-() 86１", max_size=15),
+                 st.from_regex(r"(1|0086|86)[0-9]{7,11}", fullmatch=True)))
+def test_the_fast_path_of_canonical_msisdn_changes_no_answer(value):
+    assert canonical_msisdn(value) == _canonical_reference(value)
