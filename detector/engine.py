@@ -603,7 +603,8 @@ class Engine:
                              d.encode().decode(), keep_s)
                      for d in result.decisions] if keep_s > 0 else []
         ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
-                for c, d in zip(contexts, result.decisions) if any(r.signal == "opted_out" for r in d.reasons)]
+                for c, d in zip(contexts, result.decisions)
+                if d.reasons and any(r.signal == "opted_out" for r in d.reasons)]     # most have no reasons
         try:
             if ops:
                 await self.store.run(ops)

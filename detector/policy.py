@@ -83,7 +83,7 @@ class Policy:
 
     # -- messages --------------------------------------------------------------------------------
     def message_action(self, reasons: list[Reason], port_state: str, hard_block: bool) -> tuple[str, float]:
-        risk = sum(r.value * r.weight for r in reasons)
+        risk = sum(r.value * r.weight for r in reasons) if reasons else 0.0     # most messages: no reasons
         if hard_block or port_state == "block" or risk >= self.block_at:
             return "block", risk
         if risk >= self.flag_at:

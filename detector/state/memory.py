@@ -108,23 +108,27 @@ class MemoryStore(StateStore):
         return self._apply_all((op,))[0]
 
     def _apply_all(self, ops: Sequence[Op]) -> list[Any]:
-        # one loop, no call per op: this runs several times per replayed message
+        # one loop, no call per op and no attribute written per op: this runs several times per replayed message
         handlers, results = self._handlers, []
         append = results.append
-        for op in ops:
-            kind = type(op)
-            handler = handlers.get(kind)
-            if handler is None:
-                raise TypeError(f"unknown op {op!r}")
-            if kind is not HashGet:             # HashGet has no event time: it reads at the store's clock
-                ts = op.ts_ms
-                if ts > self._clock_ms:
-                    self._clock_ms = ts
-            self._ops += 1
-            if self._ops == self._next_prune:
-                self._next_prune += self._prune_every
-                self.prune(self._clock_ms)
-            append(handler(op))
+        clock, done, next_prune = self._clock_ms, self._ops, self._next_prune
+        try:
+            for op in ops:
+                kind = type(op)
+                handler = handlers.get(kind)
+                if handler is None:
+                    raise TypeError(f"unknown op {op!r}")
+                if kind is not HashGet:             # HashGet has no event time: it reads at the store's clock
+                    ts = op.ts_ms
+                    if ts > clock:
+                        clock = self._clock_ms = ts     # handlers read it
+                done += 1
+                if done == next_prune:
+                    next_prune += self._prune_every
+                    self.prune(clock)
+                append(handler(op))
+        finally:
+            self._ops, self._next_prune = done, next_prune
         return results
 
     def _claim(self, op: Claim) -> bool:
