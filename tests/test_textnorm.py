@@ -134,3 +134,41 @@ def test_nfkc_and_to_simplified_on_every_message_of_both_files():
     assert [nfkc(t) for t in texts] == [unicodedata.normalize("NFKC", t) for t in texts]
     assert [to_simplified(t) for t in texts] == [t.translate(_T2S) for t in texts]
     assert sum(t != nfkc(t) for t in texts) > 10_000         # the comparison covers the changed texts too
+
+
+# -- the normaliser skips a pattern when the text lacks what every match of it contains ---------------------
+
+def _skip_claims():
+    """(pattern, check) pairs: the normaliser runs ``pattern`` only when ``check(text)`` is true."""
+    from detector import textnorm as tn
+    return [(tn._GROUPED_NUMBER, tn._may_be_grouped_number), (tn._QQ, tn._may_be_qq),
+            (tn._MONEY, tn._may_be_money), (tn._PHONE, lambda t: "0000000" in t),
+            (tn._INVISIBLE, lambda t: tn._INVISIBLE_OR_EMOJI.search(t) is not None),
+            (tn._EMOJI, lambda t: tn._INVISIBLE_OR_EMOJI.search(t) is not None)]
+
+
+_NUMBERISH = st.lists(st.sampled_from(["0", "00000", "0000000", " ", "-", ".", "q", "qq", "扣扣", "企鹅", "号", "群",
+                                       ":", "：", "¥", "$", "元", "块", "万", "亿", "千元", "w", "wx", "a", "验",
+                                       "\u200b", "\U0001f600", "\ue000"]), max_size=25).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(_NUMBERISH, st.text(max_size=40)))
+def test_a_pattern_is_skipped_only_when_it_cannot_match(text):
+    for pattern, check in _skip_claims():
+        assert check(text) or pattern.search(text) is None, pattern.pattern
+
+
+def test_the_skips_change_no_normalised_message_of_either_file():
+    """Every message of both files, lowercased with its digits zeroed (as the number patterns see it): no skip
+    would miss a match."""
+    from detector import textnorm as tn
+    if not DATA_DIR.exists():
+        pytest.skip("shared data not present")
+    texts = [line.rstrip("\n").split("\t")[-1]
+             for name in ("dev.tsv", "raw_dev.tsv")
+             for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines()]
+    zeroed = [t.lower().translate(str.maketrans("123456789", "000000000")) for t in texts]
+    for pattern, check in _skip_claims():
+        assert all(check(t) or pattern.search(t) is None for t in zeroed), pattern.pattern
+    assert sum(tn._may_be_money(t) and tn._MONEY.search(t) is not None for t in zeroed) > 1_000
