@@ -30,7 +30,7 @@ from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
 from detector.signals.content import scam_lure
-from detector.signals.feeds import DAY_S, FEEDS, SENDER_FEEDS, DistinctFeed
+from detector.signals.feeds import DAY_S, FEEDS, ONLY_FOR, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
 
@@ -212,6 +212,14 @@ class Engine:
                                 if type(feed) is DistinctFeed and feed.sender_and_template_only]
         self._message_feeds = [(f, feed) for f, feed in message_feeds if (f, feed) not in self._template_feeds]
         assert all(feed.bucket_s % 60 == 0 for _, feed in self._template_feeds)
+        # by [marketing + 2 x spam-scored]: the message feeds that may apply to such a message, and a None result
+        # for each of the others (feeds.ONLY_FOR), set in one go
+        self._message_feed_sets = []
+        for kind in range(4):
+            applies = [(f, feed) for f, feed in self._message_feeds
+                       if ONLY_FOR.get(f) is None or bool(kind & (1 if ONLY_FOR[f] == "marketing" else 2))]
+            self._message_feed_sets.append((applies, {f: None for f, feed in self._message_feeds
+                                                      if (f, feed) not in applies}))
         # Distinct feeds that no signal with a message weight reads: only the port's judge (its last message of
         # the batch) reads their count, so the others only add their member (Distinct.count=False: in Redis the
         # count, a merge of the span's HyperLogLogs, costs more than the add). Under the default policy that is
@@ -326,11 +334,11 @@ class Engine:
         slots: list[list[tuple[Any, str | None]]] = []
         merged: dict[tuple, int] = {}
         by_sender: dict[tuple, list] = {}     # (port, sp_id, signature, minute) -> its messages
-        # (port, sp_id, signature, minute, template, marketing) -> [(readers of the op, feed)] of the template feeds
-        by_template: dict[tuple, list] = {}
+        # (port, sp_id, signature, minute, template, marketing) -> the template feeds' ops (see below)
+        by_template: dict[tuple, tuple[dict, list]] = {}
         complaints: dict[int, dict[str, Any]] = {}
         read_only = self._read_only
-        message_feeds = self._message_feeds
+        message_feed_sets = self._message_feed_sets
         template_feeds = self._template_feeds
         judge_only = self._judge_only_feeds
 
@@ -364,16 +372,23 @@ class Engine:
                 is_read_only = id(event) in read_only
                 is_judge = last_of_port[event.port] is ctx
                 template_group = (*group_key, ctx.template_key, ctx.marketing)
-                shared_ops = by_template.get(template_group)
-                if shared_ops is None:
-                    shared_ops = by_template[template_group] = []
+                shared = by_template.get(template_group)
+                if shared is None:      # (None results of the feeds that do not apply, [(readers, feed)])
+                    shared = by_template[template_group] = ({}, [])
                     for name, feed in template_feeds:
-                        shared_ops.append((distinct_readers(name, feed, ctx, ts_ms), name))
-                for readers, name in shared_ops:
-                    if readers is None:
-                        state[name] = None
-                    else:
-                        readers.append((state, name))
+                        readers = distinct_readers(name, feed, ctx, ts_ms)
+                        if readers is None:
+                            shared[0][name] = None
+                        else:
+                            shared[1].append((readers, name))
+                nones, live = shared
+                if nones:
+                    state.update(nones)
+                for readers, name in live:
+                    readers.append((state, name))
+                message_feeds, nones = message_feed_sets[ctx.marketing + 2 * ctx.is_spam]
+                if nones:
+                    state.update(nones)
                 for name, feed in message_feeds:
                     if type(feed) is DistinctFeed:
                         if not is_judge and name in judge_only:

@@ -14,7 +14,7 @@ from detector.events import SmsEvent
 from detector.policy import DEFAULT_POLICY_FILE
 from detector.signals import ALL_SIGNALS
 from detector.signals.base import Fired, MessageContext
-from detector.signals.feeds import FEEDS, SENDER_FEEDS
+from detector.signals.feeds import FEEDS, ONLY_FOR, SENDER_FEEDS
 from detector.state.base import Baseline, Counter, Distinct, FieldCounters, HashGet, Window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +185,18 @@ def test_shared_signals_read_only_the_sender_the_template_and_the_kind(name, cls
                    else data.draw(result_strategy(FEEDS[feed](other) or FEED_OPS[feed])) for feed in FEEDS}
     signal = cls()
     assert signal.evaluate(other) == signal.evaluate(base)
+
+
+@pytest.mark.parametrize("name", sorted(ONLY_FOR))
+@hsettings(max_examples=50, deadline=None)
+@given(is_spam=st.booleans(), marketing=st.booleans(), is_code=st.booleans(), unsub=st.booleans(),
+       signature=st.sampled_from([None, "京东"]), lure=st.sampled_from([None, "刷单返利"]))
+def test_feeds_only_for_a_kind_build_no_op_for_other_messages(name, is_spam, marketing, is_code, unsub, signature,
+                                                               lure):
+    """The engine does not ask these feeds about messages of another kind (feeds.ONLY_FOR): they must not apply."""
+    assert name in FEEDS and ONLY_FOR[name] in ("marketing", "spam")
+    event = SmsEvent("m1", 1_731_326_400_000, "10690001", "r_abc", "内容", sp_id="sp1", signature=signature)
+    ctx = context(event=event, is_spam=is_spam, marketing=marketing, is_code=is_code, has_unsubscribe=unsub,
+                  lure=lure)
+    if not (ctx.marketing if ONLY_FOR[name] == "marketing" else ctx.is_spam):
+        assert FEEDS[name](ctx) is None

@@ -163,3 +163,7 @@ FEEDS: dict[str, Callable[[MessageContext], Op | None]] = {
 # Near-duplicate marketing templates through many ports: one Distinct per MinHash band.
 for _b in range(4):
     FEEDS[f"template_ports_{_b}"] = DistinctFeed("lsh", _band(_b), "ports", _port, sender_and_template_only=True)
+# Feeds that do not apply (build no op) unless the message is marketing / scored spam (MessageContext.marketing,
+# .is_spam): the engine does not ask them about other messages. tests/test_signal_contract.py checks each claim.
+ONLY_FOR: dict[str, str] = {"rcpt_optouts": "marketing", "template_recipients": "spam",
+                            **{f"template_ports_{_b}": "marketing" for _b in range(4)}}
