@@ -45,9 +45,29 @@ PORT_STATES = ("normal", "watch", "throttle", "block")
 OPTOUT_KEYWORDS = ("T", "TD", "退订", "R", "N", "0000", "STOP", "QX", "取消")
 
 _SIGNATURE = re.compile(r"^\s*[【\[]([^】\]]{2,16})[】\]]|[【\[]([^】\]]{2,16})[】\]]\s*$")
-_PORT = re.compile(r"^[0-9]{3,24}$")
-_MSISDN = re.compile(r"^\+?[0-9][0-9\- ]{4,22}$")
-_MSG_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+# Matched whole (fullmatch): with match, "$" also matched before a final newline, and "10690001\n" was a port of
+# its own, with no state.
+_PORT = re.compile(r"[0-9]{3,24}")
+_MSISDN = re.compile(r"\+?[0-9][0-9\- ]{4,22}")
+_MSG_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _is_port(value: str) -> bool:
+    """``_PORT.fullmatch(value)``, without the regex engine (every event has a port).
+
+    >>> _is_port("10690001"), _is_port("10690001\\n"), _is_port("١٠٦٩"), _is_port("12")
+    (True, False, False, False)
+    """
+    return 3 <= len(value) <= 24 and value.isascii() and value.isdigit()
+
+
+def _is_msg_id(value: str) -> bool:
+    """``_MSG_ID.fullmatch(value)`` (printable ASCII without the space), without the regex engine.
+
+    >>> _is_msg_id("sim-1:a/b"), _is_msg_id("m 1"), _is_msg_id("m1\\n"), _is_msg_id("")
+    (True, False, False, False)
+    """
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
 _MIN_TS_MS = 946_684_800_000      # 2000-01-01: anything earlier is a unit mistake
 _MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
 
@@ -318,7 +338,7 @@ class EventParser:
             raise InvalidEvent(f"{name}: expected string, got {type(value).__name__}")
         if len(value) > max_len:
             raise InvalidEvent(f"{name}: longer than {max_len} characters")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise InvalidEvent(f"{name}: {value[:40]!r} is not a valid {name}")
         if "\x00" in value:
             raise InvalidEvent(f"{name}: contains a NUL character")
@@ -352,9 +372,9 @@ class EventParser:
         get = obj.get
         msg_id, port, recipient, content = get("msg_id"), get("port"), get("recipient"), get("content")
         category, signature, sp_id = get("category"), get("signature"), get("sp_id")
-        if (type(msg_id) is str and len(msg_id) <= 128 and _MSG_ID.match(msg_id)
-                and type(port) is str and len(port) <= 24 and _PORT.match(port)
-                and type(recipient) is str and len(recipient) <= 32 and _MSISDN.match(recipient)
+        if (type(msg_id) is str and _is_msg_id(msg_id)
+                and type(port) is str and _is_port(port)
+                and type(recipient) is str and len(recipient) <= 32 and _MSISDN.fullmatch(recipient)
                 and type(content) is str and len(content) <= self.max_content_chars and "\x00" not in content
                 and (category is None or (type(category) is str and category in _CATEGORY_SET))
                 and (signature is None or (type(signature) is str and len(signature) <= 32 and "\x00" not in signature))

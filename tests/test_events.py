@@ -17,7 +17,7 @@ MISSING = object()
 _EDGE_TEXT = st.one_of(*(st.builds(lambda n=n, c=c: c * n) for n in (0, 1, 3, 24, 25, 32, 33, 40, 41, 64, 65, 128, 129)
                          for c in ("1", "a", " ", "京")),
                        st.text(st.sampled_from("ab1\x00 \n\t【】[]京-+x"), max_size=45),
-                       # a pattern's "$" also matches before a final newline: only the length limit stops these
+                       # a final newline: re.match with "$" let these through (see the test below)
                        st.sampled_from(["1" * 24 + "\n", "a" * 128 + "\n", "13812345678\n", "1" * 31 + "\n"]))
 _WRONG = st.one_of(st.none(), st.booleans(), st.integers(-5, 2 ** 70), st.floats(allow_nan=False),
                    st.lists(st.integers(), max_size=2), st.just({"a": 1}))
@@ -55,3 +55,12 @@ def test_the_fast_path_accepts_and_rejects_exactly_what_the_field_checks_do(chan
 def test_the_fast_path_is_exercised_and_gives_the_checked_event():
     assert PARSER._sms(VALID) == PARSER._sms_checked(VALID)
     assert PARSER._sms(VALID).signature == "京东" and PARSER._sms(VALID).recipient.startswith("r_")
+
+
+def test_a_final_newline_makes_a_port_msg_id_or_recipient_invalid():
+    """re.match with "$" accepted "10690001\\n" as a port: a port of its own, with none of the real port's state."""
+    for name, value in (("port", "10690001\n"), ("msg_id", "m-1\n"), ("recipient", "13812345678\n")):
+        for parse in (PARSER._sms, PARSER._sms_checked):
+            assert _outcome(parse, {**VALID, name: value}).startswith(f"InvalidEvent: {name}"), (name, parse)
+    optout = {"ts": VALID["ts"], "recipient": "13812345678", "port": "10690001\n"}
+    assert _outcome(PARSER.parse_optout, optout) == "InvalidEvent: port: '10690001\\n' is not a valid port"
