@@ -869,35 +869,33 @@ class CachedScorer:
             self.misses += len(texts)
             return self.model.score(texts)
         template_key = self._template_keys.get
-        return self.score_keyed(texts, [template_key(t) for t in texts])
+        return np.asarray(self.score_keyed(texts, [template_key(t) for t in texts]), dtype=np.float64)
 
-    def score_keyed(self, texts: Sequence[str], keys: Sequence[str]) -> np.ndarray:
-        """Like :meth:`score` when the caller already has each text's :func:`template_key` (the engine does)."""
+    def score_keyed(self, texts: Sequence[str], keys: Sequence[str]) -> list[float]:
+        """Like :meth:`score`, as a list, when the caller already has each text's :func:`template_key` (the engine
+        does). A template new to the cache is scored on its first text in ``texts``."""
         if self.cache_size <= 0:
             self.misses += len(texts)
-            return self.model.score(list(texts))
-        out = np.empty(len(texts))
-        todo: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                out[i] = cached
-                self.hits += 1
-            elif key not in todo:
-                todo[key] = i
-                self.misses += 1
+            return self.model.score(list(texts)).tolist()
+        cache = self._cache
+        touch = cache.move_to_end
+        out = [cache.get(key) for key in keys]
+        todo: dict[str, int] = {}       # template key -> index of its first text
+        for i, score in enumerate(out):
+            if score is None:
+                if keys[i] not in todo:
+                    todo[keys[i]] = i
             else:
-                self.hits += 1
-        if todo:
-            fresh = dict(zip(todo, self.model.score([texts[i] for i in todo.values()]).tolist()))
-            self._cache.update(fresh)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-            for i, key in enumerate(keys):
-                if key in fresh:
-                    out[i] = fresh[key]
-        return out
+                touch(keys[i])
+        self.misses += len(todo)
+        self.hits += len(out) - len(todo)
+        if not todo:
+            return out
+        fresh = dict(zip(todo, self.model.score([texts[i] for i in todo.values()]).tolist()))
+        cache.update(fresh)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return [fresh[key] if score is None else score for key, score in zip(keys, out)]
 
     def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
         return self.model.explain(text, k)
