@@ -565,12 +565,14 @@ class Engine:
             hard_block = False
             event = ctx.event
             judge_port = last_of_port[event.port] is ctx
-            if check_feeds or judge_port:
-                judges = (self._judges if judge_port else self._message_judges) if check_feeds else \
-                    judge_sets[1][ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code]
+            kind = ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code
+            if check_feeds:
+                judges = self._judges if judge_port else self._message_judges
+                answers = itertools.repeat(_ASK)
+            elif judge_port:
+                judges = judge_sets[1][kind]
                 answers = itertools.repeat(_ASK)
             else:
-                kind = ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code
                 judges = judge_sets[0][kind]
                 group = (event.port, event.sp_id, event.signature, event.ts_ms // 60_000, ctx.template_key, kind,
                          ctx.local_hour)

@@ -68,6 +68,8 @@ def _is_msg_id(value: str) -> bool:
     (True, False, False, False)
     """
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
+
+
 _MIN_TS_MS = 946_684_800_000      # 2000-01-01: anything earlier is a unit mistake
 _MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
 
