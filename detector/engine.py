@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import re
 from collections import OrderedDict
@@ -126,9 +125,6 @@ _SENDER_ATTRS = ("port", "sp_id", "signature")
 _COUNTING_OPS = (Counter, FieldCounters)     # ops with an amount: a redelivered message reads them with 0
 
 
-_ASK = object()     # in _decide's per-group answers: this judge is asked per message
-
-
 def _port_blocked() -> Reason:
     """The reason of a message blocked because its port is (weight 0: it explains, it adds no risk)."""
     return Reason("port_blocked", 1.0, 0.0, "the port is blocked")
@@ -228,13 +224,6 @@ class Engine:
         self._judge_only_feeds = frozenset(f for f, feed in self._message_feeds
                                            if type(feed) is DistinctFeed and f not in message_read)
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
-        # Per kind, which message judges to evaluate once per (sender, minute, template, kind, local hour) of a
-        # batch (Signal.sender_and_template_only); their feeds must be ones the engine works out per such group.
-        group_feeds = {f for f, _ in self._sender_feeds} | {f for f, _ in self._template_feeds}
-        assert all(set(signal.feeds) <= group_feeds for _, signal, *_ in self._judges
-                   if signal.sender_and_template_only)
-        self._group_judged = [[judge[1].sender_and_template_only for judge in judges]
-                              for judges in self._judge_sets[0]]
 
     @classmethod
     def from_settings(cls, settings: Settings, store: StateStore) -> "Engine":
@@ -551,13 +540,10 @@ class Engine:
         port_reasons: dict[str, tuple[int, list[Reason]]] = {}
         # Every feed has a result (or None: does not apply) unless the store failed: only then ask each signal.
         check_feeds = result.degraded
-        judge_sets, group_judged = self._judge_sets, self._group_judged
+        judge_sets = self._judge_sets
         model_version = self.scorer.version
         message_action = self.policy.message_action
         decisions = result.decisions
-        # (sender, minute, template, kind, local hour) -> per judge of that kind: its Fired or None when it reads
-        # only what the group shares, _ASK when it is asked per message. A port's judge asks every signal itself.
-        group_results: dict[tuple, list] = {}
         for ctx in contexts:
             reasons: list[Reason] = []
             p_reasons: list[Reason] = []
@@ -565,27 +551,15 @@ class Engine:
             hard_block = False
             event = ctx.event
             judge_port = last_of_port[event.port] is ctx
-            kind = ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code
             if check_feeds:
                 judges = self._judges if judge_port else self._message_judges
-                answers = itertools.repeat(_ASK)
-            elif judge_port:
-                judges = judge_sets[1][kind]
-                answers = itertools.repeat(_ASK)
             else:
-                judges = judge_sets[0][kind]
-                group = (event.port, event.sp_id, event.signature, event.ts_ms // 60_000, ctx.template_key, kind,
-                         ctx.local_hour)
-                answers = group_results.get(group)
-                if answers is None:
-                    answers = group_results[group] = [judge[1].evaluate(ctx) if shared else _ASK
-                                                      for judge, shared in zip(judges, group_judged[kind])]
-            for (name, signal, weight, port_weight, hard), fired in zip(judges, answers):
-                if fired is _ASK:
-                    if check_feeds and signal.feeds and not signal.available(ctx):
-                        skipped.append(name)
-                        continue
-                    fired = signal.evaluate(ctx)
+                judges = judge_sets[judge_port][ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code]
+            for name, signal, weight, port_weight, hard in judges:
+                if check_feeds and signal.feeds and not signal.available(ctx):
+                    skipped.append(name)
+                    continue
+                fired = signal.evaluate(ctx)
                 if fired is None:
                     continue
                 if weight:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -299,24 +298,3 @@ def test_the_records_the_engine_builds_positionally_keep_their_field_order():
     assert [f.name for f in fields(Decision)] == [
         "msg_id", "port", "ts_ms", "action", "score", "risk", "reasons", "port_state", "model_version", "recipient",
         "content", "signature", "sp_id", "category", "encoded", "shown_content"]
-
-
-def test_signals_evaluated_once_per_group_decide_exactly_as_when_asked_per_message(monkeypatch):
-    """The engine asks a Signal.sender_and_template_only signal once per (sender, minute, template, kind, hour) of a
-    batch. Replaying mixed simulated traffic (codes, notices, marketing, spam, a resold port, night hours) with
-    that off must give the same records, byte for byte."""
-    from detector.replay import replay_records
-    from detector.signals import ALL_SIGNALS
-    from detector.simulator import TrafficSimulator
-
-    settings = Settings.from_env({})
-    sim = TrafficSimulator(settings.data_dir, seed=5)
-    events = list(sim.events(sim.default_profiles(12), 1_731_337_200_000, 4 * 60))
-    records = [json.loads(json.dumps(e)) for e in events]
-    grouped = replay_records(records, settings, scorer=FixedScorer(), batch_size=250)[1]
-    assert any(cls.sender_and_template_only for cls in ALL_SIGNALS.values())
-    for cls in ALL_SIGNALS.values():
-        monkeypatch.setattr(cls, "sender_and_template_only", False)
-    one_by_one = replay_records(records, settings, scorer=FixedScorer(), batch_size=250)[1]
-    assert len(grouped) >= len(events) and grouped == one_by_one
-    assert sum(bool(r.get("reasons")) for r in grouped) > 50      # signals fired: the comparison says something

@@ -14,7 +14,7 @@ from detector.events import SmsEvent
 from detector.policy import DEFAULT_POLICY_FILE
 from detector.signals import ALL_SIGNALS
 from detector.signals.base import Fired, MessageContext
-from detector.signals.feeds import FEEDS, ONLY_FOR, SENDER_FEEDS
+from detector.signals.feeds import FEEDS, ONLY_FOR
 from detector.state.base import Baseline, Counter, Distinct, FieldCounters, HashGet, Window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,40 +151,6 @@ def test_template_feeds_read_only_the_sender_and_the_template(name, recipient, m
     other = context(event=event, score=score, is_spam=flags[0], marketing=flags[1], has_unsubscribe=flags[2],
                     local_hour=hour, content_id=content or "-")
     assert (feed.ident(other), feed.member(other)) == (feed.ident(base), feed.member(base))
-
-
-SHARED_SIGNALS = [(name, cls) for name, cls in SIGNALS if cls.sender_and_template_only]
-
-
-def test_some_signals_are_evaluated_once_per_sender_and_template():
-    assert {"provider_burst", "port_signatures", "unregistered_signature", "scam_lure"} <= {n for n, _ in SHARED_SIGNALS}
-
-
-@pytest.mark.parametrize("name,cls", SHARED_SIGNALS)
-@hsettings(max_examples=60, deadline=None)
-@given(data=st.data(), is_spam=st.booleans(), marketing=st.booleans(), unsub=st.booleans(), is_code=st.booleans(),
-       hour=st.integers(0, 23), registered=st.sampled_from([None, frozenset(), frozenset({"京东"})]),
-       lure=st.sampled_from([None, "刷单返利"]), recipient=st.text(min_size=1, max_size=12),
-       msg_id=st.text(min_size=1, max_size=8), content=st.text(max_size=20), score=st.floats(0, 1),
-       seconds=st.integers(0, 59))
-def test_shared_signals_read_only_the_sender_the_template_and_the_kind(name, cls, data, is_spam, marketing, unsub,
-                                                                       is_code, hour, registered, lure, recipient,
-                                                                       msg_id, content, score, seconds):
-    """The engine evaluates these once per (sender, minute, template, kind, local hour) of a batch and hands every
-    such message the answer: a message that differs in anything else (its recipient, id, exact content, score,
-    explanation, and every message-level feed) must get the same answer."""
-    group = dict(is_spam=is_spam, marketing=marketing, has_unsubscribe=unsub, is_code=is_code, local_hour=hour,
-                 registered_signatures=registered, lure=lure)
-    base = context(**group)
-    base.state = {feed: data.draw(result_strategy(FEEDS[feed](base) or FEED_OPS[feed])) for feed in FEEDS}
-    event = SmsEvent(msg_id, base.event.ts_ms + seconds * 1000, base.event.port, recipient, content,
-                     sp_id=base.event.sp_id, signature=base.event.signature, category=base.event.category)
-    other = context(event=event, score=score, content_id=content or "-", explanation=(("词", 1.5),), **group)
-    shared_feeds = {f for f in FEEDS if f in SENDER_FEEDS or getattr(FEEDS[f], "sender_and_template_only", False)}
-    other.state = {feed: base.state[feed] if feed in shared_feeds
-                   else data.draw(result_strategy(FEEDS[feed](other) or FEED_OPS[feed])) for feed in FEEDS}
-    signal = cls()
-    assert signal.evaluate(other) == signal.evaluate(base)
 
 
 @pytest.mark.parametrize("name", sorted(ONLY_FOR))

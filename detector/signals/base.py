@@ -61,12 +61,6 @@ class Signal(abc.ABC):
     #: "marketing" / "spam" / "code": never fires unless the context says so (``ctx.marketing`` /
     #: ``ctx.is_spam`` / ``ctx.is_code``), so the engine does not ask it about other messages
     only_for: ClassVar[str | None] = None
-    #: True when :meth:`evaluate` reads only what every message of one sender (port, sp_id, signature), event
-    #: minute, template (``template_key`` and what comes of it: ``has_unsubscribe``, ``lure``) and kind
-    #: (``marketing``, ``is_spam``, ``is_code``) shares in a batch: ``local_hour``, the port's registered
-    #: signatures, and the feeds of SENDER_FEEDS and the template feeds (``DistinctFeed.sender_and_template_only``).
-    #: The engine then evaluates it once per such group (tests/test_signal_contract.py checks the claim).
-    sender_and_template_only: ClassVar[bool] = False
 
     @classmethod
     def may_fire(cls, marketing: bool, spam: bool, code: bool = False) -> bool:

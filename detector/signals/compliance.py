@@ -19,7 +19,6 @@ from detector.signals.base import Fired, MessageContext, Signal
 class UnregisteredSignature(Signal):
     """The port has a registry entry and this message's signature is not in it (or has none)."""
     name = "unregistered_signature"
-    sender_and_template_only = True
     level = "both"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:

@@ -59,7 +59,6 @@ class ContentSpam(Signal):
 class ScamLure(Signal):
     """A private-chat contact (加微信, QQ, a WeChat id) with a job or easy-money offer (刷单, 日结, 返利): a task scam."""
     name = "scam_lure"
-    sender_and_template_only = True
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         return Fired(1.0, ctx.lure) if ctx.lure else None
@@ -68,7 +67,6 @@ class ScamLure(Signal):
 class MissingUnsubscribe(Signal):
     """Marketing without a way to refuse (回T退订, 拒收请回复R …): the rules require one."""
     name = "missing_unsubscribe"
-    sender_and_template_only = True
     only_for = "marketing"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
@@ -80,7 +78,6 @@ class MissingUnsubscribe(Signal):
 class QuietHours(Signal):
     """Marketing sent in the recipient's quiet hours (default 21:00–08:00 local)."""
     name = "quiet_hours"
-    sender_and_template_only = True
     only_for = "marketing"
     defaults = {"start_hour": 21, "end_hour": 8}
 
@@ -97,7 +94,6 @@ class QuietHours(Signal):
 class CompliantMarketing(Signal):
     """Marketing that names its sender and offers unsubscribe (a negative weight: it lowers the risk)."""
     name = "compliant_marketing"
-    sender_and_template_only = True
     only_for = "marketing"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:

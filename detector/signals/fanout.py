@@ -69,7 +69,6 @@ class TemplatePorts(Signal):
     # those templates are on many ports without any resale; only marketing (declared, scored spam, or looking
     # like it) is judged. tests/test_scenarios.py has both cases.
     name = "template_ports"
-    sender_and_template_only = True
     level = "both"
     only_for = "marketing"
     feeds = tuple(f"template_ports_{b}" for b in range(4))
@@ -96,7 +95,6 @@ class PortSignatures(Signal):
     # Shared platform ports legitimately carry hundreds of merchants, each signature registered (签名报备) to
     # the port: those are expected, and a signature outside the registry fires unregistered_signature anyway.
     name = "port_signatures"
-    sender_and_template_only = True
     level = "both"
     feeds = ("port_signatures",)
     defaults = {"low": 10, "high": 30}

@@ -21,7 +21,6 @@ from detector.signals.base import Fired, MessageContext, Signal, ramp
 
 
 class _Burst(Signal):
-    sender_and_template_only = True
     rate_feed: str
     baseline_feed: str
     defaults = {"warmup_minutes": 30, "ratio_low": 3.0, "ratio_high": 10.0, "min_per_min": 30, "min_z": 3.0}
