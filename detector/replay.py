@@ -13,6 +13,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any, Iterable
 
@@ -69,16 +70,17 @@ class ReplayStats:
 def read_events(lines: Iterable[str | bytes], parser: EventParser, stats: ReplayStats,
                 rejects: list[dict[str, Any]]) -> list:
     events = []
+    parse = parser.parse_any
     for number, line in enumerate(lines, 1):
-        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
-        if not raw.strip():
+        raw = (line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line).rstrip(b"\r\n")
+        if not raw or raw.isspace():
             continue
         try:
-            events.append(parser.parse_any(raw.rstrip(b"\r\n")))
+            events.append(parse(raw))
         except InvalidEvent as exc:
             stats.dead_letters += 1
-            rejects.append(dead_letter(raw.rstrip(b"\r\n"), str(exc), parser.hasher, topic="replay", offset=number))
-    events.sort(key=lambda e: e.ts_ms)     # stable: equal timestamps keep file order
+            rejects.append(dead_letter(raw, str(exc), parser.hasher, topic="replay", offset=number))
+    events.sort(key=attrgetter("ts_ms"))     # stable: equal timestamps keep file order
     return events
 
 
