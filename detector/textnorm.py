@@ -61,8 +61,9 @@ _URL = re.compile(
 )
 # 'x' runs stand for masked digits; short ones only when not inside a latin word ("xbox", "max").
 _MASKED_DIGITS = re.compile(r"x{3,}|(?<![a-z])x{1,2}(?![a-z])")
-# On the UTF-8 bytes: ASCII digits are single bytes there, and a bytes table is ten times faster than a str one
-_ONE_DIGIT = bytes.maketrans(b"123456789", b"000000000")
+# Applied to UTF-8 bytes: ASCII digits are single bytes there and never part of another character's encoding,
+# and a bytes table is ten times faster than a str one
+_ASCII_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _GROUPED_NUMBER = re.compile(r"(?<!0)0{3,4}[ \-]0{3,4}[ \-]?0{4}(?!0)")
 _WECHAT = re.compile(r"(微信|weixin|wechat|vx|wx|v信|威信|薇信|维信|徽信|微x|卫星)(号)?\s*[:：]?\s*[a-z][a-z0-9_\-]{4,19}(?![a-z0-9_\-])")
 _QQ = re.compile(r"(qq|扣扣|企鹅|(?<![a-z])q)(号|群)?\s*[:：]?\s*0{5,11}(?!0)")
@@ -179,7 +180,7 @@ def _typed_numbers(text: str) -> str:
     texts have no grouped number, QQ number, amount or phone number, and each pass costs 1–5 µs."""
     if "x" in text:
         text = _MASKED_DIGITS.sub(lambda m: DIGIT * len(m.group()), text)
-    text = text.encode("utf-8", "surrogatepass").translate(_ONE_DIGIT).decode("utf-8", "surrogatepass")
+    text = text.encode("utf-8", "surrogatepass").translate(_ASCII_DIGITS_TO_ZERO).decode("utf-8", "surrogatepass")
     if DIGIT not in text:  # most chat-like texts: skip the number patterns
         return text
     if _may_be_grouped_number(text):
@@ -264,10 +265,6 @@ def template_key(text: str) -> str:
         text = _KEY_URL.sub("U", text)
     text = _KEY_SPACE.sub("", text)  # separators first: "1,200.50" is one number
     return _KEY_NUMBERISH.sub("#", text)
-
-
-# ASCII digits are single bytes in UTF-8 and never part of another character's encoding
-_ASCII_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 class TemplateKeys:
