@@ -851,7 +851,7 @@ class CachedScorer:
         self.model = model
         self.cache_size = cache_size
         self._cache: OrderedDict[str, float] = OrderedDict()
-        self._template_keys = TemplateKeys(masks=False)
+        self._template_keys = TemplateKeys()
         self.hits = 0
         self.misses = 0
 

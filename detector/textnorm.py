@@ -285,18 +285,16 @@ class TemplateKeys:
     (('请致电#', True), ('请致电#', True), ('验证码#', False))
     """
 
-    def __init__(self, size: int = 100_000, *, masks: bool = True):
-        """``masks=False``: a user of :meth:`get` only; :meth:`lookup` then says True (may mask) for every text."""
+    def __init__(self, size: int = 100_000):
         self._cache: dict[bytes, tuple[str, bool]] = {}
         self._size = size
-        self._masks = masks
 
     def lookup(self, content: str) -> tuple[str, bool]:
         """``(template key, whether masking numbers may change the content)``."""
         probe = content.encode("utf-8", "surrogatepass").translate(_ASCII_DIGITS_TO_ZERO)
         entry = self._cache.get(probe)
         if entry is None:
-            entry = (template_key(content), not self._masks or may_mask(content))
+            entry = (template_key(content), may_mask(content))
             if len(self._cache) >= self._size:      # evict the oldest entry (dicts keep insertion order)
                 del self._cache[next(iter(self._cache))]
             self._cache[probe] = entry
