@@ -578,8 +578,7 @@ class Engine:
                 reasons.append(_port_blocked())
             decisions.append(Decision(       # positional, in field order (keyword arguments cost 0.6 µs more)
                 event.msg_id, event.port, event.ts_ms, action, ctx.score, risk, reasons, "normal", model_version,
-                event.recipient, event.content, event.signature, event.sp_id, event.category, None,
-                None if ctx.may_mask else event.content[:500]))
+                event.recipient, event.content, event.signature, event.sp_id, event.category, None, ctx.may_mask))
             if judge_port and not skipped:
                 port_reasons[event.port] = (event.ts_ms, p_reasons)
         return port_reasons

@@ -206,9 +206,9 @@ class Decision:
     category: str | None = None
     #: :meth:`encode`'s bytes, once made (a decision is final when it is encoded)
     encoded: bytes | None = field(default=None, repr=False, compare=False)
-    #: the content as the record shows it, when whoever made the decision knows that (the engine knows, per
-    #: template, which contents have no number to mask); None: :meth:`as_dict` masks it
-    shown_content: str | None = field(default=None, repr=False, compare=False)
+    #: False when the content has no number that :func:`~detector.privacy.mask_numbers` would mask (the engine
+    #: knows it per template): :meth:`as_dict` then skips the mask
+    may_mask: bool = field(default=True, repr=False, compare=False)
 
     def encode(self, decided_at_ms: int | None = None) -> bytes:
         """The record as JSON bytes. Encoded once: the engine keeps these bytes in the store and the worker
@@ -232,7 +232,7 @@ class Decision:
             "reasons": [r.as_dict() for r in self.reasons], "port_state": self.port_state,
             "model_version": self.model_version, "recipient": self.recipient,
             "signature": self.signature, "sp_id": self.sp_id, "category": self.category,
-            "content": self.shown_content if self.shown_content is not None else mask_numbers(self.content[:500]),
+            "content": mask_numbers(self.content[:500]) if self.may_mask else self.content[:500],
         }
         if decided_at_ms is not None:
             d["decided_at_ms"] = decided_at_ms

@@ -297,4 +297,4 @@ def test_the_records_the_engine_builds_positionally_keep_their_field_order():
         "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "state"]
     assert [f.name for f in fields(Decision)] == [
         "msg_id", "port", "ts_ms", "action", "score", "risk", "reasons", "port_state", "model_version", "recipient",
-        "content", "signature", "sp_id", "category", "encoded", "shown_content"]
+        "content", "signature", "sp_id", "category", "encoded", "may_mask"]
