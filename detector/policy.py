@@ -114,15 +114,17 @@ class Policy:
             return self._action(port, target, reasons, now_ms, current)
         if escalate_only or cur_state == "normal":
             return None
-        if LEVEL[target] == LEVEL[cur_state]:
-            if current.expires_at_ms is not None and current.expires_at_ms - now_ms <= self.renew_before_ms:
-                return self._action(port, cur_state, reasons, now_ms, current, since_ms=current.since_ms)
-            return None
         # target below current: step down only once expired and clearly below the threshold
-        calm = risk < self.thresholds[cur_state] * self.hysteresis
-        if expired and calm:
-            lower = PORT_STATES[max(LEVEL[target], LEVEL[cur_state] - 1)]
-            return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired")
+        if LEVEL[target] < LEVEL[cur_state] and risk < self.thresholds[cur_state] * self.hysteresis:
+            if expired:
+                lower = PORT_STATES[max(LEVEL[target], LEVEL[cur_state] - 1)]
+                return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired")
+            return None
+        # Still justified (at its level, or within the hysteresis band under it): renewed shortly before it
+        # expires. Letting it lapse instead would leave gateways treating the port as normal (an expired
+        # record is normal to them) while the engine still judges it at this state.
+        if current.expires_at_ms is not None and current.expires_at_ms - now_ms <= self.renew_before_ms:
+            return self._action(port, cur_state, reasons, now_ms, current, since_ms=current.since_ms)
         return None
 
     def _action(self, port: str, state: str, reasons: list[Reason], now_ms: int, current: PortAction | None,

@@ -51,7 +51,13 @@ def test_state_holds_until_expiry_then_steps_down_one_level(policy):
 def test_hysteresis_keeps_a_state_while_risk_stays_near_its_threshold(policy):
     throttle = policy.next_port_state("1069", None, 2.6, [], 0)
     near = policy.thresholds["throttle"] * (policy.hysteresis + 0.1)
-    assert policy.next_port_state("1069", throttle, near, [], throttle.expires_at_ms + 1) is None
+    assert policy.next_port_state("1069", throttle, near, [], 1 * MIN) is None          # no chatter
+    # At (or near) its expiry the state is renewed, not left to lapse: gateways read an expired record as
+    # normal, and the engine would go on judging the port at throttle without ever saying so again.
+    for now in (throttle.expires_at_ms - 60_000, throttle.expires_at_ms + 1):
+        renewed = policy.next_port_state("1069", throttle, near, [], now)
+        assert renewed.state == "throttle" and renewed.since_ms == throttle.since_ms
+        assert renewed.expires_at_ms > now and renewed.rate_limit_per_min == throttle.rate_limit_per_min
 
 
 def test_justified_state_is_renewed_shortly_before_expiry(policy):
