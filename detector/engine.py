@@ -36,23 +36,32 @@ from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateS
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
 
-# Unsubscribe wording seen in the wild: 回T退订, 退订回T, 拒收请回复R, 回复TD退订, 回N退订, 回0000 …
+# Unsubscribe wording seen in the wild: 回T退订, 退订回T, 拒收请回复R, 回复TD退订, 回N退订, 回0000, 回TD退, 回N不再接收,
+# 不想收到请回复T … A bare 退订 counts too, except where it means cancelling a booking or an order (机票已退订,
+# 退订成功, 退订费): travel and shop notices say that, and an opt-out must not block them.
 _UNSUBSCRIBE = re.compile(r"(回复?|发送?|编辑)?\s*(t|td|r|n|0000|qx|stop)\s*(退订|拒收|取消)|退订回?复?\s*(t|td|r|n)\b|"
-                          r"拒收请?回复?\s*(r|t|n)|回复?退订|退订请|取消订阅|退订", re.I)
-# Wording that sells (2), or that only points to a contact, as notices do too (1)
+                          r"(回复?|发送?)\s*(t|td|r|n)\s*退(?![款货费出回])|(回复?|发送?)\s*(t|td|r|n)\s*不再(接收|收到)|"
+                          r"不(想|愿|需要)再?(接收|收到).{0,12}?回复?\s*(t|td|r|n)(?![a-z])|"
+                          r"拒收请?回复?\s*(r|t|n)|回复?退订|退订请|取消订阅|"
+                          r"(?<!已)(?<!申请)(?<!成功)退订(?!成功|完成|了|手续|费|款|申请|的(机票|酒店|订单|航班)|机票|酒店|航班|订单)",
+                          re.I)
+# Wording that sells hard (3: a notice saying it is marketing, whatever it is declared as), that sells (2; also
+# in notices: 领取 your parcel, 活动, 免费), or that only points to a contact, as notices do too (1)
+_STRONG_PROMOTION_CUES = re.compile(r"促销|折起|[0-9一二三四五六七八九]折|抢购|秒杀|大促|双11|双十一|满\d+减|包邮|"
+                                    r"酬宾|清仓|低至|优惠券|领券", re.I)
 _PROMOTION_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折|抢购|秒杀|红包|领取|限时|会员日|大促|双11|双十一|618|"
                              r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
 _CONTACT_CUES = re.compile(r"咨询|热线")
 
 
 def _marketing_cues(folded: str) -> int:
-    """2: promotional wording; 1: only a contact line (咨询, 热线); 0: neither.
+    """3: wording that sells hard; 2: promotional wording; 1: only a contact line (咨询, 热线); 0: neither.
 
-    >>> _marketing_cues("双11大促,全场5折"), _marketing_cues("详询客服热线"), _marketing_cues("您的快件已签收")
-    (2, 1, 0)
+    >>> [_marketing_cues(t) for t in ("双11大促,全场5折", "会员积分可免费领取", "详询客服热线", "您的快件已签收")]
+    [3, 2, 1, 0]
     """
     if _PROMOTION_CUES.search(folded):
-        return 2
+        return 3 if _STRONG_PROMOTION_CUES.search(folded) else 2
     return 1 if _CONTACT_CUES.search(folded) else 0
 
 
@@ -83,7 +92,7 @@ def _has_unsubscribe(folded: str) -> bool:
     >>> _has_unsubscribe("回t退订"), _has_unsubscribe("拒收请回复r"), _has_unsubscribe("您的验证码是1234")
     (True, True, False)
     """
-    if "退订" not in folded and "拒收" not in folded and "取消" not in folded:
+    if "退" not in folded and "拒收" not in folded and "取消" not in folded and "不" not in folded:
         return False
     return _UNSUBSCRIBE.search(folded) is not None
 
@@ -142,7 +151,7 @@ class _TemplateFeatures:
     """Per-template work (normalisation, MinHash, text rules) done once per template, LRU-cached.
 
     Value: ``[template id, MinHash band keys (None until asked for), has unsubscribe text, marketing cues
-    (0, 1, 2), scam lure or None, worded as a one-time code, the text the band keys are made of]``.
+    (0, 1, 2, 3), scam lure or None, worded as a one-time code, the text the band keys are made of]``.
     """
 
     def __init__(self, size: int = 50_000):
@@ -496,11 +505,18 @@ class Engine:
             template_id, _, has_unsub, cues, lure, code_words, _ = features
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
-            # Undeclared: unsubscribe text or any cue makes it marketing. Declared a notification or a code:
-            # unsubscribe text alone does not (delivery notices, usage alerts and bank reminders offer 退订
-            # too); with promotional wording as well, it reads as marketing whatever it says it is.
-            marketing = bool(declared == "marketing" or is_spam or lure
-                             or ((has_unsub or cues) if declared is None else (has_unsub and cues == 2)))
+            # Undeclared: unsubscribe text or any cue makes it marketing, except that a text worded as a one-time
+            # code stays a code unless it sells hard (codes may carry 回T退订 too, and an opt-out must not stop
+            # them). Declared a notification or a code: unsubscribe text alone does not (delivery notices, usage
+            # alerts and bank reminders offer 退订 too); wording that sells hard, or promotional wording with
+            # unsubscribe text, reads as marketing whatever it says it is (leaving the unsubscribe line out must
+            # not make a campaign look more legitimate).
+            if declared == "marketing" or is_spam or lure:
+                marketing = True
+            elif declared is None:
+                marketing = cues == 3 if code_words else bool(has_unsub or cues)
+            else:
+                marketing = cues == 3 or (has_unsub and cues >= 2)
             is_code = declared == "verification" or (declared is None and code_words and not marketing)
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             # Positional, in MessageContext's field order: keyword arguments cost 0.6 µs more per message.

@@ -154,6 +154,22 @@ def test_unsubscribe_text_alone_does_not_make_a_declared_notification_marketing(
         assert {"quiet_hours", "opted_out"} <= signals and by_id[msg_id].action == "block", by_id[msg_id]
 
 
+def test_codes_and_booking_notices_are_not_marketing_but_a_campaign_is_whatever_it_declares():
+    """After an opt-out from 京东 and 携程: a code that carries 回T退订 and a booking notice whose 退订 means
+    "cancelled" still go out; a campaign declared a notification without an unsubscribe line is blocked."""
+    optouts = [parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": port, "signature": sig})
+               for port, sig in (("10690001", "京东"), ("10690002", "携程"))]
+    # m1, m10001 and m20001 all go to 13800000001, in daytime (China time)
+    code = sms(1, content="【京东】您的验证码是654321，5分钟内有效，回T退订")
+    booking = sms(10001, port="10690002", content="【携程】您的机票已退订成功，退款将在3个工作日内原路退回")
+    campaign = sms(20001, content="【京东】双11大促，全场5折", category="notification")
+    by_id = {d.msg_id: d for d in run(engine().process([*optouts, code, booking, campaign])).decisions}
+    for msg_id in ("m1", "m10001"):
+        assert by_id[msg_id].action == "allow" and not by_id[msg_id].reasons, by_id[msg_id]
+    signals = {r.signal for r in by_id["m20001"].reasons}
+    assert by_id["m20001"].action == "block" and {"opted_out", "missing_unsubscribe"} <= signals, by_id["m20001"]
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)
