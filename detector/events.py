@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from sys import intern
@@ -44,7 +45,9 @@ ACTIONS = ("allow", "flag", "block")
 PORT_STATES = ("normal", "watch", "throttle", "block")
 OPTOUT_KEYWORDS = ("T", "TD", "退订", "R", "N", "0000", "STOP", "QX", "取消")
 
-_SIGNATURE = re.compile(r"^\s*[【\[]([^】\]]{2,16})[】\]]|[【\[]([^】\]]{2,16})[】\]]\s*$")
+# 【京东】 as the rules write it, and the brackets senders use instead: [京东], full-width ［京东］, 〖京东〗
+_SIGNATURE = re.compile(r"^\s*[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]|[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]\s*$")
+_SIGNATURE_BRACKETS = "【】[]［］〖〗 \u3000"
 # Matched whole (fullmatch): with match, "$" also matched before a final newline, and "10690001\n" was a port of
 # its own, with no state.
 _PORT = re.compile(r"[0-9]{3,24}")
@@ -131,17 +134,42 @@ def parse_ts(value: Any) -> int:
 
 
 def signature_from_content(content: str) -> str | None:
-    """The merchant signature in a leading or trailing 【…】 (or [...]).
+    """The merchant signature in a leading or trailing 【…】 (or [...], ［…］, 〖…〗), as :func:`canonical_signature`.
 
     >>> signature_from_content("【京东】您的订单已发货"), signature_from_content("验证码1234【阿里云】")
     ('京东', '阿里云')
-    >>> signature_from_content("没有签名") is None
-    True
+    >>> signature_from_content("〖ＪＤ〗双11大促"), signature_from_content("没有签名") is None
+    ('JD', True)
     """
     m = _SIGNATURE.search(content)
     if not m:
         return None
-    return (m.group(1) or m.group(2)).strip() or None
+    return canonical_signature(m.group(1) or m.group(2))
+
+
+_CANONICAL_SIGNATURES: dict[str, str | None] = {}
+
+
+def canonical_signature(value: str | None) -> str | None:
+    """One spelling per signature, so opt-outs, the registry and the counters agree: brackets and spaces
+    stripped, full-width forms folded (NFKC: ＪＤ is JD). None when no letter, digit or character is left: a
+    "-" or "/" is how some gateways say "no signature".
+
+    >>> canonical_signature("【京东】"), canonical_signature(" ［ＪＤ］ "), canonical_signature("【】"), canonical_signature("-")
+    ('京东', 'JD', None, None)
+    """
+    if not value:
+        return None
+    known = _CANONICAL_SIGNATURES.get(value, False)
+    if known is not False:       # a few merchants send most messages: their spellings are met again and again
+        return known
+    folded = unicodedata.normalize("NFKC", value.strip(_SIGNATURE_BRACKETS)).strip(_SIGNATURE_BRACKETS)
+    if not any(ch.isalnum() for ch in folded):
+        folded = None
+    if len(_CANONICAL_SIGNATURES) > 65_536:
+        _CANONICAL_SIGNATURES.clear()
+    _CANONICAL_SIGNATURES[value] = folded = folded and intern(folded)
+    return folded
 
 
 @dataclass(slots=True)
@@ -383,11 +411,14 @@ class EventParser:
                 and (sp_id is None or (type(sp_id) is str and len(sp_id) <= 64 and "\x00" not in sp_id))
                 and get("ts") is not None and content.strip()):
             ts_ms = self._ts(obj)
-            signature = (signature.strip("【】[] ") or None) if signature else signature_from_content(content)
+            # The signature the recipient sees (in the content) wins over the declared field: a port registered
+            # for 京东 must not send 【淘宝】 under signature="京东". The field names messages whose signature
+            # the gateway adds later.
+            signature = signature_from_content(content) or canonical_signature(signature)
             # A few ports, providers and signatures send most messages: one string each, not one per event
             # (replay holds every event of a file at once).
             return SmsEvent(msg_id, ts_ms, intern(port), self.hasher(recipient), content,
-                            sp_id and intern(sp_id), signature and intern(signature), category and intern(category))
+                            sp_id and intern(sp_id), signature, category and intern(category))
         return self._sms_checked(obj)
 
     def _sms_checked(self, obj: dict[str, Any]) -> SmsEvent:
@@ -399,7 +430,7 @@ class EventParser:
         if category is not None and category not in CATEGORIES:
             raise InvalidEvent(f"category: {category[:32]!r} is not one of {', '.join(CATEGORIES)}")
         signature = self._str(obj, "signature", optional=True, max_len=32)
-        signature = (signature.strip("【】[] ") or None) if signature else signature_from_content(content)
+        signature = signature_from_content(content) or canonical_signature(signature)
         return SmsEvent(
             msg_id=self._str(obj, "msg_id", pattern=_MSG_ID, max_len=128),
             ts_ms=self._ts(obj),
@@ -419,7 +450,7 @@ class EventParser:
         return OptOutEvent(
             ts_ms=self._ts(obj), recipient=self._recipient(obj),
             port=self._str(obj, "port", pattern=_PORT, max_len=24),
-            signature=(self._str(obj, "signature", optional=True, max_len=32) or "").strip("【】[] ") or None,
+            signature=canonical_signature(self._str(obj, "signature", optional=True, max_len=32)),
             keyword=self._str(obj, "keyword", optional=True, max_len=32),
         )
 

@@ -170,6 +170,16 @@ def test_codes_and_booking_notices_are_not_marketing_but_a_campaign_is_whatever_
     assert by_id["m20001"].action == "block" and {"opted_out", "missing_unsubscribe"} <= signals, by_id["m20001"]
 
 
+def test_an_optout_naming_an_odd_signature_does_not_stop_unsigned_marketing_from_other_ports():
+    """The unsigned lookup once read the field "s:-", which an opt-out with signature "-" also writes."""
+    optout = parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": "10690099", "signature": "-"})
+    unsigned = sms(1, content="双11大促，全场5折，回T退订", category="marketing")
+    same_port = sms(10001, port="10690099", content="双11大促，全场5折，回T退订", category="marketing")
+    by_id = {d.msg_id: d for d in run(engine().process([optout, unsigned, same_port])).decisions}
+    assert not any(r.signal == "opted_out" for r in by_id["m1"].reasons), by_id["m1"]
+    assert by_id["m10001"].action == "block"          # the port the recipient replied to
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)

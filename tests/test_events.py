@@ -64,3 +64,19 @@ def test_a_final_newline_makes_a_port_msg_id_or_recipient_invalid():
             assert _outcome(parse, {**VALID, name: value}).startswith(f"InvalidEvent: {name}"), (name, parse)
     optout = {"ts": VALID["ts"], "recipient": "13812345678", "port": "10690001\n"}
     assert _outcome(PARSER.parse_optout, optout) == "InvalidEvent: port: '10690001\\n' is not a valid port"
+
+
+def test_the_signature_the_recipient_sees_wins_and_has_one_spelling():
+    """Opt-outs, the signature registry and the counters compare signatures as strings: the content's signature
+    counts over the declared field (a port registered for 京东 must not send 【淘宝】 as "京东"), and bracket and
+    full-width variants are one signature."""
+    def signature(content, declared=MISSING):
+        return PARSER.parse_sms(_event([("content", content), ("signature", declared)])).signature
+
+    assert signature("【淘宝】双11大促", "京东") == "淘宝"
+    assert signature("双11大促，回T退订", "【京东】") == "京东"        # the gateway adds it later
+    assert signature("〖ＪＤ〗双11大促") == signature("［JD］双11大促") == signature("双11大促[JD]") == "JD"
+    assert signature("双11大促") is None and signature("双11大促", "【】") is None
+    optout = PARSER.parse_optout({"ts": 1_731_326_000_000, "recipient": "13812345678", "port": "10690001",
+                                  "signature": "［ＪＤ］"})
+    assert optout.signature == "JD"

@@ -136,8 +136,11 @@ def _optout_lookup(ctx: MessageContext) -> HashGet | None:
     """Only marketing can violate an opt-out (see OptedOut), so nothing else needs the lookup."""
     if not ctx.marketing:
         return None
-    return HashGet(tag("optout", ctx.event.recipient),
-                   (f"s:{ctx.event.signature}" if ctx.event.signature else "s:-", f"p:{ctx.event.port}"))
+    # An unsigned message reads only the port's field: an opt-out naming an odd signature such as "-" must not
+    # stop every unsigned message from every port.
+    if ctx.event.signature:
+        return HashGet(tag("optout", ctx.event.recipient), (f"s:{ctx.event.signature}", f"p:{ctx.event.port}"))
+    return HashGet(tag("optout", ctx.event.recipient), (f"p:{ctx.event.port}",))
 
 
 def _band(b: int) -> Callable[[MessageContext], str | None]:
