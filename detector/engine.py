@@ -194,6 +194,7 @@ class Engine:
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
+        self._newest_ms = 0                   # the newest event time seen: how old a redelivered msg_id is
         # (name, signal, weight, port weight, hard block): every active signal for a port's last message of the
         # batch, which also judges the port; only those with a message weight for the others
         self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
@@ -256,6 +257,8 @@ class Engine:
         result = EngineResult()
         self._read_only.clear()
         sms = [e for e in events if type(e) is SmsEvent]
+        if sms:
+            self._newest_ms = max(self._newest_ms, max(e.ts_ms for e in sms))
         fresh = await self._claim(sms, result)
         contexts = self._contexts(fresh)
         by_msg = {id(c.event): c for c in contexts}
@@ -473,19 +476,25 @@ class Engine:
 
         A worker that died after counting a batch but before keeping its decisions leaves msg_ids counted
         with nothing kept; they are decided again with every counter read-only (amount 0), so each is
-        decided, and counted exactly once.
+        decided, and counted exactly once. That can only be told apart from a decision kept and since expired
+        while a kept one would still be live (``SMSGUARD_DECISION_REPLAY_TTL_S`` of event time, as the store
+        expires it): an older msg_id with nothing kept is a late duplicate, and deciding it again would give
+        it a second decision, perhaps a different one. Replay keeps no decisions: every repeat is a duplicate.
         """
+        keep_ms = int(self.settings.decision_replay_ttl_s) * 1000
         try:
-            kept = await self.store.run([HashGet(tag("dec", e.msg_id), ("d",)) for e in claimed_before])
+            kept = await self.store.run([HashGet(tag("dec", e.msg_id), ("d",)) for e in claimed_before]
+                                        if keep_ms > 0 else [])
         except StateUnavailable:
             result.degraded = True
             result.duplicates.extend(claimed_before)
             return
-        for event, (payload,) in zip(claimed_before, kept):
+        newest = self._newest_ms
+        for event, (payload,) in zip(claimed_before, kept or [(None,)] * len(claimed_before)):
             result.duplicates.append(event)
             if payload:
                 result.redelivered.append(json.loads(payload))
-            else:
+            elif newest - event.ts_ms < keep_ms:
                 self._read_only.add(id(event))
                 fresh.append(event)
 

@@ -212,6 +212,8 @@ def test_kept_decisions_expire(monkeypatch):
     late.ts_ms += 61_000          # event time moves on: the kept copy has expired, the claim has not
     result = run(Engine(settings, store, FixedScorer()).process([sms(500), late]))
     assert [e.msg_id for e in result.duplicates] == ["m1"] and result.redelivered == []
+    # ... and a late duplicate is not decided a second time (it was decided once, and that copy was delivered)
+    assert [d.msg_id for d in result.decisions] == ["m500"]
 
 
 def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice():

@@ -80,3 +80,24 @@ def test_bench_replay_repeats_cold_and_reports_the_median():
     hit_rates = [line.rsplit("template cache ", 1)[1] for line in runs]
     assert hit_rates[0] == hit_rates[1] != "100% hits"
     assert "median of 2" in result.stdout
+
+
+def test_a_repeated_msg_id_is_decided_once_whatever_the_batch_size(tmp_path):
+    """Replay keeps no decisions for redelivery: a repeat in a later batch was once decided again (read-only), so
+    the output depended on the batch size and a msg_id could get two different decisions."""
+    from detector.replay import run_replay
+    line = {"msg_id": "d1", "ts": T0, "port": "10690001", "recipient": "13812345678",
+            "content": "【京东】双11大促，全场5折，回T退订", "category": "marketing"}
+    optout = {"type": "optout", "ts": T0 + 60_000, "recipient": "13812345678", "port": "10690001", "signature": "京东"}
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in
+                              (line, optout, {**line, "ts": T0 + 120_000}, line)) + "\n", encoding="utf-8")
+    outputs = []
+    for batch_size in (1, 2, 500):
+        out = tmp_path / f"out{batch_size}.jsonl"
+        stats = run_replay(path, out, Settings.from_env({}), batch_size=batch_size)
+        decisions = [json.loads(r) for r in out.read_text(encoding="utf-8").splitlines()]
+        assert [d["msg_id"] for d in decisions if d["type"] == "decision"] == ["d1"], batch_size
+        assert stats.duplicates == 2
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
