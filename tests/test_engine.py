@@ -180,6 +180,18 @@ def test_an_optout_naming_an_odd_signature_does_not_stop_unsigned_marketing_from
     assert by_id["m10001"].action == "block"          # the port the recipient replied to
 
 
+def test_marketing_in_quiet_hours_is_flagged_even_when_it_is_compliant():
+    """Platforms allow marketing 08:00-21:00 recipient-local time (docs/domain.md): a signed campaign with 回T退订
+    at 22:00 goes before an operator; the same at 15:00 goes out."""
+    def at(hour, i):
+        return parser.parse_sms({"msg_id": f"q{i}", "ts": T0 + (hour - 8) * 3_600_000 + i, "port": "10690001",
+                                 "recipient": f"1380000{i:04d}", "content": "【京东】双11全场五折，回T退订",
+                                 "category": "marketing"})
+    by_id = {d.msg_id: d for d in run(engine().process([at(15, 1), at(22, 2)])).decisions}
+    assert by_id["q1"].action == "allow", by_id["q1"]
+    assert by_id["q2"].action == "flag" and any(r.signal == "quiet_hours" for r in by_id["q2"].reasons), by_id["q2"]
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)
