@@ -88,7 +88,8 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="A second policy config: replay the same traffic with it and compare per port.")
     @click.option("--summary", "summary_path", type=click.Path(dir_okay=False),
                   help="Write a per-port summary (messages, actions, states over time) as JSON.")
-    @click.option("--batch-size", type=int, default=None, help="Micro-batch size (default SMSGUARD_BATCH_SIZE).")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="Micro-batch size (default SMSGUARD_BATCH_SIZE).")
     @click.option("--model", default=None, help="Model name in the registry (default: the promoted one).")
     @click.option("--no-model", is_flag=True, help="Heuristics only (every message scores 0).")
     def replay(events, output, policy_file, versus_file, summary_path, batch_size, model, no_model):
@@ -114,7 +115,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @bench.command("replay")
     @click.option("--minutes", type=float, default=20.0, help="Event-time length of the simulated traffic.")
     @click.option("--ports", type=int, default=20, help="Ports in the simulated mix.")
-    @click.option("--batch-size", type=int, default=500)
+    @click.option("--batch-size", type=click.IntRange(min=1), default=500)
     @click.option("--seed", type=int, default=11)
     @click.option("--repeat", type=int, default=3, show_default=True,
                   help="Replays of the same file, each with a cold template cache; the median is the figure.")

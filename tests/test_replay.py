@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from click.testing import CliRunner
 
+from detector.cli import main
 from detector.policy import DEFAULT_POLICY_FILE
 from detector.settings import Settings
 from detector.simulator import PortProfile, TrafficSimulator, write_jsonl
@@ -80,3 +83,27 @@ def test_bench_replay_repeats_cold_and_reports_the_median():
     hit_rates = [line.rsplit("template cache ", 1)[1] for line in runs]
     assert hit_rates[0] == hit_rates[1] != "100% hits"
     assert "median of 2" in result.stdout
+
+
+def _one_event_file(tmp_path) -> Path:
+    path = tmp_path / "events.jsonl"
+    sim = TrafficSimulator(Settings.from_env({}).data_dir, seed=3)
+    write_jsonl(list(sim.events([PortProfile("10690001", "notification", 60)], T0, 5))[:1], path)
+    return path
+
+
+@pytest.mark.parametrize("args,env", [
+    (["--batch-size", "-1"], {}), (["--batch-size", "0"], {}),
+    ([], {"SMSGUARD_BATCH_SIZE": "-5"}), ([], {"SMSGUARD_BATCH_SIZE": "0"}),
+])
+def test_replay_refuses_a_batch_size_below_one(tmp_path, args, env):
+    """A negative batch size used to replay nothing and report success; 0 fell back or crashed in range()."""
+    result = CliRunner().invoke(main, ["replay", str(_one_event_file(tmp_path)), "--no-model", *args], env=env)
+    assert result.exit_code == 2 and "events/s" not in result.output, result.output
+    assert isinstance(result.exception, SystemExit)     # a one-line error, no traceback
+    assert "batch-size" in result.output or "SMSGUARD_BATCH_SIZE: must be at least 1" in result.output
+
+
+def test_bench_replay_refuses_a_batch_size_below_one():
+    result = CliRunner().invoke(main, ["bench", "replay", "--batch-size", "0"])
+    assert result.exit_code == 2 and "--batch-size" in result.output
