@@ -42,7 +42,9 @@ class Setting:
 
 SETTINGS: list[Setting] = [
     Setting("SMSGUARD_ENV", "development",
-            "development | production. In production the recipient HMAC secret and the operator token must be set."),
+            "development | production. In production SMSGUARD_RECIPIENT_SECRET (the recipient HMAC secret) must be "
+            "set to 16+ characters; operator tokens stay optional: without them the dashboard is read-only "
+            "(operator actions are refused)."),
     Setting("SMSGUARD_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."),
     Setting("SMSGUARD_REDIS_URL", "redis://localhost:6379/0", "Redis URL for port signals, port states and the gateway buckets."),
     Setting("SMSGUARD_APP_ID", "smsguard-detector", "Kafka consumer group / faust app id of the detector workers."),

@@ -118,3 +118,12 @@ def test_bounds_keep_the_zeros_that_mean_something():
     with pytest.raises(ConfigError, match="SMSGUARD_BATCH_SIZE"):
         Settings.from_env({**zeros, "SMSGUARD_BATCH_SIZE": "0"})
 
+
+def test_env_help_says_what_production_requires():
+    """check_production requires the recipient secret and no operator token: the help must say the same."""
+    from detector.settings import setting
+    env_help = setting("SMSGUARD_ENV").help
+    assert "SMSGUARD_RECIPIENT_SECRET" in env_help and "operator token must" not in env_help
+    assert "optional" in env_help
+    Settings.from_env({"SMSGUARD_ENV": "production", "SMSGUARD_RECIPIENT_SECRET": "x" * 32,
+                       "SMSGUARD_OPERATOR_TOKENS": ""}).check_production()
