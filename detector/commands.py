@@ -13,10 +13,11 @@ def _scorer(settings: Settings, model: str | None, no_model: bool):
     if no_model:
         return None
     from detector.model import CachedScorer, load_model
-    if model:
-        return CachedScorer(load_model(Path(settings.models_dir) / model), settings.score_cache_size)
     from detector.registry import Registry
-    return CachedScorer(Registry(settings.models_dir).load_promoted(), settings.score_cache_size)
+    registry = Registry(settings.models_dir)    # resolves a relative models dir against the repo outside it
+    if model:
+        return CachedScorer(load_model(registry.model_path(model)), settings.score_cache_size)
+    return CachedScorer(registry.load_promoted(), settings.score_cache_size)
 
 
 def _print_summary(stats, label: str) -> None:

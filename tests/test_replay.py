@@ -107,3 +107,16 @@ def test_replay_refuses_a_batch_size_below_one(tmp_path, args, env):
 def test_bench_replay_refuses_a_batch_size_below_one():
     result = CliRunner().invoke(main, ["bench", "replay", "--batch-size", "0"])
     assert result.exit_code == 2 and "--batch-size" in result.output
+
+
+def test_replay_model_by_name_resolves_through_the_registry_outside_the_repo(tmp_path, monkeypatch):
+    """Like `evaluate --model`: a relative SMSGUARD_MODELS_DIR falls back to the repository's models/."""
+    from detector.registry import Registry
+    name = Registry().promoted_name()
+    events = _one_event_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["replay", str(events), "--model", name, "--summary", "s.json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["model"].startswith(f"{name}@")
+    result = CliRunner().invoke(main, ["replay", str(events), "--model", "no-such-model"])
+    assert result.exit_code == 2 and "no model named 'no-such-model'" in result.output
