@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -18,6 +19,23 @@ def _scorer(settings: Settings, model: str | None, no_model: bool):
     if model:
         return CachedScorer(load_model(registry.model_path(model)), settings.score_cache_size)
     return CachedScorer(registry.load_promoted(), settings.score_cache_size)
+
+
+def _output_folder_exists(ctx, param, value):
+    """An output file's folder must exist and be writable: checked before the work, not after it."""
+    if value is not None:
+        folder = Path(value).parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"no directory {str(folder)!r} to write {value!r} in")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise click.BadParameter(f"directory {str(folder)!r} is not writable")
+    return value
+
+
+def output_file_option(*names: str, help: str):
+    """``-o``-style option for a file the command writes (click.Path alone only checks an existing file)."""
+    return click.option(*names, type=click.Path(dir_okay=False, writable=True), callback=_output_folder_exists,
+                        help=help)
 
 
 def _print_summary(stats, label: str) -> None:
@@ -82,13 +100,13 @@ def register(main: click.Group, bench: click.Group) -> None:
 
     @main.command()
     @click.argument("events", type=click.Path(exists=True, dir_okay=False))
-    @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write decisions and port actions (JSON lines).")
+    @output_file_option("-o", "--output", help="Write decisions and port actions (JSON lines).")
     @click.option("--config", "policy_file", type=click.Path(exists=True, dir_okay=False),
                   help="Policy config (default: SMSGUARD_POLICY_FILE or the packaged default).")
     @click.option("--versus", "versus_file", type=click.Path(exists=True, dir_okay=False),
                   help="A second policy config: replay the same traffic with it and compare per port.")
-    @click.option("--summary", "summary_path", type=click.Path(dir_okay=False),
-                  help="Write a per-port summary (messages, actions, states over time) as JSON.")
+    @output_file_option("--summary", "summary_path",
+                        help="Write a per-port summary (messages, actions, states over time) as JSON.")
     @click.option("--batch-size", type=click.IntRange(min=1), default=None,
                   help="Micro-batch size (default SMSGUARD_BATCH_SIZE).")
     @click.option("--model", default=None, help="Model name in the registry (default: the promoted one).")

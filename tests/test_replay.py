@@ -109,6 +109,15 @@ def test_bench_replay_refuses_a_batch_size_below_one():
     assert result.exit_code == 2 and "--batch-size" in result.output
 
 
+@pytest.mark.parametrize("option", ["-o", "--summary"])
+def test_replay_refuses_an_output_in_a_missing_directory_before_replaying(tmp_path, option):
+    """It was a FileNotFoundError traceback, for --summary only after the whole replay had run."""
+    result = CliRunner().invoke(main, ["replay", str(_one_event_file(tmp_path)), "--no-model",
+                                       option, str(tmp_path / "nodir" / "out")])
+    assert result.exit_code == 2 and "no directory" in result.output, result.output
+    assert "events/s" not in result.output
+
+
 def test_replay_model_by_name_resolves_through_the_registry_outside_the_repo(tmp_path, monkeypatch):
     """Like `evaluate --model`: a relative SMSGUARD_MODELS_DIR falls back to the repository's models/."""
     from detector.registry import Registry
@@ -120,3 +129,4 @@ def test_replay_model_by_name_resolves_through_the_registry_outside_the_repo(tmp
     assert json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["model"].startswith(f"{name}@")
     result = CliRunner().invoke(main, ["replay", str(events), "--model", "no-such-model"])
     assert result.exit_code == 2 and "no model named 'no-such-model'" in result.output
+
