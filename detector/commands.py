@@ -48,10 +48,13 @@ def _print_comparison(a, b, label_a: str, label_b: str) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(title="per-port outcome", show_lines=False)
-    for col in ("port", "messages", f"flag/block {label_a}", f"flag/block {label_b}", f"peak {label_a}",
+    ports = sorted(set(a.ports) | set(b.ports))
+    # ports share long prefixes (1069...): cut to fit 80 columns, several looked identical
+    table.add_column("port", no_wrap=True, min_width=max(map(len, ports), default=4))
+    for col in ("messages", f"flag/block {label_a}", f"flag/block {label_b}", f"peak {label_a}",
                 f"peak {label_b}", f"throttle after {label_a}", f"throttle after {label_b}"):
         table.add_column(col)
-    for port in sorted(set(a.ports) | set(b.ports)):
+    for port in ports:
         pa, pb = a.ports[port], b.ports[port]
         table.add_row(port, str(pa.messages), f"{pa.actions['flag']}/{pa.actions['block']}",
                       f"{pb.actions['flag']}/{pb.actions['block']}", pa.peak_state, pb.peak_state,
@@ -59,10 +62,14 @@ def _print_comparison(a, b, label_a: str, label_b: str) -> None:
     Console().print(table)
 
 
+def signal_summary(cls) -> str:
+    """The first paragraph of a signal's docstring on one line: not its doctest examples."""
+    import inspect
+    return " ".join(inspect.getdoc(cls).split("\n\n")[0].split())
+
+
 def signals_markdown() -> str:
     """The signal reference (docs/signals.md): every signal, its weights, parameters and why."""
-    import inspect
-
     from detector.policy import DEFAULT_POLICY_FILE, Policy
     from detector.signals import ALL_SIGNALS
     policy = Policy.load()
@@ -78,7 +85,7 @@ def signals_markdown() -> str:
              "|---|---|---|---|---|---|---|---|"]
     for name, cls in ALL_SIGNALS.items():
         cfg = policy.signals[name]
-        doc = " ".join(inspect.getdoc(cls).split("\n\n")[0].split())     # the summary paragraph, not the examples
+        doc = signal_summary(cls)
         params = ", ".join(f"{k}={v}" for k, v in cfg.signal.params.items()) or "-"
         weight = f"{cfg.weight:g}" + (" (hard block)" if cfg.hard_block else "")
         lines.append(f"| `{name}` | {cls.level} | {weight} | {cfg.port_weight:g} | {', '.join(cls.feeds) or '-'} | "
@@ -96,7 +103,8 @@ def register(main: click.Group, bench: click.Group) -> None:
             return
         from detector.policy import Policy
         for name, cfg in Policy.load(Settings.from_env().policy_file or None).signals.items():
-            click.echo(f"{name:24s} weight {cfg.weight:5g}  port weight {cfg.port_weight:4g}  {cfg.signal.__doc__.strip()}")
+            click.echo(f"{name:24s} weight {cfg.weight:5g}  port weight {cfg.port_weight:4g}  "
+                       f"{signal_summary(type(cfg.signal))}")
 
     @main.command()
     @click.argument("events", type=click.Path(exists=True, dir_okay=False))
@@ -126,7 +134,7 @@ def register(main: click.Group, bench: click.Group) -> None:
                                batch_size=batch_size)
             _print_summary(other, Path(versus_file).name)
             _print_comparison(stats, other, "A", "B")
-            summary = {"A": summary, "B": {"policy": versus_file, **other.summary()}}
+            summary = {"A": summary, "B": {"policy": versus_file, "model": summary["model"], **other.summary()}}
         if summary_path:
             Path(summary_path).write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
             click.echo(f"summary written to {summary_path}")

@@ -130,3 +130,24 @@ def test_replay_model_by_name_resolves_through_the_registry_outside_the_repo(tmp
     result = CliRunner().invoke(main, ["replay", str(events), "--model", "no-such-model"])
     assert result.exit_code == 2 and "no model named 'no-such-model'" in result.output
 
+
+def test_replay_versus_names_the_model_on_both_sides_and_shows_whole_ports(tmp_path):
+    sim = TrafficSimulator(Settings.from_env({}).data_dir, seed=3)
+    ports = ["10695501230001", "10695501230002", "10695501230003"]
+    path = tmp_path / "events.jsonl"
+    write_jsonl(sim.events([PortProfile(p, "notification", 60) for p in ports], T0, 30), path)
+    result = CliRunner().invoke(main, ["replay", str(path), "--no-model", "--versus", str(DEFAULT_POLICY_FILE),
+                                       "--summary", str(tmp_path / "ab.json")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    both = json.loads((tmp_path / "ab.json").read_text(encoding="utf-8"))
+    assert both["A"]["model"] == both["B"]["model"] == "none"
+    for port in ports:       # ports share long prefixes: cut, they looked identical
+        assert port in result.output
+
+
+def test_signals_listing_shows_summaries_not_doctests():
+    result = CliRunner().invoke(main, ["signals"])
+    assert result.exit_code == 0, result.output
+    assert ">>>" not in result.output
+    from detector.signals import ALL_SIGNALS
+    assert len(result.output.splitlines()) == len(ALL_SIGNALS)     # one line a signal
