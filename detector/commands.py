@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -13,10 +14,28 @@ def _scorer(settings: Settings, model: str | None, no_model: bool):
     if no_model:
         return None
     from detector.model import CachedScorer, load_model
-    if model:
-        return CachedScorer(load_model(Path(settings.models_dir) / model), settings.score_cache_size)
     from detector.registry import Registry
-    return CachedScorer(Registry(settings.models_dir).load_promoted(), settings.score_cache_size)
+    registry = Registry(settings.models_dir)    # resolves a relative models dir against the repo outside it
+    if model:
+        return CachedScorer(load_model(registry.model_path(model)), settings.score_cache_size)
+    return CachedScorer(registry.load_promoted(), settings.score_cache_size)
+
+
+def _output_folder_exists(ctx, param, value):
+    """An output file's folder must exist and be writable: checked before the work, not after it."""
+    if value is not None:
+        folder = Path(value).parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"no directory {str(folder)!r} to write {value!r} in")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise click.BadParameter(f"directory {str(folder)!r} is not writable")
+    return value
+
+
+def output_file_option(*names: str, help: str):
+    """``-o``-style option for a file the command writes (click.Path alone only checks an existing file)."""
+    return click.option(*names, type=click.Path(dir_okay=False, writable=True), callback=_output_folder_exists,
+                        help=help)
 
 
 def _print_summary(stats, label: str) -> None:
@@ -29,10 +48,13 @@ def _print_comparison(a, b, label_a: str, label_b: str) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(title="per-port outcome", show_lines=False)
-    for col in ("port", "messages", f"flag/block {label_a}", f"flag/block {label_b}", f"peak {label_a}",
+    ports = sorted(set(a.ports) | set(b.ports))
+    # ports share long prefixes (1069...): cut to fit 80 columns, several looked identical
+    table.add_column("port", no_wrap=True, min_width=max(map(len, ports), default=4))
+    for col in ("messages", f"flag/block {label_a}", f"flag/block {label_b}", f"peak {label_a}",
                 f"peak {label_b}", f"throttle after {label_a}", f"throttle after {label_b}"):
         table.add_column(col)
-    for port in sorted(set(a.ports) | set(b.ports)):
+    for port in ports:
         pa, pb = a.ports[port], b.ports[port]
         table.add_row(port, str(pa.messages), f"{pa.actions['flag']}/{pa.actions['block']}",
                       f"{pb.actions['flag']}/{pb.actions['block']}", pa.peak_state, pb.peak_state,
@@ -40,10 +62,14 @@ def _print_comparison(a, b, label_a: str, label_b: str) -> None:
     Console().print(table)
 
 
+def signal_summary(cls) -> str:
+    """The first paragraph of a signal's docstring on one line: not its doctest examples."""
+    import inspect
+    return " ".join(inspect.getdoc(cls).split("\n\n")[0].split())
+
+
 def signals_markdown() -> str:
     """The signal reference (docs/signals.md): every signal, its weights, parameters and why."""
-    import inspect
-
     from detector.policy import DEFAULT_POLICY_FILE, Policy
     from detector.signals import ALL_SIGNALS
     policy = Policy.load()
@@ -59,7 +85,7 @@ def signals_markdown() -> str:
              "|---|---|---|---|---|---|---|---|"]
     for name, cls in ALL_SIGNALS.items():
         cfg = policy.signals[name]
-        doc = " ".join(inspect.getdoc(cls).split("\n\n")[0].split())     # the summary paragraph, not the examples
+        doc = signal_summary(cls)
         params = ", ".join(f"{k}={v}" for k, v in cfg.signal.params.items()) or "-"
         weight = f"{cfg.weight:g}" + (" (hard block)" if cfg.hard_block else "")
         lines.append(f"| `{name}` | {cls.level} | {weight} | {cfg.port_weight:g} | {', '.join(cls.feeds) or '-'} | "
@@ -77,18 +103,20 @@ def register(main: click.Group, bench: click.Group) -> None:
             return
         from detector.policy import Policy
         for name, cfg in Policy.load(Settings.from_env().policy_file or None).signals.items():
-            click.echo(f"{name:24s} weight {cfg.weight:5g}  port weight {cfg.port_weight:4g}  {cfg.signal.__doc__.strip()}")
+            click.echo(f"{name:24s} weight {cfg.weight:5g}  port weight {cfg.port_weight:4g}  "
+                       f"{signal_summary(type(cfg.signal))}")
 
     @main.command()
     @click.argument("events", type=click.Path(exists=True, dir_okay=False))
-    @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write decisions and port actions (JSON lines).")
+    @output_file_option("-o", "--output", help="Write decisions and port actions (JSON lines).")
     @click.option("--config", "policy_file", type=click.Path(exists=True, dir_okay=False),
                   help="Policy config (default: SMSGUARD_POLICY_FILE or the packaged default).")
     @click.option("--versus", "versus_file", type=click.Path(exists=True, dir_okay=False),
                   help="A second policy config: replay the same traffic with it and compare per port.")
-    @click.option("--summary", "summary_path", type=click.Path(dir_okay=False),
-                  help="Write a per-port summary (messages, actions, states over time) as JSON.")
-    @click.option("--batch-size", type=int, default=None, help="Micro-batch size (default SMSGUARD_BATCH_SIZE).")
+    @output_file_option("--summary", "summary_path",
+                        help="Write a per-port summary (messages, actions, states over time) as JSON.")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="Micro-batch size (default SMSGUARD_BATCH_SIZE).")
     @click.option("--model", default=None, help="Model name in the registry (default: the promoted one).")
     @click.option("--no-model", is_flag=True, help="Heuristics only (every message scores 0).")
     def replay(events, output, policy_file, versus_file, summary_path, batch_size, model, no_model):
@@ -106,7 +134,7 @@ def register(main: click.Group, bench: click.Group) -> None:
                                batch_size=batch_size)
             _print_summary(other, Path(versus_file).name)
             _print_comparison(stats, other, "A", "B")
-            summary = {"A": summary, "B": {"policy": versus_file, **other.summary()}}
+            summary = {"A": summary, "B": {"policy": versus_file, "model": summary["model"], **other.summary()}}
         if summary_path:
             Path(summary_path).write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
             click.echo(f"summary written to {summary_path}")
@@ -114,7 +142,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @bench.command("replay")
     @click.option("--minutes", type=float, default=20.0, help="Event-time length of the simulated traffic.")
     @click.option("--ports", type=int, default=20, help="Ports in the simulated mix.")
-    @click.option("--batch-size", type=int, default=500)
+    @click.option("--batch-size", type=click.IntRange(min=1), default=500)
     @click.option("--seed", type=int, default=11)
     @click.option("--repeat", type=int, default=3, show_default=True,
                   help="Replays of the same file, each with a cold template cache; the median is the figure.")

@@ -16,9 +16,10 @@ x its threshold, then steps down one level. Operators' states always win until t
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 import yaml
 
@@ -39,36 +40,93 @@ class SignalConfig:
     hard_block: bool
 
 
+_SIGNAL_KEYS = {"weight", "port_weight", "params", "hard_block", "why"}
+
+
+class _Reader:
+    """Reads one policy config: every error names the file and the key path (``port.ttl_s.block``)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> NoReturn:
+        raise ConfigError(f"policy {self.source}: {path or 'top level'}: {problem}")
+
+    def keys(self, value: Any, path: str, required: set[str], optional: set[str] = frozenset(),
+             noun: str = "key") -> Mapping[str, Any]:
+        """``value`` as a mapping holding every ``required`` key and nothing outside ``required | optional``."""
+        if not isinstance(value, Mapping):
+            self.fail(path, f"expected a mapping ({', '.join(sorted(required | optional))}), got {value!r}")
+        unknown, missing = set(value) - required - optional, required - set(value)
+        if unknown:     # before missing: a misspelt key shows up as both, and its spelling is the news
+            self.fail(path, f"unknown {noun}(s) {', '.join(sorted(map(str, unknown)))}")
+        if missing:
+            self.fail(path, f"missing {noun}(s) {', '.join(sorted(missing))}")
+        return value
+
+    def number(self, section: Mapping[str, Any], path: str, *, whole: bool = False, above: float | None = None,
+               minimum: float | None = None, below: float | None = None, maximum: float | None = None) -> Any:
+        """``section[last part of path]`` as a number within the bounds given (a bool is no number)."""
+        value = section[path.rsplit(".", 1)[-1]]
+        kind = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            self.fail(path, f"expected {'a whole number' if whole else 'a number'}, got {value!r}")
+        for bound, ok, words in ((above, lambda b: value > b, "above"), (minimum, lambda b: value >= b, "at least"),
+                                 (below, lambda b: value < b, "below"), (maximum, lambda b: value <= b, "at most")):
+            if bound is not None and not ok(bound):
+                self.fail(path, f"must be {words} {bound:g}, got {value!r}")
+        return float(value) if not whole else value
+
+    def signal(self, signals: Mapping[str, Any], name: str) -> SignalConfig:
+        path = f"signals.{name}"
+        # an empty entry is refused rather than read as weight 0: a lost indent would silently disable the signal
+        entry = self.keys(signals[name], path, set(), _SIGNAL_KEYS)
+        cls = ALL_SIGNALS[name]
+        params = self.keys(entry.get("params", {}), f"{path}.params", set(), set(cls.defaults), noun="parameter")
+        for key in params:
+            # hours are compared with the recipient-local hour 0..23: 24 or more would never match
+            hour = key.endswith("_hour")
+            self.number(params, f"{path}.params.{key}", whole=hour, minimum=0 if hour else None,
+                        maximum=23 if hour else None)
+        hard_block = entry.get("hard_block", False)
+        if not isinstance(hard_block, bool):
+            self.fail(f"{path}.hard_block", f"expected true or false, got {hard_block!r}")
+        if not isinstance(entry.get("why", ""), str):
+            self.fail(f"{path}.why", f"expected text, got {entry['why']!r}")
+        weights = {k: self.number(entry, f"{path}.{k}") if k in entry else 0.0 for k in ("weight", "port_weight")}
+        return SignalConfig(cls(params), weights["weight"], weights["port_weight"], hard_block)
+
+
 class Policy:
     def __init__(self, config: Mapping[str, Any], source: str = "<dict>"):
         self.source = source
-        try:
-            msg, port, signals = config["message"], config["port"], config["signals"]
-            self.flag_at = float(msg["flag_at"])
-            self.block_at = float(msg["block_at"])
-            self.thresholds = {"watch": float(port["watch_at"]), "throttle": float(port["throttle_at"]),
-                               "block": float(port["block_at"])}
-            self.hysteresis = float(port["hysteresis"])
-            self.ttl_ms = {k: int(v) * 1000 for k, v in port["ttl_s"].items()}
-            self.renew_before_ms = int(port["renew_before_s"]) * 1000
-            self.throttle_rate_per_min = int(port["throttle_rate_per_min"])
-            self.min_messages_for_state = int(port["min_messages_for_state"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"policy {source}: missing or bad setting {exc}") from None
+        read = _Reader(source)
+        root = read.keys(config, "", {"message", "port", "signals"})
+        msg = read.keys(root["message"], "message", {"flag_at", "block_at"})
+        port = read.keys(root["port"], "port", {"watch_at", "throttle_at", "block_at", "hysteresis", "ttl_s",
+                                                "renew_before_s", "throttle_rate_per_min", "min_messages_for_state"})
+        # a threshold at or below zero would flag every message / watch every port
+        self.flag_at = read.number(msg, "message.flag_at", above=0)
+        self.block_at = read.number(msg, "message.block_at")
+        if not self.flag_at < self.block_at:
+            read.fail("message", f"flag_at ({self.flag_at:g}) must be below block_at ({self.block_at:g})")
+        self.thresholds = {"watch": read.number(port, "port.watch_at", above=0),
+                           "throttle": read.number(port, "port.throttle_at"),
+                           "block": read.number(port, "port.block_at")}
         if not self.thresholds["watch"] < self.thresholds["throttle"] < self.thresholds["block"]:
-            raise ConfigError(f"policy {source}: port thresholds must rise watch < throttle < block")
-        self.signals: dict[str, SignalConfig] = {}
-        for name, entry in signals.items():
-            if name not in ALL_SIGNALS:
-                raise ConfigError(f"policy {source}: unknown signal {name!r}")
-            extra = set(entry) - {"weight", "port_weight", "params", "hard_block", "why"}
-            if extra:
-                raise ConfigError(f"policy {source}: signal {name}: unknown key(s) {', '.join(sorted(extra))}")
-            self.signals[name] = SignalConfig(ALL_SIGNALS[name](entry.get("params")), float(entry.get("weight", 0)),
-                                              float(entry.get("port_weight", 0)), bool(entry.get("hard_block", False)))
-        missing = set(ALL_SIGNALS) - set(self.signals)
-        if missing:
-            raise ConfigError(f"policy {source}: no entry for signal(s) {', '.join(sorted(missing))}")
+            read.fail("port", "thresholds must rise watch_at < throttle_at < block_at")
+        # above 1 a state would step down while still justified; at 0 it would never step down
+        self.hysteresis = read.number(port, "port.hysteresis", above=0, maximum=1)
+        # every state the engine sets needs a TTL: _action gives a state without one no expiry at all
+        ttl_s = read.keys(port["ttl_s"], "port.ttl_s", {"watch", "throttle", "block"})
+        self.ttl_ms = {k: read.number(ttl_s, f"port.ttl_s.{k}", whole=True, above=0) * 1000 for k in ttl_s}
+        # renewing closer to expiry than the shortest TTL: at or past it, every message would re-announce the state
+        self.renew_before_ms = read.number(port, "port.renew_before_s", whole=True, minimum=0,
+                                           below=min(self.ttl_ms.values()) // 1000) * 1000
+        self.throttle_rate_per_min = read.number(port, "port.throttle_rate_per_min", whole=True, above=0)
+        self.min_messages_for_state = read.number(port, "port.min_messages_for_state", whole=True, minimum=0)
+        signals = read.keys(root["signals"], "signals", set(ALL_SIGNALS), noun="signal")
+        self.signals: dict[str, SignalConfig] = {name: read.signal(signals, name) for name in signals}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Policy":

@@ -30,6 +30,10 @@ class Setting:
     name: str          # environment variable
     default: Any
     help: str
+    # bounds of a number (inclusive): a value the code would misread (a batch of -1 processes nothing,
+    # a TTL of 0 remembers nothing) stops the process at start instead
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def attr(self) -> str:
@@ -38,44 +42,57 @@ class Setting:
 
 SETTINGS: list[Setting] = [
     Setting("SMSGUARD_ENV", "development",
-            "development | production. In production the recipient HMAC secret and the operator token must be set."),
+            "development | production. In production SMSGUARD_RECIPIENT_SECRET (the recipient HMAC secret) must be "
+            "set to 16+ characters; operator tokens stay optional: without them the dashboard is read-only "
+            "(operator actions are refused)."),
     Setting("SMSGUARD_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."),
     Setting("SMSGUARD_REDIS_URL", "redis://localhost:6379/0", "Redis URL for port signals, port states and the gateway buckets."),
     Setting("SMSGUARD_APP_ID", "smsguard-detector", "Kafka consumer group / faust app id of the detector workers."),
     Setting("SMSGUARD_TOPIC_PREFIX", "", "Prefix added to every topic name (lets tests share one broker)."),
-    Setting("SMSGUARD_PARTITIONS", 4, "Partitions of the input topics when smsguard creates them."),
+    Setting("SMSGUARD_PARTITIONS", 4, "Partitions of the input topics when smsguard creates them.",
+            minimum=1),
     Setting("SMSGUARD_RECIPIENT_SECRET", DEFAULT_SECRET,
             "HMAC-SHA256 key that replaces recipients' MSISDNs at ingress. Required (not the default) when SMSGUARD_ENV=production."),
     Setting("SMSGUARD_OPERATOR_TOKENS", "",
             "Comma-separated operator tokens as 'operator_id:token'. Without one the dashboard is read-only."),
     Setting("SMSGUARD_MODELS_DIR", "models", "Model registry directory (artifacts, manifests, the promoted pointer)."),
-    Setting("SMSGUARD_MODEL_RELOAD_S", 2.0, "How often a worker checks the registry for a promote/rollback (seconds)."),
+    Setting("SMSGUARD_MODEL_RELOAD_S", 2.0, "How often a worker checks the registry for a promote/rollback (seconds).",
+            minimum=0.1),
     Setting("SMSGUARD_POLICY_FILE", "", "Policy config (YAML). Empty: the packaged default detector/policy.default.yaml."),
-    Setting("SMSGUARD_BATCH_SIZE", 500, "Most messages a worker scores in one micro-batch."),
-    Setting("SMSGUARD_BATCH_WINDOW_S", 0.05, "Longest a worker waits to fill a micro-batch (seconds)."),
+    Setting("SMSGUARD_BATCH_SIZE", 500, "Most messages a worker scores in one micro-batch.", minimum=1),
+    Setting("SMSGUARD_BATCH_WINDOW_S", 0.05, "Longest a worker waits to fill a micro-batch (seconds).",
+            minimum=0),
     Setting("SMSGUARD_FETCH_MAX_WAIT_MS", 100,
             "Longest the broker may hold a worker's fetch waiting for data (ms): at low rates a floor under "
-            "latency (faust's fixed value is 1500; tansu holds an idle fetch for much of the wait)."),
-    Setting("SMSGUARD_SCORE_CACHE_SIZE", 100_000, "Entries in the template score cache (0 disables it)."),
+            "latency (faust's fixed value is 1500; tansu holds an idle fetch for much of the wait).", minimum=0),
+    Setting("SMSGUARD_SCORE_CACHE_SIZE", 100_000, "Entries in the template score cache (0 disables it).",
+            minimum=0),
     Setting("SMSGUARD_DEDUP_TTL_S", 3_600, "How long a msg_id is remembered so it is decided and counted once (seconds). "
             "Redeliveries after a crash or rebalance start from offsets committed seconds earlier, so an hour is ample; "
             "Redis holds one ~180-byte key per message for this long (0.65 GB at 1,000 msgs/s). Raise it to the "
-            "longest window you may deliberately reprocess (an offset reset) without counting twice."),
+            "longest window you may deliberately reprocess (an offset reset) without counting twice.", minimum=1),
     Setting("SMSGUARD_DECISION_REPLAY_TTL_S", 300,
             "How long a decision is kept so a batch redelivered after a crash re-emits it identically (seconds). "
             "Offsets are committed seconds after deciding, so minutes are ample; Redis holds this many seconds of "
-            "decisions (~400 bytes each)."),
-    Setting("SMSGUARD_MAX_CONTENT_CHARS", 2_000, "Longer contents are rejected to the dead-letter topic."),
-    Setting("SMSGUARD_MAX_EVENT_BYTES", 65_536, "Larger raw events are rejected to the dead-letter topic."),
+            "decisions (~400 bytes each).", minimum=0),
+    Setting("SMSGUARD_MAX_CONTENT_CHARS", 2_000, "Longer contents are rejected to the dead-letter topic.",
+            minimum=1),
+    Setting("SMSGUARD_MAX_EVENT_BYTES", 65_536, "Larger raw events are rejected to the dead-letter topic.",
+            minimum=1),
     Setting("SMSGUARD_MAX_CLOCK_SKEW_S", 86_400,
-            "Events stamped further than this in the future of the worker's clock are rejected."),
-    Setting("SMSGUARD_MAX_EVENT_AGE_S", 30 * 86_400, "Events older than this (against the worker's clock) are rejected."),
-    Setting("SMSGUARD_DEFAULT_TZ_OFFSET_H", 8, "Recipient-local UTC offset for quiet hours when unknown (China: +8)."),
-    Setting("SMSGUARD_BROKER_SESSION_TIMEOUT_S", 10.0, "Kafka consumer session timeout; keep low in dev and tests."),
-    Setting("SMSGUARD_BROKER_REBALANCE_TIMEOUT_S", 10.0, "Kafka rebalance timeout; the first group join waits this long."),
-    Setting("SMSGUARD_WORKER_WEB_PORT", 6066, "Port of a worker's web server (/metrics, health)."),
+            "Events stamped further than this in the future of the worker's clock are rejected.", minimum=0),
+    Setting("SMSGUARD_MAX_EVENT_AGE_S", 30 * 86_400, "Events older than this (against the worker's clock) are rejected.",
+            minimum=1),
+    Setting("SMSGUARD_DEFAULT_TZ_OFFSET_H", 8, "Recipient-local UTC offset for quiet hours when unknown (China: +8).",
+            minimum=-12, maximum=14),
+    Setting("SMSGUARD_BROKER_SESSION_TIMEOUT_S", 10.0, "Kafka consumer session timeout; keep low in dev and tests.",
+            minimum=1),
+    Setting("SMSGUARD_BROKER_REBALANCE_TIMEOUT_S", 10.0, "Kafka rebalance timeout; the first group join waits this long.",
+            minimum=1),
+    Setting("SMSGUARD_WORKER_WEB_PORT", 6066, "Port of a worker's web server (/metrics, health).",
+            minimum=0, maximum=65_535),
     Setting("SMSGUARD_DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on."),
-    Setting("SMSGUARD_DASHBOARD_PORT", 8080, "Port the dashboard listens on."),
+    Setting("SMSGUARD_DASHBOARD_PORT", 8080, "Port the dashboard listens on.", minimum=1, maximum=65_535),
     Setting("SMSGUARD_AUDIT_LOG", "smsguard-audit.jsonl", "Append-only audit log of operator actions (JSON lines)."),
     Setting("SMSGUARD_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("SMSGUARD_LOG_FORMAT", "json", "json (structured, one object a line) or text."),
@@ -92,9 +109,14 @@ def _coerce(setting: Setting, raw: str) -> Any:
     try:
         if kind is bool:
             return raw.strip().lower() in {"1", "true", "yes", "on"}
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise ConfigError(f"{setting.name}: expected {kind.__name__}, got {raw!r}") from None
+    if setting.minimum is not None and not value >= setting.minimum:      # "not >=": nan is refused too
+        raise ConfigError(f"{setting.name}: must be at least {setting.minimum:g}, got {raw!r}")
+    if setting.maximum is not None and not value <= setting.maximum:
+        raise ConfigError(f"{setting.name}: must be at most {setting.maximum:g}, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import random
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 KINDS = ("verification", "notification", "marketing", "spam")
 _HOUR_MS = 3_600_000
@@ -487,12 +487,18 @@ def resolve_data_dir(value: str | Path) -> Path:
     return Path(__file__).resolve().parents[1] / path
 
 
-def write_jsonl(events, path: str | Path) -> int:
-    """Write events as JSON lines (UTF-8); returns how many."""
+def write_jsonl(events, path: str | Path, *, extra: Iterable[bytes] = ()) -> int:
+    """Write events as JSON lines (UTF-8), then ``extra`` raw lines as they are; returns how many lines.
+
+    ``extra`` is for :meth:`TrafficSimulator.malformed`: bytes, not always UTF-8, never holding a newline.
+    """
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "wb") as f:
         for event in events:
-            f.write(json.dumps(event, ensure_ascii=False) + "\n")
+            f.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
+            n += 1
+        for raw in extra:
+            f.write(raw + b"\n")
             n += 1
     return n
 

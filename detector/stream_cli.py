@@ -7,18 +7,25 @@ from __future__ import annotations
 import time
 import click
 
+from detector.commands import output_file_option
 from detector.settings import Settings
+
+POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 def register(main: click.Group, bench: click.Group) -> None:
     @main.command("simulate")
-    @click.option("--rate", default=100.0, show_default=True, help="Messages a second, all ports together.")
-    @click.option("--duration", default=60.0, show_default=True, help="Seconds of event time to generate.")
-    @click.option("--ports", default=20, show_default=True, help="Ports in the default traffic mix.")
+    @click.option("--rate", type=POSITIVE, default=100.0, show_default=True,
+                  help="Messages a second, all ports together.")
+    @click.option("--duration", type=POSITIVE, default=60.0, show_default=True,
+                  help="Seconds of event time to generate.")
+    @click.option("--ports", type=click.IntRange(min=1), default=20, show_default=True,
+                  help="Ports in the default traffic mix.")
     @click.option("--seed", default=0, show_default=True, help="Same seed, same events.")
     @click.option("--start-ms", type=int, default=None, help="Event time of the first message (default: now).")
-    @click.option("--malformed", default=0, show_default=True, help="Also emit this many contract-breaking events.")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write JSON lines to this file.")
+    @click.option("--malformed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Also emit this many contract-breaking events (after the others, in the file as on Kafka).")
+    @output_file_option("-o", "--output", help="Write JSON lines to this file.")
     @click.option("--kafka", is_flag=True, help="Produce to the sms.outbound topic (SMSGUARD_KAFKA_BOOTSTRAP).")
     @click.option("--realtime", is_flag=True, help="With --kafka: send each event when its event time comes.")
     def simulate_cmd(rate, duration, ports, seed, start_ms, malformed, output, kafka, realtime):
@@ -32,8 +39,8 @@ def register(main: click.Group, bench: click.Group) -> None:
         start = start_ms if start_ms is not None else int(time.time() * 1000)
         profiles = scaled(sim.default_profiles(ports), rate, at_ms=start, tz_offset_h=settings.default_tz_offset_h)
         if output:
-            n = write_jsonl(sim.events(profiles, start, duration), output)
-            click.echo(f"wrote {n} events to {output}")
+            n = write_jsonl(sim.events(profiles, start, duration), output, extra=sim.malformed(malformed))
+            click.echo(f"wrote {n} events to {output}" + (f", {malformed} of them malformed" if malformed else ""))
             return
         import asyncio
 
@@ -54,8 +61,10 @@ def register(main: click.Group, bench: click.Group) -> None:
 
     @main.command("demo")
     @click.option("--duration", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
-    @click.option("--rate", default=100.0, show_default=True, help="Messages a second offered by all ports together.")
-    @click.option("--ports", default=20, show_default=True, help="Ports in the traffic mix.")
+    @click.option("--rate", type=POSITIVE, default=100.0, show_default=True,
+                  help="Messages a second offered by all ports together.")
+    @click.option("--ports", type=click.IntRange(min=1), default=20, show_default=True,
+                  help="Ports in the traffic mix.")
     @click.option("--seed", default=0, show_default=True, help="Seed of the simulated traffic.")
     @click.option("--night-in", default=15.0, show_default=True,
                   help="Seconds until simulated midnight, when the night-time spam blaster starts.")

@@ -89,18 +89,58 @@ def test_operator_actions_validate_their_input():
 
 
 @pytest.mark.parametrize("mutate,message", [
-    (lambda c: c["signals"].pop("quiet_hours"), "no entry for signal"),
+    (lambda c: c["signals"].pop("quiet_hours"), "missing signal"),
     (lambda c: c["signals"].update(bogus={"weight": 1}), "unknown signal"),
     (lambda c: c["port"].update(watch_at=9), "must rise"),
     (lambda c: c["signals"]["quiet_hours"].update(colour="red"), "unknown key"),
     (lambda c: c["signals"]["quiet_hours"]["params"].update(start=1), "unknown parameter"),
-    (lambda c: c.pop("message"), "missing or bad"),
+    (lambda c: c.pop("message"), "missing key"),
+    # each error names the key path, so the operator finds the line without reading the whole file
+    (lambda c: c["port"].update(ttl_s={"watch": 3600, "throtle": 1800, "block": 21600}),
+     r"port\.ttl_s: unknown key\(s\) throtle"),
+    (lambda c: c["port"]["ttl_s"].pop("block"), r"port\.ttl_s: missing key\(s\) block"),
+    (lambda c: c["port"]["ttl_s"].update(watch=0), r"port\.ttl_s\.watch: must be above 0"),
+    (lambda c: c["port"]["ttl_s"].update(watch=-60), r"port\.ttl_s\.watch: must be above 0"),
+    (lambda c: c["message"].update(flag_att=1.0), r"message: unknown key\(s\) flag_att"),
+    (lambda c: c["port"].update(flag_att=1.0), r"port: unknown key\(s\) flag_att"),
+    (lambda c: c.update(mesage={"flag_at": 1}), r"top level: unknown key\(s\) mesage"),
+    (lambda c: c["message"].update(flag_at=12, block_at=9), "flag_at .12. must be below block_at .9."),
+    (lambda c: c["message"].update(flag_at=0), r"message\.flag_at: must be above 0"),
+    (lambda c: c["port"].update(hysteresis=-3), r"port\.hysteresis: must be above 0"),
+    (lambda c: c["port"].update(hysteresis=0), r"port\.hysteresis: must be above 0"),
+    (lambda c: c["port"].update(hysteresis=1.5), r"port\.hysteresis: must be at most 1"),
+    (lambda c: c["port"].update(renew_before_s=1800), r"port\.renew_before_s: must be below 1800"),
+    (lambda c: c["port"].update(throttle_rate_per_min=0), r"port\.throttle_rate_per_min: must be above 0"),
+    (lambda c: c["port"].update(watch_at="1.0"), r"port\.watch_at: expected a number, got '1\.0'"),
+    (lambda c: c["port"].update(min_messages_for_state=2.5), r"min_messages_for_state: expected a whole number"),
+    (lambda c: c["signals"]["quiet_hours"]["params"].update(start_hour=31),
+     r"signals\.quiet_hours\.params\.start_hour: must be at most 23"),
+    (lambda c: c["signals"]["quiet_hours"]["params"].update(end_hour=-1), r"end_hour: must be at least 0"),
+    (lambda c: c["signals"]["quiet_hours"]["params"].update(end_hour=7.5), r"end_hour: expected a whole number"),
+    (lambda c: c["signals"]["spam_fanout"]["params"].update(low="many"), r"spam_fanout\.params\.low: expected a number"),
+    (lambda c: c["signals"].update(scam_lure=None), r"signals\.scam_lure: expected a mapping .*got None"),
+    (lambda c: c["signals"]["scam_lure"].update(weight="high"), r"signals\.scam_lure\.weight: expected a number"),
+    (lambda c: c["signals"]["scam_lure"].update(weight=True), r"signals\.scam_lure\.weight: expected a number"),
+    (lambda c: c["signals"]["opted_out"].update(hard_block="yes please"), r"opted_out\.hard_block: expected true"),
+    (lambda c: c["signals"]["quiet_hours"].update(params=[21, 8]), r"quiet_hours\.params: expected a mapping"),
 ])
 def test_bad_policy_files_are_refused_with_a_clear_error(mutate, message):
     config = copy.deepcopy(raw_config())
     mutate(config)
     with pytest.raises(ConfigError, match=message):
         Policy(config)
+
+
+def test_policy_errors_name_the_file(tmp_path):
+    config = raw_config()
+    config["signals"]["scam_lure"] = None
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^policy {path}: signals\.scam_lure: "):
+        Policy.load(path)
+    path.write_text("just a string\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^policy {path}: top level: expected a mapping"):
+        Policy.load(path)
 
 
 def test_policy_file_errors(tmp_path):

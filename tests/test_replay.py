@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from click.testing import CliRunner
 
+from detector.cli import main
 from detector.policy import DEFAULT_POLICY_FILE
 from detector.settings import Settings
 from detector.simulator import PortProfile, TrafficSimulator, write_jsonl
@@ -101,3 +104,71 @@ def test_a_repeated_msg_id_is_decided_once_whatever_the_batch_size(tmp_path):
         assert stats.duplicates == 2
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+def _one_event_file(tmp_path) -> Path:
+    path = tmp_path / "events.jsonl"
+    sim = TrafficSimulator(Settings.from_env({}).data_dir, seed=3)
+    write_jsonl(list(sim.events([PortProfile("10690001", "notification", 60)], T0, 5))[:1], path)
+    return path
+
+
+@pytest.mark.parametrize("args,env", [
+    (["--batch-size", "-1"], {}), (["--batch-size", "0"], {}),
+    ([], {"SMSGUARD_BATCH_SIZE": "-5"}), ([], {"SMSGUARD_BATCH_SIZE": "0"}),
+])
+def test_replay_refuses_a_batch_size_below_one(tmp_path, args, env):
+    """A negative batch size used to replay nothing and report success; 0 fell back or crashed in range()."""
+    result = CliRunner().invoke(main, ["replay", str(_one_event_file(tmp_path)), "--no-model", *args], env=env)
+    assert result.exit_code == 2 and "events/s" not in result.output, result.output
+    assert isinstance(result.exception, SystemExit)     # a one-line error, no traceback
+    assert "batch-size" in result.output or "SMSGUARD_BATCH_SIZE: must be at least 1" in result.output
+
+
+def test_bench_replay_refuses_a_batch_size_below_one():
+    result = CliRunner().invoke(main, ["bench", "replay", "--batch-size", "0"])
+    assert result.exit_code == 2 and "--batch-size" in result.output
+
+
+@pytest.mark.parametrize("option", ["-o", "--summary"])
+def test_replay_refuses_an_output_in_a_missing_directory_before_replaying(tmp_path, option):
+    """It was a FileNotFoundError traceback, for --summary only after the whole replay had run."""
+    result = CliRunner().invoke(main, ["replay", str(_one_event_file(tmp_path)), "--no-model",
+                                       option, str(tmp_path / "nodir" / "out")])
+    assert result.exit_code == 2 and "no directory" in result.output, result.output
+    assert "events/s" not in result.output
+
+
+def test_replay_model_by_name_resolves_through_the_registry_outside_the_repo(tmp_path, monkeypatch):
+    """Like `evaluate --model`: a relative SMSGUARD_MODELS_DIR falls back to the repository's models/."""
+    from detector.registry import Registry
+    name = Registry().promoted_name()
+    events = _one_event_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["replay", str(events), "--model", name, "--summary", "s.json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["model"].startswith(f"{name}@")
+    result = CliRunner().invoke(main, ["replay", str(events), "--model", "no-such-model"])
+    assert result.exit_code == 2 and "no model named 'no-such-model'" in result.output
+
+
+def test_replay_versus_names_the_model_on_both_sides_and_shows_whole_ports(tmp_path):
+    sim = TrafficSimulator(Settings.from_env({}).data_dir, seed=3)
+    ports = ["10695501230001", "10695501230002", "10695501230003"]
+    path = tmp_path / "events.jsonl"
+    write_jsonl(sim.events([PortProfile(p, "notification", 60) for p in ports], T0, 30), path)
+    result = CliRunner().invoke(main, ["replay", str(path), "--no-model", "--versus", str(DEFAULT_POLICY_FILE),
+                                       "--summary", str(tmp_path / "ab.json")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    both = json.loads((tmp_path / "ab.json").read_text(encoding="utf-8"))
+    assert both["A"]["model"] == both["B"]["model"] == "none"
+    for port in ports:       # ports share long prefixes: cut, they looked identical
+        assert port in result.output
+
+
+def test_signals_listing_shows_summaries_not_doctests():
+    result = CliRunner().invoke(main, ["signals"])
+    assert result.exit_code == 0, result.output
+    assert ">>>" not in result.output
+    from detector.signals import ALL_SIGNALS
+    assert len(result.output.splitlines()) == len(ALL_SIGNALS)     # one line a signal

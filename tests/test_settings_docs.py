@@ -97,3 +97,33 @@ def test_readme_sets_up_with_exactly_two_commands_and_ci_runs_the_test_one():
         assert "source" in script.read_text() and "setup.sh" in script.read_text(), f"{script} must run setup.sh"
     ci = (REPO / ".ci" / "run").read_text()
     assert re.search(r"^exec bash scripts/test\.sh$", ci, flags=re.M)
+
+
+@pytest.mark.parametrize("name,raw", [
+    ("SMSGUARD_BATCH_SIZE", "0"), ("SMSGUARD_BATCH_SIZE", "-5"), ("SMSGUARD_PARTITIONS", "0"),
+    ("SMSGUARD_DEDUP_TTL_S", "0"), ("SMSGUARD_MAX_EVENT_BYTES", "-1"), ("SMSGUARD_DASHBOARD_PORT", "70000"),
+    ("SMSGUARD_DASHBOARD_PORT", "0"), ("SMSGUARD_DEFAULT_TZ_OFFSET_H", "15"), ("SMSGUARD_MODEL_RELOAD_S", "nan"),
+    ("SMSGUARD_BROKER_SESSION_TIMEOUT_S", "-1"),
+])
+def test_numbers_outside_a_settings_bounds_are_refused(name, raw):
+    with pytest.raises(ConfigError, match=rf"^{name}: must be at (least|most) "):
+        Settings.from_env({name: raw})
+
+
+def test_bounds_keep_the_zeros_that_mean_something():
+    # 0 disables the cache, lets the OS pick the worker's web port (the tests do), keeps no decisions (replay)
+    zeros = {n: "0" for n in ("SMSGUARD_SCORE_CACHE_SIZE", "SMSGUARD_WORKER_WEB_PORT",
+                              "SMSGUARD_DECISION_REPLAY_TTL_S", "SMSGUARD_BATCH_WINDOW_S")}
+    assert Settings.from_env(zeros).score_cache_size == 0
+    with pytest.raises(ConfigError, match="SMSGUARD_BATCH_SIZE"):
+        Settings.from_env({**zeros, "SMSGUARD_BATCH_SIZE": "0"})
+
+
+def test_env_help_says_what_production_requires():
+    """check_production requires the recipient secret and no operator token: the help must say the same."""
+    from detector.settings import setting
+    env_help = setting("SMSGUARD_ENV").help
+    assert "SMSGUARD_RECIPIENT_SECRET" in env_help and "operator token must" not in env_help
+    assert "optional" in env_help
+    Settings.from_env({"SMSGUARD_ENV": "production", "SMSGUARD_RECIPIENT_SECRET": "x" * 32,
+                       "SMSGUARD_OPERATOR_TOKENS": ""}).check_production()

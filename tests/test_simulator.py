@@ -182,3 +182,40 @@ def test_simulate_command_writes_replayable_jsonl(tmp_path, parser):
     assert 800 < len(lines) < 1200
     events = [parser.parse_any(line) for line in lines]
     assert [e.ts_ms for e in events] == sorted(e.ts_ms for e in events)
+
+
+def test_simulate_writes_malformed_events_into_the_file_too(tmp_path, parser):
+    """--malformed used to be honoured on the --kafka path only: with -o it was silently dropped."""
+    from detector.cli import main
+
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(main, ["simulate", "--rate", "5", "--duration", "10", "--seed", "3", "-o", str(out),
+                                      "--malformed", "16", "--start-ms", str(START)],
+                                env={"SMSGUARD_DATA_DIR": str(DATA_DIR)})
+    assert result.exit_code == 0, result.output
+    assert "16 of them malformed" in result.output
+    lines = out.read_bytes().split(b"\n")[:-1]
+    good = [parser.parse_any(line) for line in lines[:-16]]
+    assert good and all(e.ts_ms >= START for e in good)
+    for line in lines[-16:]:       # after the good ones, as the --kafka path sends them
+        with pytest.raises(InvalidEvent):
+            parser.parse_any(line)
+
+
+@pytest.mark.parametrize("args", [["--rate", "-5"], ["--rate", "0"], ["--duration", "-1"], ["--ports", "0"],
+                                  ["--malformed", "-1"]])
+def test_simulate_refuses_nonsense_numbers_with_a_usage_error(tmp_path, args):
+    from detector.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "x.jsonl"), *args],
+                                env={"SMSGUARD_DATA_DIR": str(DATA_DIR)})
+    assert result.exit_code == 2 and "Invalid value for" in result.output, result.output
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_simulate_refuses_an_output_in_a_missing_directory(tmp_path):
+    from detector.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "nodir" / "x.jsonl")],
+                                env={"SMSGUARD_DATA_DIR": str(DATA_DIR)})
+    assert result.exit_code == 2 and "no directory" in result.output, result.output
