@@ -192,6 +192,18 @@ def test_marketing_in_quiet_hours_is_flagged_even_when_it_is_compliant():
     assert by_id["q2"].action == "flag" and any(r.signal == "quiet_hours" for r in by_id["q2"].reasons), by_id["q2"]
 
 
+def test_a_port_blasting_marketing_without_unsubscribe_text_is_watched_though_no_message_reads_as_spam():
+    """Abuse as docs/domain.md describes it: marketing to many fresh recipients without unsubscribe text. The model
+    calls none of it spam here (FixedScorer), so spam_share sees nothing; noncompliant_marketing does."""
+    blast = [sms(i, content="【某店】新品上市，全场五折") for i in range(40)]
+    compliant = [sms(i, port="10690002", content="【某店】新品上市，全场五折，回T退订") for i in range(40)]
+    result = run(engine().process(blast + compliant))
+    states = {a.port: a for a in result.port_actions}
+    assert states["10690001"].state == "watch", states
+    assert [r.signal for r in states["10690001"].reasons] == ["noncompliant_marketing"]
+    assert "10690002" not in states
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)

@@ -3,7 +3,7 @@ from detector.signals.base import Fired, MessageContext, Signal
 from detector.signals.compliance import UnregisteredSignature
 from detector.signals.content import CompliantMarketing, ContentSpam, MissingUnsubscribe, QuietHours, ScamLure
 from detector.signals.fanout import PortSignatures, SpamFanout, TemplatePorts, TemplateRecipients
-from detector.signals.port_health import ComplaintRate, OptoutViolations, SpamShare
+from detector.signals.port_health import ComplaintRate, NoncompliantMarketing, OptoutViolations, SpamShare
 from detector.signals.recipient import CodeFlood, IdenticalContent, OptedOut, RecipientFrequency
 from detector.signals.volume import PortBurst, ProviderBurst, SignatureBurst
 
@@ -13,7 +13,7 @@ ALL_SIGNALS: dict[str, type[Signal]] = {cls.name: cls for cls in (
     SpamFanout, TemplateRecipients, TemplatePorts, PortSignatures,
     RecipientFrequency, IdenticalContent, CodeFlood, OptedOut,
     UnregisteredSignature,
-    SpamShare, ComplaintRate, OptoutViolations,
+    SpamShare, NoncompliantMarketing, ComplaintRate, OptoutViolations,
 )}
 
 __all__ = ["ALL_SIGNALS", "Fired", "MessageContext", "Signal"]

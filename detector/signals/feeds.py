@@ -61,6 +61,12 @@ def _spam_units(ctx: MessageContext) -> int:
     return 1 if ctx.compliant_marketing else 4
 
 
+def _noncompliant_marketing(ctx: MessageContext) -> int:
+    """1 for marketing without a signature or an unsubscribe method (what the rules require of it), else 0. Spam
+    (scored, or a scam lure) is port_spam's: counted in both, a spam port would be judged twice for one thing."""
+    return 1 if ctx.marketing and not (ctx.is_spam or ctx.lure or ctx.compliant_marketing) else 0
+
+
 SENDER_FEEDS: dict[str, SenderFeed] = {
     # volume of the port / provider / signature, and their per-minute EWMA baselines
     "port_rate": SenderFeed("port", "port", "vol", Window, 60, MINUTE_SPANS),
@@ -74,6 +80,8 @@ SENDER_FEEDS: dict[str, SenderFeed] = {
     "port_complaints": SenderFeed("port", "port", "cmp", Window, 3600, (DAY_S,), lambda c: 0),
     # spam-scored messages of the port
     "port_spam": SenderFeed("port", "port", "spam", Window, 60, (600,), _spam_units),
+    # its marketing without signature or unsubscribe text
+    "port_noncompliant": SenderFeed("port", "port", "ncm", Window, 60, (600,), _noncompliant_marketing),
     "port_optout_hits": SenderFeed("port", "port", "optv", Window, 60, (3600,), lambda c: 0),
 }
 

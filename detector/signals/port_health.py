@@ -27,6 +27,24 @@ class SpamShare(Signal):
         return Fired(value, f"{share:.0%} of the last 10 min spam") if value > 0 else None
 
 
+class NoncompliantMarketing(Signal):
+    """Share of the port's last 10 minutes that was marketing without a signature or an unsubscribe method, spam
+    aside (spam_share counts it): a blast of unwanted marketing that the classifier does not call spam."""
+    name = "noncompliant_marketing"
+    level = "port"
+    feeds = ("port_rate", "port_noncompliant")
+    defaults = {"low": 0.2, "high": 0.6, "min_volume": 20}
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        rate, units = ctx.state.get("port_rate"), ctx.state.get("port_noncompliant")
+        if rate is None or units is None or rate[1] < self.params["min_volume"]:
+            return None
+        share = min(1.0, units[0] / rate[1])
+        value = ramp(share, self.params["low"], self.params["high"])
+        return Fired(value, f"{share:.0%} of the last 10 min marketing without signature or unsubscribe") \
+            if value > 0 else None
+
+
 def complaint_value(complaints: int, day_volume: int, params: dict) -> Fired | None:
     """Complaints per 10k messages over 24 h; small ports count as ``volume_floor`` messages."""
     if complaints < params["min_complaints"]:
