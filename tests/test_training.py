@@ -211,3 +211,14 @@ def test_out_of_fold_scores_only_use_columns_two_training_rows_of_the_fold_have(
         return int(counts[counts > 0].min())
 
     assert min(rarest(X_train) for X_train in seen[:3]) == 1   # without it, a fold fits a column one row has
+
+
+def test_train_without_a_split_ships_a_model_fitted_on_all_rows(small_files, tmp_path):
+    """No test part, no held-out model: the manifest and artifact are still written."""
+    dev, _ = small_files
+    out = tmp_path / "all-rows"
+    result = CliRunner().invoke(main, ["train", "--data", str(dev), "--features-log2", "14", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["trained_on"] == "all rows" and manifest["heldout_threshold"] is None
+    assert manifest["metrics"] == {} and not (out / "report.md").exists()

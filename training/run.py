@@ -56,7 +56,7 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     splits = [split_indices(d, s, job.params.seed) for d, s in zip(datasets, job.splits)]
     has_holdout = any(len(test) for _, test in splits)
     results: list[SplitResult] = []
-    heldout_threshold = None
+    heldout = heldout_threshold = None   # without a test part there is no held-out model: the manifest says so
     oof_metrics: dict[str, Any] = {}
     if has_holdout:
         train_parts = [d.subset(train, "train") for d, (train, _) in zip(datasets, splits)]
