@@ -222,3 +222,35 @@ def test_train_without_a_split_ships_a_model_fitted_on_all_rows(small_files, tmp
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["trained_on"] == "all rows" and manifest["heldout_threshold"] is None
     assert manifest["metrics"] == {} and not (out / "report.md").exists()
+
+
+def test_load_tsv_splits_lines_on_newline_only_and_skips_a_bom_and_blank_lines(tmp_path):
+    path = tmp_path / "odd.tsv"
+    path.write_bytes("\ufeff1\t优惠\u2028速抢\r\n0\t你好\x85再见\u2029\n\n0\t在吗\n\n".encode())
+    data = load_tsv(path)
+    assert data.texts == ["优惠\u2028速抢", "你好\x85再见\u2029", "在吗"] and data.labels.tolist() == [1, 0, 0]
+
+
+def test_export_labels_output_reads_back_with_the_same_rows(tmp_path):
+    from detector.dashboard.actions import dedup_labels, write_labels_tsv
+
+    records = [{"content": "退订\u2028回T", "label": 1}, {"content": "明天\x85见\u2029", "label": 0}]
+    written = write_labels_tsv(dedup_labels(records), tmp_path / "labels.tsv")
+    assert len(load_tsv(tmp_path / "labels.tsv")) == written == 2
+    assert "\u2028" not in (tmp_path / "labels.tsv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("content, command, message", [
+    (b"1\tok\n0\t\xff\xfe bad\n", "train", r"bad\.tsv:2: not UTF-8 \(byte offset 7"),
+    (b"1\tok\n0\t\xff\xfe bad\n", "evaluate", r"bad\.tsv:2: not UTF-8 \(byte offset 7"),
+    (b"", "train", "has no rows"),
+    (b"\n", "evaluate", "has no rows"),
+    (b"1\t\xe4\xbc\x98\xe6\x83\xa0\n1\tspam\n", "train", "only label 1; at least one spam"),
+])
+def test_bad_training_files_are_one_line_errors(tmp_path, trained, content, command, message):
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(content)
+    args = (["train", "--out", str(tmp_path / "m")] if command == "train"
+            else ["evaluate", "--model", trained.name, "--models-dir", str(trained.parent)])
+    result = CliRunner().invoke(main, [*args, "--data", str(path)])
+    assert result.exit_code == 2 and re.search(message, result.output), result.output

@@ -120,6 +120,12 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
     from detector.errors import ConfigError
 
     labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        # Otherwise sklearn fails deep inside with "0 sample(s)" or liblinear's misleading "n_classes >= 3".
+        found = f"only label {int(labels[0])}" if len(labels) else "no rows"
+        names = ", ".join(dict.fromkeys(map(str, sources))) if sources is not None else "the data"
+        raise ConfigError(f"training rows of {names}: {found}; at least one spam (1) and one normal (0) row "
+                          "is needed to train")
     if params.unpunctuated and sources is not None:
         texts = [without_stripped_marks(t, params.stripped_marks) if source in params.unpunctuated else t
                  for t, source in zip(texts, sources)]
