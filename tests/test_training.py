@@ -254,3 +254,12 @@ def test_bad_training_files_are_one_line_errors(tmp_path, trained, content, comm
             else ["evaluate", "--model", trained.name, "--models-dir", str(trained.parent)])
     result = CliRunner().invoke(main, [*args, "--data", str(path)])
     assert result.exit_code == 2 and re.search(message, result.output), result.output
+
+
+def test_the_training_summary_is_not_wrapped_when_stderr_is_not_a_terminal(small_files, tmp_path):
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[1]), "--split", "stratified:0.3",
+                                       "--features-log2", "12", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    figures = r"F1 \d\.\d{4} FPR \d\.\d{4} \(classic baseline F1 \d\.\d{4} FPR \d\.\d{4}\)$"
+    assert re.search(r"^small_raw_dev:test\(stratified:0\.3\): " + figures, result.stderr, re.M), result.stderr
+    assert re.search(r"^wrote .* threshold \d\.\d{4}$", result.stderr, re.M), result.stderr

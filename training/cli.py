@@ -119,7 +119,8 @@ def register(main: click.Group, bench: click.Group) -> None:
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)
-        console = Console(stderr=True)
+        # soft_wrap: a log captured from a non-terminal stderr (80 columns) was cut mid-figure ("FPR \n0.0131)").
+        console = Console(stderr=True, soft_wrap=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("training", total=steps)
