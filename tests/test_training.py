@@ -256,6 +256,42 @@ def test_bad_training_files_are_one_line_errors(tmp_path, trained, content, comm
     assert result.exit_code == 2 and re.search(message, result.output), result.output
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--weight", "devv=5:1"], "--weight 'devv': not a --data file stem"),
+    (["--unpunctuated", "devv"], "--unpunctuated 'devv': not a --data file stem"),
+    (["--threshold-on", "rawdev"], "--threshold-on 'rawdev': not a --data file stem"),
+    (["--domain", "rawdev"], "--domain 'rawdev': not a --data file stem"),
+    (["--weight", "small_dev=abc"], "weight 'abc': expected SPAM:NORMAL"),
+    (["--weight", "small_dev=-1:1"], "weight '-1:1': expected SPAM:NORMAL"),
+    (["--plain-share", "0.5"], "--plain-share only blends with --nb-scale or --domain"),
+    (["--C", "0"], "Invalid value for '--C'"),
+    (["--features-log2", "40"], "Invalid value for '--features-log2'"),
+    (["--target-precision", "1.5"], "Invalid value for '--target-precision'"),
+])
+def test_train_options_are_checked_before_anything_is_loaded(small_files, tmp_path, monkeypatch, options, message):
+    import training.run
+
+    def no_loading(path):
+        raise AssertionError("loaded data before checking the options")
+
+    monkeypatch.setattr(training.run, "load_tsv", no_loading)
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[0]), "--out", str(tmp_path / "m"),
+                                       "--split", "template:0.3", *options])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_unreachable_target_precision_is_a_warning_not_a_silent_default(small_files, tmp_path, monkeypatch):
+    import training.train
+
+    monkeypatch.setattr(training.train, "reaching_threshold", lambda proba, labels, target: None)
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[0]), "--features-log2", "12",
+                                       "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "shipped model's out-of-fold scores reach the target precision 0.95 at no threshold" in result.stderr
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["warnings"]
+
+
 def test_the_training_summary_is_not_wrapped_when_stderr_is_not_a_terminal(small_files, tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(small_files[1]), "--split", "stratified:0.3",
                                        "--features-log2", "12", "--out", str(tmp_path / "m")])

@@ -45,14 +45,15 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Sample weights for one data set by file stem, e.g. raw_dev=2:6 (raw traffic counts more).")
     @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder, e.g. models/zh-linear-v3.")
     @click.option("--refit-all", is_flag=True, help="After the held-out evaluation, ship a model refitted on all rows.")
-    @click.option("--target-precision", type=float, default=0.95, show_default=True,
+    @click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
                   help="The threshold is the lowest reaching this precision on out-of-fold training scores.")
     @click.option("--threshold-on", default="", metavar="NAME",
                   help="Pick the threshold on the out-of-fold scores of this data set only (file stem, e.g. raw_dev).")
-    @click.option("--C", "C", type=float, default=30.0, show_default=True, help="Inverse L2 strength.")
-    @click.option("--features-log2", type=int, default=20, show_default=True,
+    @click.option("--C", "C", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True, help="Inverse L2 strength.")
+    # 2**24 columns already make the idf and coefficient vectors 128 MB each; 40 asked numpy for 8 TiB.
+    @click.option("--features-log2", type=click.IntRange(8, 24), default=20, show_default=True,
                   help="Hashed feature space size (log2); unused with --min-df.")
-    @click.option("--min-df", type=int, default=None,
+    @click.option("--min-df", type=click.IntRange(min=1), default=None,
                   help="A fitted vocabulary of the tokens in at least this many training texts, instead of a "
                        "hashed space (tokens seen once are dropped rather than sharing columns with useful ones).")
     @click.option("--words/--no-words", default=True, show_default=True,
@@ -68,17 +69,17 @@ def register(main: click.Group, bench: click.Group) -> None:
                        "(outside URLs and numbers), which dev.tsv's normal class lost too.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
-    @click.option("--nb-scale", type=float, default=0.0, show_default=True,
+    @click.option("--nb-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
                   help="NB-SVM: scale each column by its log-count ratio to this power before the regression (0: off).")
     @click.option("--domain", default="", metavar="NAME",
                   help="Data set (file stem) whose rows also get a copy of their features, so the model learns "
                        "corrections for that kind of traffic (feature augmentation).")
-    @click.option("--domain-share", type=float, default=1.0, show_default=True,
+    @click.option("--domain-share", type=click.FloatRange(min=0), default=1.0, show_default=True,
                   help="With --domain: served weights are shared + this × the domain corrections.")
-    @click.option("--plain-share", type=float, default=0.0, show_default=True,
+    @click.option("--plain-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                   help="With --nb-scale or --domain: average in a plain regression's log-odds with this weight "
                        "(still one linear model).")
-    @click.option("--seed", type=int, default=42, show_default=True)
+    @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True)
     @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
               min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share,
@@ -89,7 +90,7 @@ def register(main: click.Group, bench: click.Group) -> None:
 
         from detector.errors import ConfigError
         from training.data import parse_split
-        from training.run import TrainJob, run_training
+        from training.run import TrainJob, _parse_weight, run_training
         from training.train import TrainParams
 
         paths = [resolve_data(d) for d in data]
@@ -104,12 +105,21 @@ def register(main: click.Group, bench: click.Group) -> None:
             name, sep, value = spec.partition("=")
             if not sep:
                 raise ConfigError(f"--weight {spec!r}: expected NAME=SPAM:NORMAL")
+            _parse_weight(value)
             weight_map[name] = value
+        # Checked before anything is loaded or fitted: a misspelt name used to be ignored (or, for
+        # --threshold-on, refused only after the held-out model had been fitted).
+        stems = [p.stem for p in paths]
+        named = [("--weight", n) for n in weight_map] + [("--unpunctuated", n) for n in unpunctuated]
+        named += [(option, n) for option, n in (("--threshold-on", threshold_on), ("--domain", domain)) if n]
+        for option, name in named:
+            if name not in stems:
+                raise ConfigError(f"{option} {name!r}: not a --data file stem (expected one of {', '.join(stems)})")
+        if plain_share and not (nb_scale or domain):
+            raise ConfigError("--plain-share only blends with --nb-scale or --domain: give one of them")
         low, _, high = char_ngrams.partition("-")
         if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 6):
             raise ConfigError(f"--char-ngrams {char_ngrams!r}: expected MIN-MAX, e.g. 1-3")
-        if min_df is not None and min_df < 1:
-            raise ConfigError(f"--min-df {min_df}: expected 1 or more")
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
                              min_df=min_df, words=words, keep_spaces=keep_spaces,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
@@ -136,6 +146,8 @@ def register(main: click.Group, bench: click.Group) -> None:
             base = manifest["baseline_metrics"][name]
             console.print(f"{name}: F1 {metrics['f1']:.4f} FPR {metrics['false_positive_rate']:.4f} "
                           f"(classic baseline F1 {base['f1']:.4f} FPR {base['false_positive_rate']:.4f})")
+        for warning in manifest["warnings"]:
+            console.print(f"warning: {warning}", style="yellow")
         console.print(f"wrote {out} ({manifest['artifact_bytes'] / 1e6:.1f} MB), threshold {manifest['threshold']:.4f}")
         if promote:
             registry = _registry(str(Path(out).parent))
