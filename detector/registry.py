@@ -89,6 +89,12 @@ class Registry:
             })
         return sorted(models, key=lambda m: m["created_at"] or "", reverse=True)
 
+    def kept_names(self) -> set[str]:
+        """The promoted model and every model promoted before it: rollback may need their bytes back."""
+        state = self._read()
+        return {entry["name"] for entry in state["history"] if entry.get("action") == "promote"} | (
+            {state["promoted"]} if state.get("promoted") else set())
+
     def model_path(self, name: str) -> Path:
         path = self.root / name
         if not (path / MANIFEST).is_file():

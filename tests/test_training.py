@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -299,3 +300,41 @@ def test_the_training_summary_is_not_wrapped_when_stderr_is_not_a_terminal(small
     figures = r"F1 \d\.\d{4} FPR \d\.\d{4} \(classic baseline F1 \d\.\d{4} FPR \d\.\d{4}\)$"
     assert re.search(r"^small_raw_dev:test\(stratified:0\.3\): " + figures, result.stderr, re.M), result.stderr
     assert re.search(r"^wrote .* threshold \d\.\d{4}$", result.stderr, re.M), result.stderr
+
+
+def _train_small(data, out, *options):
+    return CliRunner().invoke(main, ["train", "--data", str(data), "--features-log2", "12", "--out", str(out),
+                                     *options])
+
+
+def test_retraining_into_an_existing_folder_needs_force_and_never_replaces_a_kept_model(small_files, trained,
+                                                                                          tmp_path):
+    from detector.registry import Registry
+
+    models = tmp_path / "models"
+    for name in ("old", "promoted", "scratch"):
+        shutil.copytree(trained, models / name)
+    registry = Registry(models)
+    registry.promote("old")
+    registry.promote("promoted")
+    before = {name: (models / name / "model.skops").read_bytes() for name in ("old", "promoted", "scratch")}
+    refused = _train_small(small_files[1], models / "scratch")
+    assert refused.exit_code == 2 and "already has files" in refused.output
+    for name in ("old", "promoted"):                     # the promoted one and the one rollback returns to
+        result = _train_small(small_files[1], models / name, "--force")
+        assert result.exit_code == 2 and "promotion history" in result.output
+    assert before == {name: (models / name / "model.skops").read_bytes() for name in before}
+    forced = _train_small(small_files[1], models / "scratch", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (models / "scratch" / "model.skops").read_bytes() != before["scratch"]
+    assert not (models / "scratch" / "report").exists() and not (models / "scratch" / "report.md").exists()
+
+
+def test_promote_is_refused_for_an_out_folder_outside_the_registry(small_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMSGUARD_MODELS_DIR", str(tmp_path / "registry"))
+    result = _train_small(small_files[1], tmp_path / "elsewhere" / "m", "--promote")
+    assert result.exit_code == 2 and "not a folder of the registry" in result.output
+    assert not (tmp_path / "elsewhere").exists()
+    promoted = _train_small(small_files[1], tmp_path / "registry" / "m", "--promote")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads((tmp_path / "registry" / "registry.json").read_text())["promoted"] == "m"

@@ -32,6 +32,28 @@ def _registry(models_dir: str | None):
     return Registry(models_dir)
 
 
+def _check_out(out: Path, force: bool, promote: bool):
+    """Refuse an --out that training would wrongly overwrite or promote; the registry --promote will use.
+
+    Workers hot-load the promoted folder's new bytes without any promote, and rollback needs the bytes of every
+    model promoted before: those folders are never overwritten, --force or not.
+    """
+    from detector.errors import ConfigError
+    from detector.registry import Registry
+
+    configured = _registry(None)
+    if promote and out.parent.resolve() != configured.root.resolve():
+        raise ConfigError(f"--promote: {out} is not a folder of the registry {configured.root} "
+                          "(SMSGUARD_MODELS_DIR); train into it or promote with `smsguard models promote`")
+    parent = Registry(out.parent.resolve())   # absolute: a relative one would be looked up in the repo
+    if out.name in parent.kept_names():
+        raise ConfigError(f"--out {out}: {out.name!r} is the promoted model or in the promotion history of "
+                          f"{parent.path} (rollback needs it): train into a new folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"--out {out} already has files: give a new folder, or --force to replace them")
+    return configured
+
+
 def register(main: click.Group, bench: click.Group) -> None:
     @main.command()
     @click.option("--data", "data", multiple=True, required=True,
@@ -80,10 +102,13 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="With --nb-scale or --domain: average in a plain regression's log-odds with this weight "
                        "(still one linear model).")
     @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True)
-    @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
+    @click.option("--promote", is_flag=True,
+                  help="Promote the new model in the registry (SMSGUARD_MODELS_DIR; --out must be a folder in it).")
+    @click.option("--force", is_flag=True,
+                  help="Replace the files of an existing --out (never a promoted model or one rollback may return to).")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
               min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share,
-              plain_share, seed, promote):
+              plain_share, seed, promote, force):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,6 +118,7 @@ def register(main: click.Group, bench: click.Group) -> None:
         from training.run import TrainJob, _parse_weight, run_training
         from training.train import TrainParams
 
+        registry = _check_out(Path(out), force, promote)
         paths = [resolve_data(d) for d in data]
         if holdout and splits:
             raise ConfigError("give either --holdout or --split, not both")
@@ -150,7 +176,6 @@ def register(main: click.Group, bench: click.Group) -> None:
             console.print(f"warning: {warning}", style="yellow")
         console.print(f"wrote {out} ({manifest['artifact_bytes'] / 1e6:.1f} MB), threshold {manifest['threshold']:.4f}")
         if promote:
-            registry = _registry(str(Path(out).parent))
             registry.promote(Path(out).name)
             console.print(f"promoted {Path(out).name}")
 

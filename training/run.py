@@ -8,6 +8,7 @@ model itself is shipped.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,9 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     warnings = [f"the {which} model's out-of-fold scores reach the target precision {job.params.target_precision} "
                 f"at no threshold: it uses the fallback threshold {fitted.threshold:.4f}, below that precision"
                 for which, fitted in fits if not fitted.target_reached]
+    # A --force run into an old model folder: its plots and report describe the old model.
+    shutil.rmtree(job.out / "report", ignore_errors=True)
+    (job.out / "report.md").unlink(missing_ok=True)
     step("writing the artifact and manifest")
     manifest = save(shipped, job.out, {
         "parameters": params_dict(job.params),
