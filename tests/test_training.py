@@ -338,3 +338,41 @@ def test_promote_is_refused_for_an_out_folder_outside_the_registry(small_files, 
     promoted = _train_small(small_files[1], tmp_path / "registry" / "m", "--promote")
     assert promoted.exit_code == 0, promoted.output
     assert json.loads((tmp_path / "registry" / "registry.json").read_text())["promoted"] == "m"
+
+
+def test_evaluate_warns_unless_the_rows_are_the_models_own_test_part(trained, small_files, tmp_path):
+    dev, raw = small_files
+    models_dir = str(trained.parent)
+
+    def evaluate(data, *options):
+        result = CliRunner().invoke(main, ["evaluate", "--model", "tiny-v1", "--models-dir", models_dir, "--data",
+                                           str(data), "--json", *options])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["warning"], result.stderr
+
+    assert evaluate(raw, "--split", "template:0.3") == (None, "")          # the manifest's split and seed
+    warning, stderr = evaluate(raw, "--split", "template:0.3", "--seed", "7")
+    assert re.search(r"\d+ of these \d+ rows are training rows from small_raw_dev", warning) and warning in stderr
+    assert "training rows from small_dev" in evaluate(dev, "--split", "stratified:0.3")[0]
+    part = tmp_path / "part.tsv"                                           # a subset: another sha256
+    part.write_text("".join(dev.read_text(encoding="utf-8").splitlines(keepends=True)[:200]), encoding="utf-8")
+    assert "training rows from small_dev" in evaluate(part)[0]
+    renamed = tmp_path / "copy" / "small_raw_dev.tsv"                      # training file gone: same name
+    renamed.parent.mkdir()
+    renamed.write_text(raw.read_text(encoding="utf-8") + "0\t另一行\n", encoding="utf-8")
+    moved = tmp_path / "models" / "tiny-v1"
+    shutil.copytree(trained, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    for entry in manifest["training_data"]:
+        entry["path"] = str(tmp_path / "gone" / f"{entry['name']}.tsv")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    models_dir = str(moved.parent)
+    assert "trained on a file named small_raw_dev" in evaluate(renamed)[0]
+
+
+def test_evaluate_refuses_an_empty_test_part(trained, tmp_path):
+    path = tmp_path / "one.tsv"
+    path.write_text("1\t优惠\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["evaluate", "--model", "tiny-v1", "--models-dir", str(trained.parent),
+                                       "--data", str(path), "--split", "template:0.01", "--seed", "1"])
+    assert result.exit_code == 2 and "has no rows" in result.output, result.output

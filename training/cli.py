@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from detector.errors import SmsGuardError
+
 DEFAULT_DATA = ("dev.tsv", "raw_dev.tsv")
 
 
@@ -30,6 +32,46 @@ def _registry(models_dir: str | None):
     from detector.registry import Registry
 
     return Registry(models_dir)
+
+
+def _not_heldout(manifest: dict, dataset, split, seed: int) -> str | None:
+    """Why the rows of ``dataset`` (a file, or its test part under ``split``) are not held out from the model
+    of ``manifest``; None when they are.
+
+    The test part of the very split and seed the model was trained with is held out (the report's figures).
+    Otherwise the rows are compared, by text, with the training rows of each training file, rebuilt from the
+    manifest (path, sha256, split, seed) when that file is still there unchanged; a subset or another split of
+    a training file is caught that way. Without the file, a file of the same name is assumed to overlap.
+    """
+    import numpy as np
+
+    from training.data import load_tsv, parse_split, split_indices
+
+    seed_used = manifest.get("parameters", {}).get("seed")
+    all_rows = manifest.get("trained_on") == "all rows"
+    reasons = []
+    for entry in manifest.get("training_data", []):
+        if (entry.get("sha256") == dataset.sha256 and not all_rows and split.kind != "none"
+                and entry.get("split") == str(split) and seed_used == seed):
+            continue
+        try:   # the path as trained (relative to where train ran), else the same name in SMSGUARD_DATA_DIR
+            trained = load_tsv(resolve_data(entry.get("path", "")) if entry.get("path") else "")
+            if trained.sha256 != entry.get("sha256"):
+                trained = load_tsv(resolve_data(Path(entry["path"]).name))
+        except SmsGuardError:
+            trained = None
+        if trained is None or trained.sha256 != entry.get("sha256") or seed_used is None:
+            if dataset.name.split(":")[0] == entry.get("name"):
+                reasons.append(f"it was trained on a file named {entry.get('name')} (split {entry.get('split')}, "
+                               f"seed {seed_used}; not found unchanged, so the rows could not be compared)")
+            continue
+        rows = (np.arange(len(trained)) if all_rows
+                else split_indices(trained, parse_split(entry.get("split", "none")), seed_used)[0])
+        seen = {trained.texts[i] for i in rows}
+        overlap = sum(text in seen for text in dataset.texts)
+        if overlap:
+            reasons.append(f"{overlap} of these {len(dataset)} rows are training rows from {entry.get('name')}")
+    return "; ".join(reasons) or None
 
 
 def _check_out(out: Path, force: bool, promote: bool):
@@ -190,6 +232,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     def evaluate(model, data, split, seed, compare, models_dir, as_json):
         """Precision, recall, F1, PR AUC, accuracy and FPR of the spam class at the model's threshold."""
+        from detector.errors import ConfigError
         from detector.model import load_model
         from training.data import load_tsv, parse_split, split_indices
         from training.evaluate import METRIC_NAMES, spam_metrics
@@ -199,16 +242,18 @@ def register(main: click.Group, bench: click.Group) -> None:
         parsed = parse_split(split)
         if parsed.kind != "none":
             dataset = dataset.subset(split_indices(dataset, parsed, seed)[1], "test")
+            if not len(dataset):
+                raise ConfigError(f"--split {split}: the test part of {data} has no rows")
         results = {}
         for name in filter(None, [model or registry.promoted_name(), compare]):
             loaded = load_model(registry.model_path(name))
-            seen = {d.get("sha256"): d.get("split") for d in loaded.manifest.get("training_data", [])}
-            if dataset.sha256 in seen and (loaded.manifest.get("trained_on") == "all rows" or parsed.kind == "none"):
-                click.secho(f"warning: {name} was trained on rows of this file; these are not held-out figures "
-                            "(see its report.md for those)", fg="yellow", err=True)
+            warning = _not_heldout(loaded.manifest, dataset, parsed, seed)
+            if warning:
+                warning = f"{name}: {warning}; these are not held-out figures (see its report.md for those)"
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
             metrics = spam_metrics(dataset.labels, loaded.score(dataset.texts), loaded.threshold)
             results[name] = {"model": loaded.version, "threshold": round(loaded.threshold, 4),
-                             **{k: metrics[k] for k in METRIC_NAMES}}
+                             **{k: metrics[k] for k in METRIC_NAMES}, "warning": warning}
         if not results:
             from detector.errors import ModelError
 
