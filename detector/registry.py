@@ -96,6 +96,10 @@ class Registry:
             {state["promoted"]} if state.get("promoted") else set())
 
     def model_path(self, name: str) -> Path:
+        # A name is one folder of this registry: "../x" or "a/b" would promote a model workers look for elsewhere.
+        if not name or name.startswith(".") or any(part in name for part in ("/", "\\", "..")):
+            raise ModelError(f"model name {name!r}: expected a folder name in the registry (no '/', '\\', '..' "
+                             "and not starting with '.')")
         path = self.root / name
         if not (path / MANIFEST).is_file():
             raise ModelError(f"no model named {name!r} in the registry")

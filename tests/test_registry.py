@@ -86,3 +86,13 @@ def test_promote_refuses_a_tampered_model(registry):
     with pytest.raises(ModelError, match="does not match"):
         registry.promote("beta")
     assert registry.promoted_name() is None
+
+
+@pytest.mark.parametrize("name", ["../bad/o1", "a/b", "a\\b", "..", ".hidden", ""])
+def test_promote_refuses_names_that_are_not_one_folder_of_the_registry(registry, tmp_path, name):
+    outside = tmp_path.parent / "bad" / "o1"          # a loadable model outside the registry
+    shutil.copytree(registry.root / "alpha", outside, dirs_exist_ok=True)
+    with pytest.raises(ModelError, match="expected a folder name in the registry"):
+        registry.promote(name)
+    assert registry.promoted_name() is None
+
