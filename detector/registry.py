@@ -73,18 +73,24 @@ class Registry:
         promoted = self.promoted_name()
         models = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
+            broken = None
             try:
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except ValueError:
-                manifest = {}
+            except (OSError, ValueError) as exc:
+                manifest, broken = {}, f"unreadable {MANIFEST} ({exc})"
+            if not isinstance(manifest, dict):
+                manifest, broken = {}, f"{MANIFEST} is not a JSON object"
+            if not broken and not isinstance(manifest.get("threshold"), (int, float)):
+                broken = f"{MANIFEST} has no numeric threshold"
             name = manifest_path.parent.name
             models.append({
+                "broken": broken,   # None, or why this folder cannot be a served model (one bad folder hides no other)
                 "name": name,
                 "version": f"{name}@{str(manifest.get('artifact_sha256', '?'))[:12]}",
                 "created_at": manifest.get("created_at"),
                 "threshold": manifest.get("threshold"),
                 "artifact_bytes": manifest.get("artifact_bytes"),
-                "metrics": manifest.get("metrics", {}),
+                "metrics": manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {},
                 "promoted": name == promoted,
             })
         return sorted(models, key=lambda m: m["created_at"] or "", reverse=True)

@@ -282,12 +282,18 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     def models_list(models_dir, as_json):
         """Every model with its version, threshold and held-out F1; * marks the promoted one."""
-        rows = _registry(models_dir).list()
+        registry = _registry(models_dir)
+        rows = registry.list()
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return
+        if not rows:
+            click.echo(f"no models in {registry.root}")
         for row in rows:
-            f1 = ", ".join(f"{k} F1 {v['f1']}" for k, v in row["metrics"].items())
+            if row["broken"]:
+                click.echo(f"! {row['name']}  broken: {row['broken']}")
+                continue
+            f1 = ", ".join(f"{k} F1 {v.get('f1') if isinstance(v, dict) else '?'}" for k, v in row["metrics"].items())
             click.echo(f"{'*' if row['promoted'] else ' '} {row['version']}  created {row['created_at']}  "
                        f"threshold {row['threshold']:.4f}  {f1}")
 
