@@ -73,23 +73,39 @@ class Registry:
         promoted = self.promoted_name()
         models = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
+            broken = None
             try:
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except ValueError:
-                manifest = {}
+            except (OSError, ValueError) as exc:
+                manifest, broken = {}, f"unreadable {MANIFEST} ({exc})"
+            if not isinstance(manifest, dict):
+                manifest, broken = {}, f"{MANIFEST} is not a JSON object"
+            if not broken and not isinstance(manifest.get("threshold"), (int, float)):
+                broken = f"{MANIFEST} has no numeric threshold"
             name = manifest_path.parent.name
             models.append({
+                "broken": broken,   # None, or why this folder cannot be a served model (one bad folder hides no other)
                 "name": name,
                 "version": f"{name}@{str(manifest.get('artifact_sha256', '?'))[:12]}",
                 "created_at": manifest.get("created_at"),
                 "threshold": manifest.get("threshold"),
                 "artifact_bytes": manifest.get("artifact_bytes"),
-                "metrics": manifest.get("metrics", {}),
+                "metrics": manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {},
                 "promoted": name == promoted,
             })
         return sorted(models, key=lambda m: m["created_at"] or "", reverse=True)
 
+    def kept_names(self) -> set[str]:
+        """The promoted model and every model promoted before it: rollback may need their bytes back."""
+        state = self._read()
+        return {entry["name"] for entry in state["history"] if entry.get("action") == "promote"} | (
+            {state["promoted"]} if state.get("promoted") else set())
+
     def model_path(self, name: str) -> Path:
+        # A name is one folder of this registry: "../x" or "a/b" would promote a model workers look for elsewhere.
+        if not name or name.startswith(".") or any(part in name for part in ("/", "\\", "..")):
+            raise ModelError(f"model name {name!r}: expected a folder name in the registry (no '/', '\\', '..' "
+                             "and not starting with '.')")
         path = self.root / name
         if not (path / MANIFEST).is_file():
             raise ModelError(f"no model named {name!r} in the registry")

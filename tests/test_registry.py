@@ -86,3 +86,38 @@ def test_promote_refuses_a_tampered_model(registry):
     with pytest.raises(ModelError, match="does not match"):
         registry.promote("beta")
     assert registry.promoted_name() is None
+
+
+@pytest.mark.parametrize("name", ["../bad/o1", "a/b", "a\\b", "..", ".hidden", ""])
+def test_promote_refuses_names_that_are_not_one_folder_of_the_registry(registry, tmp_path, name):
+    outside = tmp_path.parent / "bad" / "o1"          # a loadable model outside the registry
+    shutil.copytree(registry.root / "alpha", outside, dirs_exist_ok=True)
+    with pytest.raises(ModelError, match="expected a folder name in the registry"):
+        registry.promote(name)
+    assert registry.promoted_name() is None
+
+
+def test_list_shows_a_folder_with_a_broken_manifest_and_every_other_model(registry):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    (registry.root / "broken").mkdir()
+    (registry.root / "broken" / MANIFEST).write_text('{"name": "broken"}')
+    (registry.root / "garbled").mkdir()
+    (registry.root / "garbled" / MANIFEST).write_text("{not json")
+    rows = {r["name"]: r["broken"] for r in registry.list()}
+    assert rows["alpha"] is None and rows["beta"] is None and rows["broken"] and rows["garbled"]
+    listed = CliRunner().invoke(main, ["models", "list", "--models-dir", str(registry.root)])
+    assert listed.exit_code == 0, listed.output
+    assert "! broken  broken:" in listed.output and "alpha@" in listed.output and "beta@" in listed.output
+
+
+def test_list_of_an_empty_or_missing_registry_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    for folder in (tmp_path, tmp_path / "missing"):
+        listed = CliRunner().invoke(main, ["models", "list", "--models-dir", str(folder)])
+        assert listed.exit_code == 0 and listed.output == f"no models in {folder}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -211,3 +212,167 @@ def test_out_of_fold_scores_only_use_columns_two_training_rows_of_the_fold_have(
         return int(counts[counts > 0].min())
 
     assert min(rarest(X_train) for X_train in seen[:3]) == 1   # without it, a fold fits a column one row has
+
+
+def test_train_without_a_split_ships_a_model_fitted_on_all_rows(small_files, tmp_path):
+    """No test part, no held-out model: the manifest and artifact are still written."""
+    dev, _ = small_files
+    out = tmp_path / "all-rows"
+    result = CliRunner().invoke(main, ["train", "--data", str(dev), "--features-log2", "14", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["trained_on"] == "all rows" and manifest["heldout_threshold"] is None
+    assert manifest["metrics"] == {} and not (out / "report.md").exists()
+
+
+def test_load_tsv_splits_lines_on_newline_only_and_skips_a_bom_and_blank_lines(tmp_path):
+    path = tmp_path / "odd.tsv"
+    path.write_bytes("\ufeff1\t优惠\u2028速抢\r\n0\t你好\x85再见\u2029\n\n0\t在吗\n\n".encode())
+    data = load_tsv(path)
+    assert data.texts == ["优惠\u2028速抢", "你好\x85再见\u2029", "在吗"] and data.labels.tolist() == [1, 0, 0]
+
+
+def test_export_labels_output_reads_back_with_the_same_rows(tmp_path):
+    from detector.dashboard.actions import dedup_labels, write_labels_tsv
+
+    records = [{"content": "退订\u2028回T", "label": 1}, {"content": "明天\x85见\u2029", "label": 0}]
+    written = write_labels_tsv(dedup_labels(records), tmp_path / "labels.tsv")
+    assert len(load_tsv(tmp_path / "labels.tsv")) == written == 2
+    assert "\u2028" not in (tmp_path / "labels.tsv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("content, command, message", [
+    (b"1\tok\n0\t\xff\xfe bad\n", "train", r"bad\.tsv:2: not UTF-8 \(byte offset 7"),
+    (b"1\tok\n0\t\xff\xfe bad\n", "evaluate", r"bad\.tsv:2: not UTF-8 \(byte offset 7"),
+    (b"", "train", "has no rows"),
+    (b"\n", "evaluate", "has no rows"),
+    (b"1\t\xe4\xbc\x98\xe6\x83\xa0\n1\tspam\n", "train", "only label 1; at least one spam"),
+])
+def test_bad_training_files_are_one_line_errors(tmp_path, trained, content, command, message):
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(content)
+    args = (["train", "--out", str(tmp_path / "m")] if command == "train"
+            else ["evaluate", "--model", trained.name, "--models-dir", str(trained.parent)])
+    result = CliRunner().invoke(main, [*args, "--data", str(path)])
+    assert result.exit_code == 2 and re.search(message, result.output), result.output
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--weight", "devv=5:1"], "--weight 'devv': not a --data file stem"),
+    (["--unpunctuated", "devv"], "--unpunctuated 'devv': not a --data file stem"),
+    (["--threshold-on", "rawdev"], "--threshold-on 'rawdev': not a --data file stem"),
+    (["--domain", "rawdev"], "--domain 'rawdev': not a --data file stem"),
+    (["--weight", "small_dev=abc"], "weight 'abc': expected SPAM:NORMAL"),
+    (["--weight", "small_dev=-1:1"], "weight '-1:1': expected SPAM:NORMAL"),
+    (["--plain-share", "0.5"], "--plain-share only blends with --nb-scale or --domain"),
+    (["--C", "0"], "Invalid value for '--C'"),
+    (["--features-log2", "40"], "Invalid value for '--features-log2'"),
+    (["--target-precision", "1.5"], "Invalid value for '--target-precision'"),
+])
+def test_train_options_are_checked_before_anything_is_loaded(small_files, tmp_path, monkeypatch, options, message):
+    import training.run
+
+    def no_loading(path):
+        raise AssertionError("loaded data before checking the options")
+
+    monkeypatch.setattr(training.run, "load_tsv", no_loading)
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[0]), "--out", str(tmp_path / "m"),
+                                       "--split", "template:0.3", *options])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_unreachable_target_precision_is_a_warning_not_a_silent_default(small_files, tmp_path, monkeypatch):
+    import training.train
+
+    monkeypatch.setattr(training.train, "reaching_threshold", lambda proba, labels, target: None)
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[0]), "--features-log2", "12",
+                                       "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "shipped model's out-of-fold scores reach the target precision 0.95 at no threshold" in result.stderr
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["warnings"]
+
+
+def test_the_training_summary_is_not_wrapped_when_stderr_is_not_a_terminal(small_files, tmp_path):
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[1]), "--split", "stratified:0.3",
+                                       "--features-log2", "12", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    figures = r"F1 \d\.\d{4} FPR \d\.\d{4} \(classic baseline F1 \d\.\d{4} FPR \d\.\d{4}\)$"
+    assert re.search(r"^small_raw_dev:test\(stratified:0\.3\): " + figures, result.stderr, re.M), result.stderr
+    assert re.search(r"^wrote .* threshold \d\.\d{4}$", result.stderr, re.M), result.stderr
+
+
+def _train_small(data, out, *options):
+    return CliRunner().invoke(main, ["train", "--data", str(data), "--features-log2", "12", "--out", str(out),
+                                     *options])
+
+
+def test_retraining_into_an_existing_folder_needs_force_and_never_replaces_a_kept_model(small_files, trained,
+                                                                                          tmp_path):
+    from detector.registry import Registry
+
+    models = tmp_path / "models"
+    for name in ("old", "promoted", "scratch"):
+        shutil.copytree(trained, models / name)
+    registry = Registry(models)
+    registry.promote("old")
+    registry.promote("promoted")
+    before = {name: (models / name / "model.skops").read_bytes() for name in ("old", "promoted", "scratch")}
+    refused = _train_small(small_files[1], models / "scratch")
+    assert refused.exit_code == 2 and "already has files" in refused.output
+    for name in ("old", "promoted"):                     # the promoted one and the one rollback returns to
+        result = _train_small(small_files[1], models / name, "--force")
+        assert result.exit_code == 2 and "promotion history" in result.output
+    assert before == {name: (models / name / "model.skops").read_bytes() for name in before}
+    forced = _train_small(small_files[1], models / "scratch", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (models / "scratch" / "model.skops").read_bytes() != before["scratch"]
+    assert not (models / "scratch" / "report").exists() and not (models / "scratch" / "report.md").exists()
+
+
+def test_promote_is_refused_for_an_out_folder_outside_the_registry(small_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMSGUARD_MODELS_DIR", str(tmp_path / "registry"))
+    result = _train_small(small_files[1], tmp_path / "elsewhere" / "m", "--promote")
+    assert result.exit_code == 2 and "not a folder of the registry" in result.output
+    assert not (tmp_path / "elsewhere").exists()
+    promoted = _train_small(small_files[1], tmp_path / "registry" / "m", "--promote")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads((tmp_path / "registry" / "registry.json").read_text())["promoted"] == "m"
+
+
+def test_evaluate_warns_unless_the_rows_are_the_models_own_test_part(trained, small_files, tmp_path):
+    dev, raw = small_files
+    models_dir = str(trained.parent)
+
+    def evaluate(data, *options):
+        result = CliRunner().invoke(main, ["evaluate", "--model", "tiny-v1", "--models-dir", models_dir, "--data",
+                                           str(data), "--json", *options])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["warning"], result.stderr
+
+    assert evaluate(raw, "--split", "template:0.3") == (None, "")          # the manifest's split and seed
+    warning, stderr = evaluate(raw, "--split", "template:0.3", "--seed", "7")
+    assert re.search(r"\d+ of these \d+ rows are training rows from small_raw_dev", warning) and warning in stderr
+    assert "training rows from small_dev" in evaluate(dev, "--split", "stratified:0.3")[0]
+    part = tmp_path / "part.tsv"                                           # a subset: another sha256
+    part.write_text("".join(dev.read_text(encoding="utf-8").splitlines(keepends=True)[:200]), encoding="utf-8")
+    assert "training rows from small_dev" in evaluate(part)[0]
+    renamed = tmp_path / "copy" / "small_raw_dev.tsv"                      # training file gone: same name
+    renamed.parent.mkdir()
+    renamed.write_text(raw.read_text(encoding="utf-8") + "0\t另一行\n", encoding="utf-8")
+    moved = tmp_path / "models" / "tiny-v1"
+    shutil.copytree(trained, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    for entry in manifest["training_data"]:
+        entry["path"] = str(tmp_path / "gone" / f"{entry['name']}.tsv")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    models_dir = str(moved.parent)
+    assert "trained on a file named small_raw_dev" in evaluate(renamed)[0]
+
+
+def test_evaluate_refuses_an_empty_test_part(trained, tmp_path):
+    path = tmp_path / "one.tsv"
+    path.write_text("1\t优惠\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["evaluate", "--model", "tiny-v1", "--models-dir", str(trained.parent),
+                                       "--data", str(path), "--split", "template:0.01", "--seed", "1"])
+    assert result.exit_code == 2 and "has no rows" in result.output, result.output

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from detector.errors import SmsGuardError
+
 DEFAULT_DATA = ("dev.tsv", "raw_dev.tsv")
 
 
@@ -32,6 +34,68 @@ def _registry(models_dir: str | None):
     return Registry(models_dir)
 
 
+def _not_heldout(manifest: dict, dataset, split, seed: int) -> str | None:
+    """Why the rows of ``dataset`` (a file, or its test part under ``split``) are not held out from the model
+    of ``manifest``; None when they are.
+
+    The test part of the very split and seed the model was trained with is held out (the report's figures).
+    Otherwise the rows are compared, by text, with the training rows of each training file, rebuilt from the
+    manifest (path, sha256, split, seed) when that file is still there unchanged; a subset or another split of
+    a training file is caught that way. Without the file, a file of the same name is assumed to overlap.
+    """
+    import numpy as np
+
+    from training.data import load_tsv, parse_split, split_indices
+
+    seed_used = manifest.get("parameters", {}).get("seed")
+    all_rows = manifest.get("trained_on") == "all rows"
+    reasons = []
+    for entry in manifest.get("training_data", []):
+        if (entry.get("sha256") == dataset.sha256 and not all_rows and split.kind != "none"
+                and entry.get("split") == str(split) and seed_used == seed):
+            continue
+        try:   # the path as trained (relative to where train ran), else the same name in SMSGUARD_DATA_DIR
+            trained = load_tsv(resolve_data(entry.get("path", "")) if entry.get("path") else "")
+            if trained.sha256 != entry.get("sha256"):
+                trained = load_tsv(resolve_data(Path(entry["path"]).name))
+        except SmsGuardError:
+            trained = None
+        if trained is None or trained.sha256 != entry.get("sha256") or seed_used is None:
+            if dataset.name.split(":")[0] == entry.get("name"):
+                reasons.append(f"it was trained on a file named {entry.get('name')} (split {entry.get('split')}, "
+                               f"seed {seed_used}; not found unchanged, so the rows could not be compared)")
+            continue
+        rows = (np.arange(len(trained)) if all_rows
+                else split_indices(trained, parse_split(entry.get("split", "none")), seed_used)[0])
+        seen = {trained.texts[i] for i in rows}
+        overlap = sum(text in seen for text in dataset.texts)
+        if overlap:
+            reasons.append(f"{overlap} of these {len(dataset)} rows are training rows from {entry.get('name')}")
+    return "; ".join(reasons) or None
+
+
+def _check_out(out: Path, force: bool, promote: bool):
+    """Refuse an --out that training would wrongly overwrite or promote; the registry --promote will use.
+
+    Workers hot-load the promoted folder's new bytes without any promote, and rollback needs the bytes of every
+    model promoted before: those folders are never overwritten, --force or not.
+    """
+    from detector.errors import ConfigError
+    from detector.registry import Registry
+
+    configured = _registry(None)
+    if promote and out.parent.resolve() != configured.root.resolve():
+        raise ConfigError(f"--promote: {out} is not a folder of the registry {configured.root} "
+                          "(SMSGUARD_MODELS_DIR); train into it or promote with `smsguard models promote`")
+    parent = Registry(out.parent.resolve())   # absolute: a relative one would be looked up in the repo
+    if out.name in parent.kept_names():
+        raise ConfigError(f"--out {out}: {out.name!r} is the promoted model or in the promotion history of "
+                          f"{parent.path} (rollback needs it): train into a new folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"--out {out} already has files: give a new folder, or --force to replace them")
+    return configured
+
+
 def register(main: click.Group, bench: click.Group) -> None:
     @main.command()
     @click.option("--data", "data", multiple=True, required=True,
@@ -45,14 +109,15 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Sample weights for one data set by file stem, e.g. raw_dev=2:6 (raw traffic counts more).")
     @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder, e.g. models/zh-linear-v3.")
     @click.option("--refit-all", is_flag=True, help="After the held-out evaluation, ship a model refitted on all rows.")
-    @click.option("--target-precision", type=float, default=0.95, show_default=True,
+    @click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
                   help="The threshold is the lowest reaching this precision on out-of-fold training scores.")
     @click.option("--threshold-on", default="", metavar="NAME",
                   help="Pick the threshold on the out-of-fold scores of this data set only (file stem, e.g. raw_dev).")
-    @click.option("--C", "C", type=float, default=30.0, show_default=True, help="Inverse L2 strength.")
-    @click.option("--features-log2", type=int, default=20, show_default=True,
+    @click.option("--C", "C", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True, help="Inverse L2 strength.")
+    # 2**24 columns already make the idf and coefficient vectors 128 MB each; 40 asked numpy for 8 TiB.
+    @click.option("--features-log2", type=click.IntRange(8, 24), default=20, show_default=True,
                   help="Hashed feature space size (log2); unused with --min-df.")
-    @click.option("--min-df", type=int, default=None,
+    @click.option("--min-df", type=click.IntRange(min=1), default=None,
                   help="A fitted vocabulary of the tokens in at least this many training texts, instead of a "
                        "hashed space (tokens seen once are dropped rather than sharing columns with useful ones).")
     @click.option("--words/--no-words", default=True, show_default=True,
@@ -68,30 +133,34 @@ def register(main: click.Group, bench: click.Group) -> None:
                        "(outside URLs and numbers), which dev.tsv's normal class lost too.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
-    @click.option("--nb-scale", type=float, default=0.0, show_default=True,
+    @click.option("--nb-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
                   help="NB-SVM: scale each column by its log-count ratio to this power before the regression (0: off).")
     @click.option("--domain", default="", metavar="NAME",
                   help="Data set (file stem) whose rows also get a copy of their features, so the model learns "
                        "corrections for that kind of traffic (feature augmentation).")
-    @click.option("--domain-share", type=float, default=1.0, show_default=True,
+    @click.option("--domain-share", type=click.FloatRange(min=0), default=1.0, show_default=True,
                   help="With --domain: served weights are shared + this × the domain corrections.")
-    @click.option("--plain-share", type=float, default=0.0, show_default=True,
+    @click.option("--plain-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                   help="With --nb-scale or --domain: average in a plain regression's log-odds with this weight "
                        "(still one linear model).")
-    @click.option("--seed", type=int, default=42, show_default=True)
-    @click.option("--promote", is_flag=True, help="Promote the new model in its registry.")
+    @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True)
+    @click.option("--promote", is_flag=True,
+                  help="Promote the new model in the registry (SMSGUARD_MODELS_DIR; --out must be a folder in it).")
+    @click.option("--force", is_flag=True,
+                  help="Replace the files of an existing --out (never a promoted model or one rollback may return to).")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
               min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share,
-              plain_share, seed, promote):
+              plain_share, seed, promote, force):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from detector.errors import ConfigError
         from training.data import parse_split
-        from training.run import TrainJob, run_training
+        from training.run import TrainJob, _parse_weight, run_training
         from training.train import TrainParams
 
+        registry = _check_out(Path(out), force, promote)
         paths = [resolve_data(d) for d in data]
         if holdout and splits:
             raise ConfigError("give either --holdout or --split, not both")
@@ -104,12 +173,21 @@ def register(main: click.Group, bench: click.Group) -> None:
             name, sep, value = spec.partition("=")
             if not sep:
                 raise ConfigError(f"--weight {spec!r}: expected NAME=SPAM:NORMAL")
+            _parse_weight(value)
             weight_map[name] = value
+        # Checked before anything is loaded or fitted: a misspelt name used to be ignored (or, for
+        # --threshold-on, refused only after the held-out model had been fitted).
+        stems = [p.stem for p in paths]
+        named = [("--weight", n) for n in weight_map] + [("--unpunctuated", n) for n in unpunctuated]
+        named += [(option, n) for option, n in (("--threshold-on", threshold_on), ("--domain", domain)) if n]
+        for option, name in named:
+            if name not in stems:
+                raise ConfigError(f"{option} {name!r}: not a --data file stem (expected one of {', '.join(stems)})")
+        if plain_share and not (nb_scale or domain):
+            raise ConfigError("--plain-share only blends with --nb-scale or --domain: give one of them")
         low, _, high = char_ngrams.partition("-")
         if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 6):
             raise ConfigError(f"--char-ngrams {char_ngrams!r}: expected MIN-MAX, e.g. 1-3")
-        if min_df is not None and min_df < 1:
-            raise ConfigError(f"--min-df {min_df}: expected 1 or more")
         params = TrainParams(n_features_log2=features_log2, ngram_min=int(low), ngram_max=int(high), C=C,
                              min_df=min_df, words=words, keep_spaces=keep_spaces,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
@@ -119,7 +197,8 @@ def register(main: click.Group, bench: click.Group) -> None:
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         steps = 3 + 2 * any(s != "none" for s in specs) + len([s for s in specs if s != "none"]) + int(refit_all)
-        console = Console(stderr=True)
+        # soft_wrap: a log captured from a non-terminal stderr (80 columns) was cut mid-figure ("FPR \n0.0131)").
+        console = Console(stderr=True, soft_wrap=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("training", total=steps)
@@ -135,9 +214,10 @@ def register(main: click.Group, bench: click.Group) -> None:
             base = manifest["baseline_metrics"][name]
             console.print(f"{name}: F1 {metrics['f1']:.4f} FPR {metrics['false_positive_rate']:.4f} "
                           f"(classic baseline F1 {base['f1']:.4f} FPR {base['false_positive_rate']:.4f})")
+        for warning in manifest["warnings"]:
+            console.print(f"warning: {warning}", style="yellow")
         console.print(f"wrote {out} ({manifest['artifact_bytes'] / 1e6:.1f} MB), threshold {manifest['threshold']:.4f}")
         if promote:
-            registry = _registry(str(Path(out).parent))
             registry.promote(Path(out).name)
             console.print(f"promoted {Path(out).name}")
 
@@ -152,6 +232,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     def evaluate(model, data, split, seed, compare, models_dir, as_json):
         """Precision, recall, F1, PR AUC, accuracy and FPR of the spam class at the model's threshold."""
+        from detector.errors import ConfigError
         from detector.model import load_model
         from training.data import load_tsv, parse_split, split_indices
         from training.evaluate import METRIC_NAMES, spam_metrics
@@ -161,16 +242,18 @@ def register(main: click.Group, bench: click.Group) -> None:
         parsed = parse_split(split)
         if parsed.kind != "none":
             dataset = dataset.subset(split_indices(dataset, parsed, seed)[1], "test")
+            if not len(dataset):
+                raise ConfigError(f"--split {split}: the test part of {data} has no rows")
         results = {}
         for name in filter(None, [model or registry.promoted_name(), compare]):
             loaded = load_model(registry.model_path(name))
-            seen = {d.get("sha256"): d.get("split") for d in loaded.manifest.get("training_data", [])}
-            if dataset.sha256 in seen and (loaded.manifest.get("trained_on") == "all rows" or parsed.kind == "none"):
-                click.secho(f"warning: {name} was trained on rows of this file; these are not held-out figures "
-                            "(see its report.md for those)", fg="yellow", err=True)
+            warning = _not_heldout(loaded.manifest, dataset, parsed, seed)
+            if warning:
+                warning = f"{name}: {warning}; these are not held-out figures (see its report.md for those)"
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
             metrics = spam_metrics(dataset.labels, loaded.score(dataset.texts), loaded.threshold)
             results[name] = {"model": loaded.version, "threshold": round(loaded.threshold, 4),
-                             **{k: metrics[k] for k in METRIC_NAMES}}
+                             **{k: metrics[k] for k in METRIC_NAMES}, "warning": warning}
         if not results:
             from detector.errors import ModelError
 
@@ -199,12 +282,18 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     def models_list(models_dir, as_json):
         """Every model with its version, threshold and held-out F1; * marks the promoted one."""
-        rows = _registry(models_dir).list()
+        registry = _registry(models_dir)
+        rows = registry.list()
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return
+        if not rows:
+            click.echo(f"no models in {registry.root}")
         for row in rows:
-            f1 = ", ".join(f"{k} F1 {v['f1']}" for k, v in row["metrics"].items())
+            if row["broken"]:
+                click.echo(f"! {row['name']}  broken: {row['broken']}")
+                continue
+            f1 = ", ".join(f"{k} F1 {v.get('f1') if isinstance(v, dict) else '?'}" for k, v in row["metrics"].items())
             click.echo(f"{'*' if row['promoted'] else ' '} {row['version']}  created {row['created_at']}  "
                        f"threshold {row['threshold']:.4f}  {f1}")
 

@@ -10,7 +10,7 @@ detector.errors.ConfigError: split 'sideways:0.3': expected none, stratified:FRA
 """
 from __future__ import annotations
 
-import csv
+import codecs
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,18 +36,34 @@ class Dataset:
 
 
 def load_tsv(path: str | Path) -> Dataset:
-    """Read ``label<TAB>text`` lines without quote handling (texts contain stray ``"``)."""
+    r"""Read ``label<TAB>text`` lines without quote handling (texts contain stray ``"``).
+
+    Lines end at "\n" only (a "\r" before it is dropped): texts may hold U+2028, U+0085 and the like, which
+    ``str.splitlines`` would cut. Blank lines and a UTF-8 byte-order mark are skipped.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data file {path} does not exist (see SMSGUARD_DATA_DIR)")
     raw = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        content = raw[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        lineno = raw.count(b"\n", 0, offset) + 1
+        raise ConfigError(f"{path}:{lineno}: not UTF-8 (byte offset {offset}: {exc.reason})") from None
     texts, labels = [], []
-    for lineno, row in enumerate(csv.reader(raw.decode("utf-8").splitlines(), delimiter="\t",
-                                            quoting=csv.QUOTE_NONE), 1):
-        if len(row) < 2 or row[0] not in ("0", "1"):
+    for lineno, line in enumerate(content.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        label, sep, text = line.partition("\t")
+        if not sep or label not in ("0", "1"):
             raise ConfigError(f"{path}:{lineno}: expected 'label<TAB>text' with label 0 or 1")
-        labels.append(int(row[0]))
-        texts.append("\t".join(row[1:]))
+        labels.append(int(label))
+        texts.append(text)
+    if not texts:
+        raise ConfigError(f"data file {path} has no rows")
     return Dataset(path.stem, texts, np.asarray(labels, dtype=np.int8), hashlib.sha256(raw).hexdigest())
 
 

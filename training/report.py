@@ -6,6 +6,12 @@ messages the model gets most wrong (phone numbers masked).
 | test split | model | n | precision | recall | F1 | PR AUC | accuracy | FPR (normal) |
 |---|---|---:|---:|---:|---:|---:|---:|---:|
 | dev:test | smsguard | 10 | 1.0000 | 0.5000 | 0.6667 | 0.9000 | 0.9000 | 0.0000 |
+
+A one-class test split has no PR AUC (spam_metrics gives None): "n/a", not a 0 that reads as a bad model.
+
+>>> quality_table([("raw:test", {"n": 3, "precision": 0.0, "recall": 0.0, "f1": 0.0, "pr_auc": None,
+...                             "accuracy": 1.0, "false_positive_rate": 0.0})]).splitlines()[-1]
+'| raw:test | smsguard | 3 | 0.0000 | 0.0000 | 0.0000 | n/a | 1.0000 | 0.0000 |'
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ def quality_table(rows: list[tuple[str, dict[str, Any]]], model: str = "smsguard
     for name, m in rows:
         label = m.get("model", model)
         lines.append(f"| {name} | {label} | {m['n']} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | "
-                     f"{(m['pr_auc'] or 0):.4f} | {m['accuracy']:.4f} | {m['false_positive_rate']:.4f} |")
+                     f"{'n/a' if m['pr_auc'] is None else format(m['pr_auc'], '.4f')} | {m['accuracy']:.4f} | {m['false_positive_rate']:.4f} |")
     return "\n".join(lines)
 
 

@@ -8,12 +8,14 @@ model itself is shipped.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from detector.errors import ConfigError
 from training.data import Dataset, Split, load_tsv, split_indices
 from training.evaluate import classic_proba, spam_metrics
 from training.report import SplitResult, write_report
@@ -39,8 +41,19 @@ def _weights(datasets: list[Dataset], params: TrainParams) -> np.ndarray:
 
 
 def _parse_weight(spec: Any) -> tuple[float, float]:
+    """'SPAM:NORMAL' (or one number for both) as two positive sample weights.
+
+    >>> _parse_weight("2:6"), _parse_weight("3")
+    ((2.0, 6.0), (3.0, 3.0))
+    """
     spam, _, normal = str(spec).partition(":")
-    return float(spam), float(normal or spam)
+    try:
+        weights = float(spam), float(normal or spam)
+    except ValueError:
+        weights = (-1.0, -1.0)
+    if not all(0 < w < float("inf") for w in weights):
+        raise ConfigError(f"weight {spec!r}: expected SPAM:NORMAL, two positive numbers such as 2:6")
+    return weights
 
 
 def _concat(datasets: list[Dataset]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -56,7 +69,7 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     splits = [split_indices(d, s, job.params.seed) for d, s in zip(datasets, job.splits)]
     has_holdout = any(len(test) for _, test in splits)
     results: list[SplitResult] = []
-    heldout_threshold = None
+    heldout = heldout_threshold = None   # without a test part there is no held-out model: the manifest says so
     oof_metrics: dict[str, Any] = {}
     if has_holdout:
         train_parts = [d.subset(train, "train") for d, (train, _) in zip(datasets, splits)]
@@ -89,6 +102,13 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     else:
         shipped = heldout
         used = [len(train) for train, _ in splits]
+    fits = [("shipped", shipped)] + ([("held-out", heldout)] if heldout is not None and heldout is not shipped else [])
+    warnings = [f"the {which} model's out-of-fold scores reach the target precision {job.params.target_precision} "
+                f"at no threshold: it uses the fallback threshold {fitted.threshold:.4f}, below that precision"
+                for which, fitted in fits if not fitted.target_reached]
+    # A --force run into an old model folder: its plots and report describe the old model.
+    shutil.rmtree(job.out / "report", ignore_errors=True)
+    (job.out / "report.md").unlink(missing_ok=True)
     step("writing the artifact and manifest")
     manifest = save(shipped, job.out, {
         "parameters": params_dict(job.params),
@@ -101,6 +121,7 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
                              for r in results},
         "oof_metrics": oof_metrics,
         "command": job.command,
+        "warnings": warnings,
     })
     if results:
         step("writing the report")

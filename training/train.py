@@ -95,14 +95,27 @@ def build_pipeline(params: TrainParams):
     ])
 
 
+FALLBACK_THRESHOLD = 0.5
+
+
 def pick_threshold(proba: np.ndarray, labels: np.ndarray, target_precision: float) -> float:
-    """Lowest score threshold reaching ``target_precision`` (0.5 if none does)."""
+    """Lowest score threshold reaching ``target_precision`` (FALLBACK_THRESHOLD if none does)."""
+    threshold = reaching_threshold(proba, labels, target_precision)
+    return FALLBACK_THRESHOLD if threshold is None else threshold
+
+
+def reaching_threshold(proba: np.ndarray, labels: np.ndarray, target_precision: float) -> float | None:
+    """Lowest score threshold reaching ``target_precision``; None when no threshold does.
+
+    >>> reaching_threshold(np.array([0.9, 0.8, 0.2]), np.array([0, 1, 1]), target_precision=0.9) is None
+    True
+    """
     order = np.argsort(-proba, kind="stable")
     hits = np.cumsum(labels[order] == 1)
     precision = hits / np.arange(1, len(order) + 1)
     reaching = np.nonzero(precision >= target_precision)[0]
     if len(reaching) == 0:
-        return 0.5
+        return None
     return float(proba[order][reaching[-1]])
 
 
@@ -111,6 +124,7 @@ class Fitted:
     pipeline: Any
     threshold: float
     oof_proba: np.ndarray
+    target_reached: bool = True   # False: no threshold reached the target precision, FALLBACK_THRESHOLD is used
 
 
 def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.ndarray | None = None,
@@ -120,6 +134,12 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
     from detector.errors import ConfigError
 
     labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        # Otherwise sklearn fails deep inside with "0 sample(s)" or liblinear's misleading "n_classes >= 3".
+        found = f"only label {int(labels[0])}" if len(labels) else "no rows"
+        names = ", ".join(dict.fromkeys(map(str, sources))) if sources is not None else "the data"
+        raise ConfigError(f"training rows of {names}: {found}; at least one spam (1) and one normal (0) row "
+                          "is needed to train")
     if params.unpunctuated and sources is not None:
         texts = [without_stripped_marks(t, params.stripped_marks) if source in params.unpunctuated else t
                  for t, source in zip(texts, sources)]
@@ -139,7 +159,10 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
         rows = np.asarray(sources) == params.threshold_on if sources is not None else rows & False
         if not rows.any():
             raise ConfigError(f"--threshold-on {params.threshold_on!r}: no training rows from that data set")
-    return Fitted(pipeline, pick_threshold(oof[rows], labels[rows], params.target_precision), oof)
+    threshold = reaching_threshold(oof[rows], labels[rows], params.target_precision)
+    if threshold is None:
+        return Fitted(pipeline, FALLBACK_THRESHOLD, oof, target_reached=False)
+    return Fitted(pipeline, threshold, oof)
 
 
 def save(fitted: Fitted, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from detector.privacy import mask_numbers
 ACTION_KINDS = ("throttle", "block", "release", "allowlist")
 MAX_REASON_CHARS = 500
 MAX_EXPIRY_S = 30 * 86_400
-_CONTROL = re.compile(r"[\t\r\n\x00-\x1f\x7f]+")
+# U+0085, U+2028 and U+2029 too: Python's splitlines() breaks lines on them, so readers of the TSV may.
+_CONTROL = re.compile(r"[\t\r\n\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 
 class InvalidAction(SmsGuardError):
