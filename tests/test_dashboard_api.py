@@ -303,3 +303,23 @@ async def test_signature_registry_is_editable_through_the_api_and_feeds_the_engi
                               "content": "【淘宝】您的包裹已发出"})
     decision = (await Engine(client.settings, store).process([event])).decisions[0]
     assert any(r.signal == "unregistered_signature" for r in decision.reasons)
+
+
+async def test_an_operator_block_wins_over_an_engine_throttle_dated_in_the_future(client):
+    """A sender clock 1 h fast dates the engine's throttle 1 h ahead; the operator's block must still be newest."""
+    dashboard = client.server.app[DASHBOARD]
+    ahead = engine_throttle("10690556", int(time.time() * 1000) + 3_600_000)
+    await dashboard.store.put_port_state(ahead)
+
+    async def shown_state():
+        rows = (await (await client.get("/api/ports?q=10690556")).json())["ports"]
+        return rows[0]["state"] if rows else None
+
+    assert await wait_for(shown_state) == "throttle"
+    resp = await client.post("/api/ports/10690556/actions", headers={"Authorization": f"Bearer {TOKEN}"},
+                             json={"kind": "block", "reason": "fraud"})
+    assert resp.status == 200, await resp.text()
+    block = (await resp.json())["action"]
+    assert block["ts_ms"] == ahead.ts_ms + 1 and block["since_ms"] < ahead.ts_ms
+    assert await shown_state() == "block"
+    assert (await dashboard.store.get_port_states(["10690556"]))["10690556"].state == "block"

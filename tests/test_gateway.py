@@ -240,3 +240,17 @@ def test_gateway_processes_share_one_rate(redis_server):
     expected = rate_per_min / 60 * seconds
     assert all(c > 0 for c in counts), counts
     assert abs(sum(counts) - burst_for(rate_per_min, 1.0) - expected) <= 0.1 * expected, counts
+
+
+async def test_an_operator_block_after_an_engine_throttle_dated_in_the_future_is_enforced():
+    """The engine stamps event time (a sender clock 1 h fast), the operator the wall clock: the block still wins."""
+    from detector.policy import Policy, operator_action
+
+    throttle = Policy.load().next_port_state("p", None, 3.0, [], NOW + 3_600_000)
+    block = operator_action("p", "block", "ops-li", "fraud", now_ms=NOW, current=throttle)
+    gw = Gateway(DEAD_REDIS, clock=lambda: NOW)
+    try:
+        assert gw.apply(throttle) and gw.apply(block)
+        assert (await gw.allow("p")).action == REJECT
+    finally:
+        await gw.close()

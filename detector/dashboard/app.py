@@ -281,11 +281,10 @@ class Dashboard:
 
     async def act_on_port(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         now_ms = _now_ms()
-        known = self.states.get(port)
         action = port_action(port, str(body.get("kind", "")), operator, str(body.get("reason") or ""), now_ms,
                              expires_in_s=_optional_int(body, "expires_in_s"),
                              rate_limit_per_min=_optional_int(body, "rate_limit_per_min"),
-                             current=PortAction.from_dict(known) if known else None)
+                             current=await self._current_state(port))
         if action.previous_state is None:
             action.previous_state = "normal"
         entry = {"operator": operator, "action": body["kind"], "port": port, "reason": str(body["reason"]).strip(),
@@ -308,6 +307,23 @@ class Dashboard:
         self.broadcast("port", action.as_dict())
         self.broadcast("audit", record)
         return {"ok": True, "action": action.as_dict(), "audit": record}
+
+    async def _current_state(self, port: str) -> PortAction | None:
+        """The port's newest known record: the new action is stamped after it (``policy.next_ts_ms``).
+
+        Redis may hold a newer one than this process has seen yet (the engine's, just written); while Redis is
+        away the record this process holds has to do.
+        """
+        known = self.states.get(port)
+        current = PortAction.from_dict(known) if known else None
+        try:
+            stored = (await self.store.get_port_states([port])).get(port)
+        except StateUnavailable:
+            metrics.redis_error()
+            return current
+        if stored is not None and (current is None or stored.ts_ms > current.ts_ms):
+            return stored
+        return current
 
     async def set_signatures(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         """Register signatures for a port (签名报备); ``replace`` swaps the whole entry."""
