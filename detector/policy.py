@@ -170,6 +170,8 @@ def operator_action(port: str, kind: str, operator: str, reason: str, now_ms: in
         since_ms=now_ms, expires_at_ms=now_ms + expires_in_s * 1000 if expires_in_s else None,
         # release returns the port to the engine: it is recorded as the engine's normal state
         decided_by="engine" if kind == "release" else operator,
-        rate_limit_per_min=(rate_limit_per_min or default_rate_per_min) if kind == "throttle" else None,
+        # 0 is a rate (reject everything, docs/gateway.md), not "no rate given"
+        rate_limit_per_min=(default_rate_per_min if rate_limit_per_min is None else rate_limit_per_min)
+        if kind == "throttle" else None,
         previous_state=current.state if current else None, note=f"{kind} by {operator}: {reason.strip()[:500]}",
     )

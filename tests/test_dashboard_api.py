@@ -323,3 +323,16 @@ async def test_an_operator_block_wins_over_an_engine_throttle_dated_in_the_futur
     assert block["ts_ms"] == ahead.ts_ms + 1 and block["since_ms"] < ahead.ts_ms
     assert await shown_state() == "block"
     assert (await dashboard.store.get_port_states(["10690556"]))["10690556"].state == "block"
+
+
+async def test_a_throttle_rate_is_kept_at_zero_and_bounded(client):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers,
+                             json={"kind": "throttle", "reason": "stop it", "rate_limit_per_min": 0})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["action"]["rate_limit_per_min"] == 0          # 0 rejects; it is not "the default"
+    for rate in (1e30, 1_000_001, -1):           # 1e30 became a 31-digit integer no int64 field can hold
+        resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers,
+                                 json={"kind": "throttle", "reason": "x", "rate_limit_per_min": rate})
+        assert resp.status == 400, rate
+        assert "1,000,000" in (await resp.json())["error"]

@@ -130,3 +130,9 @@ def test_an_operator_action_sorts_after_an_engine_action_dated_in_the_future(pol
     assert block.ts_ms == throttle.ts_ms + 1
     assert (block.since_ms, block.expires_at_ms) == (now, now + 600_000)
     assert operator_action("1069", "block", "ops", "fraud", now_ms=now).ts_ms == now       # nothing before it
+
+
+def test_an_operator_throttle_to_zero_keeps_its_zero_rate():
+    """0 means reject every message (docs/gateway.md), not "no rate given, take the default"."""
+    assert operator_action("1069", "throttle", "ops", "stop it", now_ms=0, rate_limit_per_min=0).rate_limit_per_min == 0
+    assert operator_action("1069", "throttle", "ops", "slow", now_ms=0).rate_limit_per_min == 60

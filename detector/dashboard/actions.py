@@ -30,6 +30,8 @@ from detector.privacy import mask_numbers
 ACTION_KINDS = ("throttle", "block", "release", "allowlist")
 MAX_REASON_CHARS = 500
 MAX_EXPIRY_S = 30 * 86_400
+#: Far above any port's real rate, and small enough for an int32 field in a gateway written in another language.
+MAX_RATE_PER_MIN = 1_000_000
 _CONTROL = re.compile(r"[\t\r\n\x00-\x1f\x7f]+")
 
 
@@ -51,8 +53,8 @@ def port_action(port: str, kind: str, operator: str, reason: str, now_ms: int, e
         raise InvalidAction("port must be 3-24 digits")
     if expires_in_s is not None and not 0 < expires_in_s <= MAX_EXPIRY_S:
         raise InvalidAction(f"expires_in_s must be between 1 and {MAX_EXPIRY_S}")
-    if rate_limit_per_min is not None and (kind != "throttle" or rate_limit_per_min < 0):
-        raise InvalidAction("rate_limit_per_min is a non-negative rate and only for throttle")
+    if rate_limit_per_min is not None and (kind != "throttle" or not 0 <= rate_limit_per_min <= MAX_RATE_PER_MIN):
+        raise InvalidAction(f"rate_limit_per_min is a rate from 0 to {MAX_RATE_PER_MIN:,} and only for throttle")
     return operator_action(port, kind, operator, reason, now_ms, expires_in_s=expires_in_s,
                            rate_limit_per_min=rate_limit_per_min, current=current)
 
