@@ -69,3 +69,17 @@ async def test_tail_flagged_prints_masked_flagged_decisions(settings):
     pretty = run_cli(s, "tail", "flagged", "--lookback", "1000", "--count", "2")
     assert pretty.returncode == 0, pretty.stderr
     assert SPAM_PORT in pretty.stdout and "classifier" in pretty.stdout
+
+
+def test_ports_table_prints_markup_and_control_characters_as_text(capsys, monkeypatch):
+    """An operator's note is data: "[/b]" crashed the table (MarkupError), "[red]" restyled it, and control or
+    bidi characters reached the terminal."""
+    from detector.ops_cli import _print_ports
+
+    monkeypatch.setenv("COLUMNS", "300")           # one line per row
+    row = {**engine_throttle(SPAM_PORT, 1_731_326_400_000).as_dict(), "state_reasons": ["operator_block"],
+           "decided_by": "ops[/b]", "note": "block by ops: [red]fraud[/red] [/b]\x1b[2J\u202eevil"}
+    _print_ports([row], live=False)
+    out = capsys.readouterr().out
+    assert "[red]fraud[/red] [/b]" in out and "ops[/b]" in out
+    assert "\x1b" not in out and "\u202e" not in out and "\ufffd[2J\ufffdevil" in out
