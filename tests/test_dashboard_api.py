@@ -336,3 +336,24 @@ async def test_a_throttle_rate_is_kept_at_zero_and_bounded(client):
                                  json={"kind": "throttle", "reason": "x", "rate_limit_per_min": rate})
         assert resp.status == 400, rate
         assert "1,000,000" in (await resp.json())["error"]
+
+
+async def test_signature_registry_requests_are_checked_before_anything_is_written(client):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    store = client.server.app[DASHBOARD].store
+    for port, body, message in (
+            ("not-a-port", {"signatures": ["京东"], "reason": "报备"}, "port must be"),
+            ("10690001%0A", {"signatures": ["京东"], "reason": "报备"}, "port must be"),
+            ("10690778", {"signatures": ["【】"], "reason": "报备"}, "brackets"),
+            ("10690778", {"signatures": "京东", "reason": "报备"}, "list of strings"),
+            ("10690778", {"signatures": ["京东"], "reason": "报备", "replace": "false"}, "JSON boolean")):
+        resp = await client.post(f"/api/ports/{port}/signatures", headers=headers, json=body)
+        assert resp.status == 400, (port, body)
+        assert message in (await resp.json())["error"]
+    assert await store.registered_signatures(["not-a-port", "10690001\n", "10690778"]) == {}
+    assert not Path(client.settings.audit_log).exists()
+    for replace, expected in ((False, ["京东"]), (False, ["京东", "淘宝"]), (True, ["支付宝"])):
+        sig = expected[-1]
+        resp = await client.post("/api/ports/10690778/signatures", headers=headers,
+                                 json={"signatures": [f"【{sig}】"], "reason": "报备", "replace": replace})
+        assert (await resp.json())["registered_signatures"] == expected

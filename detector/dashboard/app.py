@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from detector import metrics
-from detector.dashboard.actions import InvalidAction, feedback_record, port_action
+from detector.dashboard.actions import InvalidAction, feedback_record, port_action, signature_entry
 from detector.dashboard.audit import AuditError, AuditLog
 from detector.dashboard.auth import OperatorAuth
 from detector.dashboard.complaints import ComplaintForwarder
@@ -327,12 +327,12 @@ class Dashboard:
 
     async def set_signatures(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         """Register signatures for a port (签名报备); ``replace`` swaps the whole entry."""
-        signatures = body.get("signatures")
-        if not isinstance(signatures, list) or not all(isinstance(s, str) and s.strip() for s in signatures):
-            raise InvalidAction("signatures must be a list of non-empty strings")
+        signatures = signature_entry(port, body.get("signatures"))
         if not str(body.get("reason") or "").strip():
             raise InvalidAction("a reason is required")
-        replace = bool(body.get("replace", False))
+        replace = body.get("replace", False)
+        if not isinstance(replace, bool):       # bool("false") is True: a string would replace the whole entry
+            raise InvalidAction("replace must be true or false (a JSON boolean)")
         await self.store.register_signatures(port, signatures, replace=replace)
         registered = sorted((await self.store.registered_signatures([port])).get(port, ()))
         entry = self.audit.append({"operator": operator, "action": "replace_signatures" if replace else "add_signatures",
