@@ -357,3 +357,37 @@ async def test_signature_registry_requests_are_checked_before_anything_is_writte
         resp = await client.post("/api/ports/10690778/signatures", headers=headers,
                                  json={"signatures": [f"【{sig}】"], "reason": "报备", "replace": replace})
         assert (await resp.json())["registered_signatures"] == expected
+
+
+async def test_label_and_reason_input_is_checked_and_a_failed_label_is_audited(client):
+    from detector.dashboard.feeds import KafkaUnavailable
+
+    s = client.settings
+    dashboard = client.server.app[DASHBOARD]
+    decision = decide_like_worker(traffic(s.data_dir, int(time.time() * 1000) - 60_000, 60), {SPAM_PORT})[0]
+    dashboard.live.add_decision(decision)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    label_url = f"/api/messages/{decision['msg_id']}/label"
+    for body, message in (({"label": []}, "label must be"), ({"label": {}}, "label must be"),
+                          ({"label": True}, "label must be"),
+                          ({"label": "spam", "reason": "x" * 60_000}, "longer than 500"),
+                          ({"label": "spam", "reason": {"why": "x"}}, "reason must be a string")):
+        resp = await client.post(label_url, headers=headers, json=body)
+        assert resp.status == 400 and resp.content_type == "application/json", body       # was a 500 text/plain
+        assert message in (await resp.json())["error"], body
+    for body, message in (({"kind": "block", "reason": ["fraud"]}, "reason must be a string"),
+                          ({"kind": "block", "reason": "fraud", "expires_in_s": True}, "must be a number")):
+        resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers, json=body)
+        assert resp.status == 400 and message in (await resp.json())["error"], body
+    assert not Path(s.audit_log).exists()
+
+    async def kafka_down(*args):
+        raise KafkaUnavailable("could not write to sms.feedback: KafkaConnectionError")
+
+    dashboard.publisher.send = kafka_down
+    resp = await client.post(label_url, headers=headers, json={"label": "spam", "reason": " 诈骗 "})
+    assert resp.status == 503
+    entries = [json.loads(line) for line in Path(s.audit_log).read_text(encoding="utf-8").splitlines()]
+    assert [(e["action"], e["label"], e["reason"], e["outcome"]) for e in entries] == [
+        ("label", "spam", "诈骗", "failed")]
+    assert "KafkaConnectionError" in entries[0]["error"]

@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 
 from detector import metrics
-from detector.dashboard.actions import InvalidAction, feedback_record, port_action, signature_entry
+from detector.dashboard.actions import (MAX_REASON_CHARS, InvalidAction, feedback_record, port_action,
+                                       signature_entry)
 from detector.dashboard.audit import AuditError, AuditLog
 from detector.dashboard.auth import OperatorAuth
 from detector.dashboard.complaints import ComplaintForwarder
@@ -281,13 +282,13 @@ class Dashboard:
 
     async def act_on_port(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         now_ms = _now_ms()
-        action = port_action(port, str(body.get("kind", "")), operator, str(body.get("reason") or ""), now_ms,
+        action = port_action(port, str(body.get("kind", "")), operator, _reason(body, required=True), now_ms,
                              expires_in_s=_optional_int(body, "expires_in_s"),
                              rate_limit_per_min=_optional_int(body, "rate_limit_per_min"),
                              current=await self._current_state(port))
         if action.previous_state is None:
             action.previous_state = "normal"
-        entry = {"operator": operator, "action": body["kind"], "port": port, "reason": str(body["reason"]).strip(),
+        entry = {"operator": operator, "action": body["kind"], "port": port, "reason": _reason(body, required=True),
                  "state": action.state, "previous_state": action.previous_state,
                  "expires_at_ms": action.expires_at_ms, "rate_limit_per_min": action.rate_limit_per_min}
         try:
@@ -328,40 +329,68 @@ class Dashboard:
     async def set_signatures(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         """Register signatures for a port (签名报备); ``replace`` swaps the whole entry."""
         signatures = signature_entry(port, body.get("signatures"))
-        if not str(body.get("reason") or "").strip():
-            raise InvalidAction("a reason is required")
+        reason = _reason(body, required=True)
         replace = body.get("replace", False)
         if not isinstance(replace, bool):       # bool("false") is True: a string would replace the whole entry
             raise InvalidAction("replace must be true or false (a JSON boolean)")
         await self.store.register_signatures(port, signatures, replace=replace)
         registered = sorted((await self.store.registered_signatures([port])).get(port, ()))
         entry = self.audit.append({"operator": operator, "action": "replace_signatures" if replace else "add_signatures",
-                                   "port": port, "signatures": signatures, "reason": str(body["reason"]).strip(),
+                                   "port": port, "signatures": signatures, "reason": reason,
                                    "outcome": "done"})
         self.broadcast("audit", entry)
         return {"ok": True, "port": port, "registered_signatures": registered, "audit": entry}
 
     async def label_message(self, msg_id: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
-        label = {"spam": 1, "normal": 0, 1: 1, 0: 0, "1": 1, "0": 0}.get(body.get("label"))
+        given = body.get("label")
+        # only strings and whole numbers are looked up: a list or an object is unhashable (that was a 500), and
+        # true would pass for 1
+        label = ({"spam": 1, "normal": 0, 1: 1, 0: 0, "1": 1, "0": 0}.get(given)
+                 if isinstance(given, (str, int)) and not isinstance(given, bool) else None)
         if label is None:
             raise InvalidAction("label must be spam or normal")
+        reason = _reason(body, required=False)
         known = self.live.content_of(msg_id)
         if known is None:
             raise web.HTTPNotFound(text=json.dumps({"error": f"message {msg_id} is not among the recent decisions"}),
                                    content_type="application/json")
         record = feedback_record(msg_id, label, known["content"], operator, _now_ms())
-        await self.publisher.send(self.topics[TOPIC_FEEDBACK], msg_id, record)
-        entry = self.audit.append({"operator": operator, "action": "label", "msg_id": msg_id, "port": known["port"],
-                                   "label": "spam" if label else "normal", "reason": body.get("reason") or None,
-                                   "outcome": "done"})
+        audited = {"operator": operator, "action": "label", "msg_id": msg_id, "port": known["port"],
+                   "label": "spam" if label else "normal", "reason": reason}
+        try:
+            await self.publisher.send(self.topics[TOPIC_FEEDBACK], msg_id, record)
+        except KafkaUnavailable as exc:        # every action is audited, the failed ones too (docs/dashboard.md)
+            self.audit.append({**audited, "outcome": "failed", "error": str(exc)})
+            raise
+        entry = self.audit.append({**audited, "outcome": "done"})
         self.broadcast("audit", entry)
         return {"ok": True, "feedback": record, "audit": entry}
+
+
+def _reason(body: dict[str, Any], *, required: bool) -> str | None:
+    """The request's ``reason``: a string of at most MAX_REASON_CHARS once trimmed (it goes to the audit log and
+    onto the topic; a list used to be stored as its Python text, 60 KB went into the audit log whole)."""
+    value = body.get("reason")
+    if value is None or value == "":
+        if required:
+            raise InvalidAction("a reason is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidAction("reason must be a string")
+    value = value.strip()
+    if required and not value:
+        raise InvalidAction("a reason is required")
+    if len(value) > MAX_REASON_CHARS:
+        raise InvalidAction(f"reason is longer than {MAX_REASON_CHARS} characters")
+    return value or None
 
 
 def _optional_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value in (None, ""):
         return None
+    if isinstance(value, bool):                # JSON true is not 1 second
+        raise InvalidAction(f"{name} must be a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
