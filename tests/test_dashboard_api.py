@@ -391,3 +391,22 @@ async def test_label_and_reason_input_is_checked_and_a_failed_label_is_audited(c
     assert [(e["action"], e["label"], e["reason"], e["outcome"]) for e in entries] == [
         ("label", "spam", "诈骗", "failed")]
     assert "KafkaConnectionError" in entries[0]["error"]
+
+
+async def test_a_port_action_only_on_the_topic_is_written_back_to_redis(client):
+    """After Redis lost data (or an action was taken while it was down) the engine, which reads Redis, would
+    otherwise go on from an older state and override the operator."""
+    s = client.settings
+    store = client.server.app[DASHBOARD].store
+    now = int(time.time() * 1000)
+    older = engine_throttle("10690557", now - 60_000)
+    await store.put_port_state(older)
+    from detector.policy import operator_action
+    block = operator_action("10690557", "block", "alice", "fraud", now_ms=now, current=older)
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_PORT_ACTIONS), [block.as_dict()])
+
+    async def mirrored():
+        return (await store.get_port_states(["10690557"])).get("10690557").state == "block"
+
+    await wait_for(mirrored)
+    assert [a.state for a in await store.port_history("10690557")] == ["block", "throttle"]

@@ -179,6 +179,28 @@ class Dashboard:
         self.states_refreshed_ms = _now_ms()
         for action in states.values():
             self._remember_state(action.as_dict())
+        await self._mirror_newer(states)
+
+    async def _mirror_newer(self, stored: dict[str, PortAction]) -> None:
+        """Write to Redis the port states this process read from the topic that are newer than Redis's own.
+
+        Nothing else writes the topic back to Redis: after Redis lost data, or an operator's action taken while
+        Redis was down, the mirror would keep the older state, and the engine (which reads Redis) would go on
+        from it and override the operator. Only records read from the topic (the last ``lookback`` per
+        partition) are known here; a dashboard that started after an older action was compacted away cannot
+        restore it.
+        """
+        for port, known in list(self.states.items()):
+            current = stored.get(port)
+            if current is not None and current.ts_ms >= int(known.get("ts_ms") or 0):
+                continue
+            try:
+                await self.store.put_port_state(PortAction.from_dict(known))
+            except StateUnavailable:
+                metrics.redis_error()
+                return
+            except (KeyError, TypeError, ValueError) as exc:      # a malformed record from the topic: leave it
+                log.warning("not mirroring a bad port action %r: %s", str(known)[:200], exc)
 
     async def _refresh_states_forever(self) -> None:
         while True:
@@ -299,7 +321,7 @@ class Dashboard:
         redis_note = "ok"
         try:
             await self.store.put_port_state(action)
-        except StateUnavailable as exc:        # the action is on the topic; the mirror catches up from it
+        except StateUnavailable as exc:        # on the topic; refresh_states writes it to Redis once Redis is back
             metrics.redis_error()
             redis_note = f"error: {exc}"[:200]
         record = self.audit.append({**entry, "outcome": "done", "kafka": "ok", "redis": redis_note}, now_ms=now_ms)
