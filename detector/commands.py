@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from detector.errors import ConfigError
 from detector.settings import Settings
 
 
@@ -211,7 +212,11 @@ def register(main: click.Group, bench: click.Group) -> None:
     def signatures_load(path, replace):
         """Load a registry file: one line per port, `PORT<TAB>SIG1,SIG2` (or JSON {port: [sigs]})."""
         import asyncio
-        registry = parse_registry(Path(path).read_text(encoding="utf-8"))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"registry file {path}: not UTF-8: {exc}") from None
+        registry = parse_registry(text, source=path)
 
         async def run():
             store = _store()
@@ -229,6 +234,9 @@ def register(main: click.Group, bench: click.Group) -> None:
     def signatures_add(port, signature):
         """Register SIGNATURE(s) for PORT."""
         import asyncio
+
+        from detector.dashboard.actions import signature_entry
+        signature = signature_entry(port, list(signature))
 
         async def run():
             store = _store()
@@ -256,16 +264,40 @@ def register(main: click.Group, bench: click.Group) -> None:
             click.echo(f"{p}: {', '.join(sorted(found[p])) if p in found else '(no entry: not checked)'}")
 
 
-def parse_registry(text: str) -> dict[str, list[str]]:
+def parse_registry(text: str, source: str = "<text>") -> dict[str, list[str]]:
     """A registry file: JSON ``{port: [signatures]}`` or lines ``PORT<TAB>SIG1,SIG2``; ``#`` comments.
 
-    >>> parse_registry("# port\\tsignatures\\n10690001\\t京东, 京东到家\\n")
+    Every entry is checked (:func:`detector.dashboard.actions.signature_entry`) before anything is written, so a
+    bad file registers nothing; a bad one raises :class:`ConfigError` naming the file.
+
+    >>> parse_registry("# port\\tsignatures\\n10690001\\t京东, 【京东到家】\\n")
     {'10690001': ['京东', '京东到家']}
+    >>> parse_registry('{"10690801": "京东"}', source="reg.json")
+    Traceback (most recent call last):
+    ...
+    detector.errors.ConfigError: registry file reg.json: port 10690801: signatures must be a list of strings, not str
     """
+    from detector.dashboard.actions import InvalidAction, signature_entry
+
     stripped = text.strip()
-    if stripped.startswith("{"):
-        data = json.loads(stripped)
-        return {str(p): [str(s) for s in sigs] for p, sigs in data.items()}
+    if stripped.startswith(("{", "[")):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise ConfigError(f"registry file {source}: not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"registry file {source}: JSON must be an object {{port: [signatures]}}, "
+                              f"not {type(data).__name__}")
+        entries = list(data.items())
+    else:
+        entries = list(_registry_lines(stripped).items())
+    try:
+        return {port: signature_entry(port, sigs) for port, sigs in entries}
+    except InvalidAction as exc:
+        raise ConfigError(f"registry file {source}: {exc}") from None
+
+
+def _registry_lines(stripped: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in stripped.splitlines():
         line = line.strip()

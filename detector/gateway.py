@@ -120,8 +120,8 @@ class Gateway:
     ``burst_s``: a throttled port may send this many seconds of its rate at once.
     ``clock``: wall-clock milliseconds (when local states lapse); injectable for tests.
 
-    Use ``async with Gateway(...) as gw`` (or ``await gw.start()`` / ``await gw.close()``), then
-    ``await gw.allow(port)`` per message. ``apply(action)`` feeds a port action by hand.
+    Use ``async with Gateway(...) as gw`` (or ``await gw.start()`` / ``await gw.close()``), ``await gw.ready()``,
+    then ``await gw.allow(port)`` per message. ``apply(action)`` feeds a port action by hand.
     """
 
     def __init__(self, redis_url: str, *, kafka_bootstrap: str | None = None, topic: str = TOPIC_PORT_ACTIONS,
@@ -141,20 +141,37 @@ class Gateway:
         self._bucket = self.store.redis.register_script(lua_source("leaky_bucket"))
         self._local_buckets: dict[str, LocalBucket] = {}
         self._follower: Any = None
+        self._redis_read = asyncio.Event()      # the port states have been read from Redis once
         self._poller: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Warm start from Redis, then follow port actions. Never fails for lack of Redis or Kafka."""
+        """Warm start from Redis, then follow port actions. Never fails for lack of Redis or Kafka.
+
+        It returns before the topic has been read: ``await ready()`` before answering for real traffic.
+        """
         await self.refresh()
         if self.kafka_bootstrap:
             from detector.dashboard.feeds import TopicFollower     # aiokafka, only when following the topic
-            # A little lookback covers actions published between the Redis read and the assignment;
-            # without the warm start, read the whole (compacted) topic instead.
-            self._follower = TopicFollower(self.kafka_bootstrap, [self.topic], self._on_record,
-                                           lookback=1_000, from_beginning=not self.redis_ok, name="gateway")
+            # A little lookback covers actions published between the Redis read and the assignment; without
+            # the warm start (Redis down, or empty: flushed, or a new instance) read the whole compacted topic.
+            self._follower = TopicFollower(self.kafka_bootstrap, [self.topic], self._on_record, lookback=1_000,
+                                           from_beginning=not self.redis_ok or not self._states, name="gateway")
             self._follower.start()
         self._poller = asyncio.create_task(self._poll(), name="gateway-poll")
+
+    async def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the local copy holds the port states published before :meth:`start`: the topic read
+        up to the end offsets it had then (with Kafka), or one successful read of Redis (polling).
+
+        Until then a blocked port may be answered ``ok``. Returns False if ``timeout`` (seconds) ran out first.
+        """
+        event = self._follower.caught_up if self._follower is not None else self._redis_read
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def close(self) -> None:
         if self._follower is not None:
@@ -218,6 +235,7 @@ class Gateway:
         self.redis_ok = True
         for action in states.values():
             self.apply(action)
+        self._redis_read.set()
 
     def _on_record(self, topic: str, value: dict[str, Any]) -> None:
         if value.get("type") == "port_action" and value.get("port") and value.get("state"):

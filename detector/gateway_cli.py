@@ -45,8 +45,11 @@ def _port_of(line: str) -> str | None:
 @click.option("--states", "show_states", is_flag=True, help="Print the port states the gateway sees and exit.")
 @click.option("--input", "source", type=click.File("r"), default="-", show_default=True,
               help="Sends, one a line: a port, or a JSON object with a port field.")
+@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for the port states published before start (topic read to its end, or "
+                   "Redis read once) before answering; then it answers anyway and says so on stderr.")
 def gateway_cmd(redis_url: str | None, bootstrap: str | None, poll_s: float | None, show_states: bool,
-                source: TextIO) -> None:
+                source: TextIO, ready_timeout: float) -> None:
     """Reference gateway: follow port actions and print what it would do with each send.
 
     Reads one send a line and prints one JSON verdict a line:
@@ -55,14 +58,19 @@ def gateway_cmd(redis_url: str | None, bootstrap: str | None, poll_s: float | No
     settings = Settings.from_env()
     asyncio.run(_run_gateway(redis_url or settings.redis_url,
                              None if poll_s else (bootstrap or settings.kafka_bootstrap),
-                             settings.topic(TOPIC_PORT_ACTIONS), poll_s or 2.0, show_states, source))
+                             settings.topic(TOPIC_PORT_ACTIONS), poll_s or 2.0, show_states, source,
+                             ready_timeout))
 
 
 async def _run_gateway(redis_url: str, bootstrap: str | None, topic: str, poll_s: float, show_states: bool,
-                       source: TextIO) -> None:
+                       source: TextIO, ready_timeout: float = 60.0) -> None:
     from detector.gateway import Gateway
 
     async with Gateway(redis_url, kafka_bootstrap=bootstrap, topic=topic, poll_interval_s=poll_s) as gw:
+        # answering before then would let a blocked port through when Redis was down or empty at start
+        if not await gw.ready(ready_timeout):
+            click.secho(f"smsguard gateway: port states not fully read after {ready_timeout:g} s "
+                        f"(Kafka or Redis unreachable?); answering with what is known", fg="yellow", err=True)
         if show_states:
             for port, action in sorted(gw.states().items()):
                 click.echo(json.dumps(_state_row(action), ensure_ascii=False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +26,23 @@ from detector.settings import Settings
 
 _STATE_STYLE = {"block": "bold red", "throttle": "bold yellow", "watch": "magenta", "normal": "dim",
                 "allowlist": "cyan"}
+
+
+# Control characters (C0, DEL, C1) and bidi marks/overrides: printed raw they move the cursor, clear the screen or
+# reorder the rest of the line, so a note could disguise what the table says. Shown as U+FFFD instead.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(value: Any) -> str:
+    r"""Text from Redis, a decision or an operator, made safe to print: no control or bidi characters, and
+    rich markup escaped (a note with "[/b]" crashed the table, "[red]" restyled it).
+
+    >>> print(_shown("fraud [/b] [red]x\u202e\x1b[2J"))
+    fraud \[/b] \[red]x��[2J
+    """
+    from rich.markup import escape
+
+    return escape(_UNPRINTABLE.sub("\ufffd", str(value)))
 
 
 def _beijing(ts_ms: int | None) -> str:
@@ -74,15 +92,15 @@ def _print_ports(rows: list[dict[str, Any]], live: bool) -> None:
     table.add_column("reasons / note")
     for r in rows:
         state = r.get("state", "normal")
-        cells = [r["port"], f"[{_STATE_STYLE.get(state, '')}]{state}[/]"]
+        cells = [_shown(r["port"]), f"[{_STATE_STYLE.get(state, '')}]{_shown(state)}[/]"]
         if live:
             baseline = r.get("baseline")
             cells += [f"{r['risk']:.2f}", f"{r['rate_now']:.1f}", "—" if baseline is None else f"{baseline:.1f}",
                       f"{r['spam_share']:.0%}", str(r["fan_out"]), str(r["complaints"])]
         reasons = ", ".join(r.get("state_reasons") or [s for s, _ in r.get("top_reasons") or []])
         note = r.get("note")
-        cells += [r.get("decided_by") or "—", _beijing(r.get("since_ms")), _beijing(r.get("expires_at_ms")),
-                  f"{reasons}{' · ' + note if note else ''}"]
+        cells += [_shown(r.get("decided_by") or "—"), _beijing(r.get("since_ms")), _beijing(r.get("expires_at_ms")),
+                  _shown(f"{reasons}{' · ' + note if note else ''}")]
         table.add_row(*cells)
     Console().print(table)
     if not rows:
@@ -91,14 +109,14 @@ def _print_ports(rows: list[dict[str, Any]], live: bool) -> None:
 
 def _print_flagged(decision: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.markup import escape
 
     reasons = ", ".join(r["signal"] for r in decision["reasons"])
     colour = "red" if decision["action"] == "block" else "yellow"
     Console(highlight=False).print(
-        f"{_beijing(decision['ts_ms'])} [{colour}]{decision['action'].upper():5}[/] [cyan]{decision['port']}[/] "
-        f"p={decision['score'] or 0:.2f} risk={decision['risk'] or 0:.1f} {escape(decision['recipient'])} "
-        f"[dim]{escape(reasons)}[/]\n    {escape(decision['content'])}")
+        f"{_beijing(decision['ts_ms'])} [{colour}]{_shown(decision['action'].upper()):5}[/] "
+        f"[cyan]{_shown(decision['port'])}[/] "
+        f"p={decision['score'] or 0:.2f} risk={decision['risk'] or 0:.1f} {_shown(decision['recipient'])} "
+        f"[dim]{_shown(reasons)}[/]\n    {_shown(decision['content'])}")
 
 
 async def _tail_flagged(settings: Settings, lookback: int, count: int | None, as_json: bool) -> None:

@@ -189,11 +189,26 @@ class Policy:
                 since_ms: int | None = None, note: str | None = None) -> PortAction:
         ttl = self.ttl_ms.get(state)
         return PortAction(
-            port=port, ts_ms=now_ms, state=state, reasons=reasons, since_ms=now_ms if since_ms is None else since_ms,
+            port=port, ts_ms=next_ts_ms(current, now_ms), state=state, reasons=reasons, since_ms=now_ms if since_ms is None else since_ms,
             expires_at_ms=now_ms + ttl if ttl else None, decided_by="engine",
             rate_limit_per_min=self.throttle_rate_per_min if state == "throttle" else None,
             previous_state=current.state if current else "normal", note=note,
         )
+
+
+def next_ts_ms(current: PortAction | None, now_ms: int) -> int:
+    """The ``ts_ms`` of a port's next action: its own time, but always after the port's current record.
+
+    ``ts_ms`` orders a port's actions (gateways, the dashboard and ``docs/gateway.md`` keep the largest),
+    and the clocks behind it differ: the engine stamps event time (up to 24 h off the wall clock), operators
+    the wall clock. Without this an operator's block could sort before an engine throttle dated in the
+    future, and an engine action after a release before that release. ``since_ms`` and ``expires_at_ms``
+    stay on the action's own clock.
+
+    >>> next_ts_ms(None, 5), next_ts_ms(PortAction("1069", 9, "block", [], 9, None, "ops"), 5)
+    (5, 10)
+    """
+    return now_ms if current is None else max(now_ms, current.ts_ms + 1)
 
 
 def operator_action(port: str, kind: str, operator: str, reason: str, now_ms: int, expires_in_s: int | None = None,
@@ -208,11 +223,13 @@ def operator_action(port: str, kind: str, operator: str, reason: str, now_ms: in
         raise ConfigError("an operator action needs an operator id")
     state = {"throttle": "throttle", "block": "block", "release": "normal", "allowlist": "normal"}[kind]
     return PortAction(
-        port=port, ts_ms=now_ms, state=state,
+        port=port, ts_ms=next_ts_ms(current, now_ms), state=state,
         reasons=[Reason(f"operator_{kind}", 1.0, 0.0, reason.strip()[:500])],
         since_ms=now_ms, expires_at_ms=now_ms + expires_in_s * 1000 if expires_in_s else None,
         # release returns the port to the engine: it is recorded as the engine's normal state
         decided_by="engine" if kind == "release" else operator,
-        rate_limit_per_min=(rate_limit_per_min or default_rate_per_min) if kind == "throttle" else None,
+        # 0 is a rate (reject everything, docs/gateway.md), not "no rate given"
+        rate_limit_per_min=(default_rate_per_min if rate_limit_per_min is None else rate_limit_per_min)
+        if kind == "throttle" else None,
         previous_state=current.state if current else None, note=f"{kind} by {operator}: {reason.strip()[:500]}",
     )

@@ -303,3 +303,110 @@ async def test_signature_registry_is_editable_through_the_api_and_feeds_the_engi
                               "content": "【淘宝】您的包裹已发出"})
     decision = (await Engine(client.settings, store).process([event])).decisions[0]
     assert any(r.signal == "unregistered_signature" for r in decision.reasons)
+
+
+async def test_an_operator_block_wins_over_an_engine_throttle_dated_in_the_future(client):
+    """A sender clock 1 h fast dates the engine's throttle 1 h ahead; the operator's block must still be newest."""
+    dashboard = client.server.app[DASHBOARD]
+    ahead = engine_throttle("10690556", int(time.time() * 1000) + 3_600_000)
+    await dashboard.store.put_port_state(ahead)
+
+    async def shown_state():
+        rows = (await (await client.get("/api/ports?q=10690556")).json())["ports"]
+        return rows[0]["state"] if rows else None
+
+    assert await wait_for(shown_state) == "throttle"
+    resp = await client.post("/api/ports/10690556/actions", headers={"Authorization": f"Bearer {TOKEN}"},
+                             json={"kind": "block", "reason": "fraud"})
+    assert resp.status == 200, await resp.text()
+    block = (await resp.json())["action"]
+    assert block["ts_ms"] == ahead.ts_ms + 1 and block["since_ms"] < ahead.ts_ms
+    assert await shown_state() == "block"
+    assert (await dashboard.store.get_port_states(["10690556"]))["10690556"].state == "block"
+
+
+async def test_a_throttle_rate_is_kept_at_zero_and_bounded(client):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers,
+                             json={"kind": "throttle", "reason": "stop it", "rate_limit_per_min": 0})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["action"]["rate_limit_per_min"] == 0          # 0 rejects; it is not "the default"
+    for rate in (1e30, 1_000_001, -1):           # 1e30 became a 31-digit integer no int64 field can hold
+        resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers,
+                                 json={"kind": "throttle", "reason": "x", "rate_limit_per_min": rate})
+        assert resp.status == 400, rate
+        assert "1,000,000" in (await resp.json())["error"]
+
+
+async def test_signature_registry_requests_are_checked_before_anything_is_written(client):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    store = client.server.app[DASHBOARD].store
+    for port, body, message in (
+            ("not-a-port", {"signatures": ["京东"], "reason": "报备"}, "port must be"),
+            ("10690001%0A", {"signatures": ["京东"], "reason": "报备"}, "port must be"),
+            ("10690778", {"signatures": ["【】"], "reason": "报备"}, "brackets"),
+            ("10690778", {"signatures": "京东", "reason": "报备"}, "list of strings"),
+            ("10690778", {"signatures": ["京东"], "reason": "报备", "replace": "false"}, "JSON boolean")):
+        resp = await client.post(f"/api/ports/{port}/signatures", headers=headers, json=body)
+        assert resp.status == 400, (port, body)
+        assert message in (await resp.json())["error"]
+    assert await store.registered_signatures(["not-a-port", "10690001\n", "10690778"]) == {}
+    assert not Path(client.settings.audit_log).exists()
+    for replace, expected in ((False, ["京东"]), (False, ["京东", "淘宝"]), (True, ["支付宝"])):
+        sig = expected[-1]
+        resp = await client.post("/api/ports/10690778/signatures", headers=headers,
+                                 json={"signatures": [f"【{sig}】"], "reason": "报备", "replace": replace})
+        assert (await resp.json())["registered_signatures"] == expected
+
+
+async def test_label_and_reason_input_is_checked_and_a_failed_label_is_audited(client):
+    from detector.dashboard.feeds import KafkaUnavailable
+
+    s = client.settings
+    dashboard = client.server.app[DASHBOARD]
+    decision = decide_like_worker(traffic(s.data_dir, int(time.time() * 1000) - 60_000, 60), {SPAM_PORT})[0]
+    dashboard.live.add_decision(decision)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    label_url = f"/api/messages/{decision['msg_id']}/label"
+    for body, message in (({"label": []}, "label must be"), ({"label": {}}, "label must be"),
+                          ({"label": True}, "label must be"),
+                          ({"label": "spam", "reason": "x" * 60_000}, "longer than 500"),
+                          ({"label": "spam", "reason": {"why": "x"}}, "reason must be a string")):
+        resp = await client.post(label_url, headers=headers, json=body)
+        assert resp.status == 400 and resp.content_type == "application/json", body       # was a 500 text/plain
+        assert message in (await resp.json())["error"], body
+    for body, message in (({"kind": "block", "reason": ["fraud"]}, "reason must be a string"),
+                          ({"kind": "block", "reason": "fraud", "expires_in_s": True}, "must be a number")):
+        resp = await client.post(f"/api/ports/{SPAM_PORT}/actions", headers=headers, json=body)
+        assert resp.status == 400 and message in (await resp.json())["error"], body
+    assert not Path(s.audit_log).exists()
+
+    async def kafka_down(*args):
+        raise KafkaUnavailable("could not write to sms.feedback: KafkaConnectionError")
+
+    dashboard.publisher.send = kafka_down
+    resp = await client.post(label_url, headers=headers, json={"label": "spam", "reason": " 诈骗 "})
+    assert resp.status == 503
+    entries = [json.loads(line) for line in Path(s.audit_log).read_text(encoding="utf-8").splitlines()]
+    assert [(e["action"], e["label"], e["reason"], e["outcome"]) for e in entries] == [
+        ("label", "spam", "诈骗", "failed")]
+    assert "KafkaConnectionError" in entries[0]["error"]
+
+
+async def test_a_port_action_only_on_the_topic_is_written_back_to_redis(client):
+    """After Redis lost data (or an action was taken while it was down) the engine, which reads Redis, would
+    otherwise go on from an older state and override the operator."""
+    s = client.settings
+    store = client.server.app[DASHBOARD].store
+    now = int(time.time() * 1000)
+    older = engine_throttle("10690557", now - 60_000)
+    await store.put_port_state(older)
+    from detector.policy import operator_action
+    block = operator_action("10690557", "block", "alice", "fraud", now_ms=now, current=older)
+    await produce(s.kafka_bootstrap, s.topic(TOPIC_PORT_ACTIONS), [block.as_dict()])
+
+    async def mirrored():
+        return (await store.get_port_states(["10690557"])).get("10690557").state == "block"
+
+    await wait_for(mirrored)
+    assert [a.state for a in await store.port_history("10690557")] == ["block", "throttle"]

@@ -69,3 +69,42 @@ async def test_tail_flagged_prints_masked_flagged_decisions(settings):
     pretty = run_cli(s, "tail", "flagged", "--lookback", "1000", "--count", "2")
     assert pretty.returncode == 0, pretty.stderr
     assert SPAM_PORT in pretty.stdout and "classifier" in pretty.stdout
+
+
+def test_ports_table_prints_markup_and_control_characters_as_text(capsys, monkeypatch):
+    """An operator's note is data: "[/b]" crashed the table (MarkupError), "[red]" restyled it, and control or
+    bidi characters reached the terminal."""
+    from detector.ops_cli import _print_ports
+
+    monkeypatch.setenv("COLUMNS", "300")           # one line per row
+    row = {**engine_throttle(SPAM_PORT, 1_731_326_400_000).as_dict(), "state_reasons": ["operator_block"],
+           "decided_by": "ops[/b]", "note": "block by ops: [red]fraud[/red] [/b]\x1b[2J\u202eevil"}
+    _print_ports([row], live=False)
+    out = capsys.readouterr().out
+    assert "[red]fraud[/red] [/b]" in out and "ops[/b]" in out
+    assert "\x1b" not in out and "\u202e" not in out and "\ufffd[2J\ufffdevil" in out
+
+
+def test_signatures_commands_refuse_bad_ports_and_files_before_writing(tmp_path, monkeypatch):
+    """Nothing reaches Redis (there is none here): every entry is checked first, with a message, no traceback."""
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    from detector.services import free_port
+
+    monkeypatch.setenv("SMSGUARD_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    runner = CliRunner()
+    cases = {
+        "not-a-port.txt": ("abc\t京东\n", "port must be 3-24 digits"),
+        "string.json": ('{"10690801": "京东"}', "must be a list of strings"),     # registered 京 and 东
+        "broken.json": ("{bad", "not valid JSON"),
+        "list.json": ("[1, 2]", "must be an object"),                            # registered a port "[1,2]"
+        "brackets.json": ('{"10690801": ["【】"]}', "besides its brackets"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        result = runner.invoke(main, ["signatures", "load", str(tmp_path / name)])
+        assert result.exit_code != 0 and message in result.output, (name, result.output)
+        assert "Traceback" not in result.output and not isinstance(result.exception, ValueError), name
+    result = runner.invoke(main, ["signatures", "add", "abc", "京东"])
+    assert result.exit_code != 0 and "port must be 3-24 digits" in result.output

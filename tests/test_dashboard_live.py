@@ -64,3 +64,16 @@ def test_output_is_masked_and_complaints_are_counted():
     live.add_complaint({"ts": "not a time", "port": "10690001"})
     assert live.port_summary("10690001")["complaints"] == 1
     assert live.totals()["by_action"] == {"block": 1}
+
+
+def test_one_decision_dated_far_ahead_does_not_move_now():
+    """The worker accepts event times up to 24 h ahead: one message 1 h ahead made every other port's volume 0."""
+    wall = T0 + 10 * MINUTE_MS
+    live = LiveStats(clock=lambda: wall)
+    for k in range(20):
+        live.add_decision(decision(k, T0 + 5 * MINUTE_MS + k * 1_000))
+    live.add_decision(decision(99, wall + 3_600_000, port="10690002"))       # a sender clock 1 h fast
+    assert live.now_ms == T0 + 5 * MINUTE_MS + 19_000
+    assert live.port_summary("10690001")["volume"] == 20
+    live.add_decision(decision(100, wall + 30_000, port="10690003"))          # a few seconds fast still counts
+    assert live.now_ms == wall + 30_000 and live.port_summary("10690001")["volume"] == 20

@@ -240,3 +240,56 @@ def test_gateway_processes_share_one_rate(redis_server):
     expected = rate_per_min / 60 * seconds
     assert all(c > 0 for c in counts), counts
     assert abs(sum(counts) - burst_for(rate_per_min, 1.0) - expected) <= 0.1 * expected, counts
+
+
+async def test_an_operator_block_after_an_engine_throttle_dated_in_the_future_is_enforced():
+    """The engine stamps event time (a sender clock 1 h fast), the operator the wall clock: the block still wins."""
+    from detector.policy import Policy, operator_action
+
+    throttle = Policy.load().next_port_state("p", None, 3.0, [], NOW + 3_600_000)
+    block = operator_action("p", "block", "ops-li", "fraud", now_ms=NOW, current=throttle)
+    gw = Gateway(DEAD_REDIS, clock=lambda: NOW)
+    try:
+        assert gw.apply(throttle) and gw.apply(block)
+        assert (await gw.allow("p")).action == REJECT
+    finally:
+        await gw.close()
+
+
+async def block_behind_the_lookback(broker, topic_prefix) -> tuple[str, str]:
+    """A one-partition port-actions topic: a block, then more than the warm-start lookback (1,000) of others."""
+    from detector.simulator import publish
+
+    topic = topic_prefix + TOPIC_PORT_ACTIONS
+    await acreate_topics(broker.bootstrap, [topic], 1, compacted=[topic])
+    blocked = new_port()
+    await publish(broker.bootstrap, topic, [action(blocked, "block").as_dict()] +
+                  [action(new_port(), "watch").as_dict() for _ in range(1_200)])
+    return topic, blocked
+
+
+async def test_ready_waits_for_the_topic_when_redis_is_down_at_start(broker, topic_prefix):
+    """Without the Redis warm start, a blocked port is only known once the topic has been read: ready() says when."""
+    topic, blocked = await block_behind_the_lookback(broker, topic_prefix)
+    gw = Gateway(DEAD_REDIS, kafka_bootstrap=broker.bootstrap, topic=topic, socket_timeout=0.2)
+    try:
+        await gw.start()
+        assert await gw.ready(timeout=30)
+        assert (await gw.allow(blocked)).action == REJECT
+    finally:
+        await gw.close()
+
+
+async def test_an_empty_redis_makes_the_gateway_read_the_whole_topic(broker, redis_server, topic_prefix):
+    """An empty Redis (flushed, a new instance) is no warm start: the 1,000-record lookback would miss the block."""
+    topic, blocked = await block_behind_the_lookback(broker, topic_prefix)
+    store = RedisStore(redis_server.url)
+    await store.redis.flushdb()
+    await store.close()
+    gw = Gateway(redis_server.url, kafka_bootstrap=broker.bootstrap, topic=topic)
+    try:
+        await gw.start()
+        assert await gw.ready(timeout=30)
+        assert (await gw.allow(blocked)).action == REJECT
+    finally:
+        await gw.close()

@@ -150,3 +150,29 @@ def test_policy_file_errors(tmp_path):
     bad.write_text("message: [", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         Policy.load(bad)
+
+
+def test_an_engine_action_after_an_operator_release_sorts_after_it(policy):
+    """Event time lags the wall clock: the engine's next throttle must not be dated before the release."""
+    release = operator_action("1069", "release", "ops", "false positive", now_ms=1_000_000)
+    throttle = policy.next_port_state("1069", release, 3.0, [], 1_000_000 - 3_000)     # a message 3 s old
+    assert throttle.state == "throttle" and throttle.ts_ms == release.ts_ms + 1
+    # since and expiry stay on the engine's own (event-time) clock
+    assert throttle.since_ms == 1_000_000 - 3_000
+    assert throttle.expires_at_ms == 1_000_000 - 3_000 + policy.ttl_ms["throttle"]
+
+
+def test_an_operator_action_sorts_after_an_engine_action_dated_in_the_future(policy):
+    """A sender clock 1 h fast dates the engine's throttle 1 h ahead; the operator's block still comes after it."""
+    now = 10**12
+    throttle = policy.next_port_state("1069", None, 3.0, [], now + 3_600_000)
+    block = operator_action("1069", "block", "ops", "fraud", now_ms=now, expires_in_s=600, current=throttle)
+    assert block.ts_ms == throttle.ts_ms + 1
+    assert (block.since_ms, block.expires_at_ms) == (now, now + 600_000)
+    assert operator_action("1069", "block", "ops", "fraud", now_ms=now).ts_ms == now       # nothing before it
+
+
+def test_an_operator_throttle_to_zero_keeps_its_zero_rate():
+    """0 means reject every message (docs/gateway.md), not "no rate given, take the default"."""
+    assert operator_action("1069", "throttle", "ops", "stop it", now_ms=0, rate_limit_per_min=0).rate_limit_per_min == 0
+    assert operator_action("1069", "throttle", "ops", "slow", now_ms=0).rate_limit_per_min == 60

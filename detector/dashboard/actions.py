@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from detector.errors import SmsGuardError
-from detector.events import PortAction
+from detector.events import PortAction, canonical_signature
 from detector.policy import operator_action
 from detector.privacy import mask_numbers
 
@@ -32,6 +32,9 @@ MAX_REASON_CHARS = 500
 MAX_EXPIRY_S = 30 * 86_400
 # U+0085, U+2028 and U+2029 too: Python's splitlines() breaks lines on them, so readers of the TSV may.
 _CONTROL = re.compile(r"[\t\r\n\x00-\x1f\x7f\x85\u2028\u2029]+")
+#: Far above any port's real rate, and small enough for an int32 field in a gateway written in another language.
+MAX_RATE_PER_MIN = 1_000_000
+_PORT = re.compile(r"[0-9]{3,24}")        # detector/events.py's rule for a port
 
 
 class InvalidAction(SmsGuardError):
@@ -48,14 +51,51 @@ def port_action(port: str, kind: str, operator: str, reason: str, now_ms: int, e
         raise InvalidAction("a reason is required")
     if len(reason) > MAX_REASON_CHARS:
         raise InvalidAction(f"reason is longer than {MAX_REASON_CHARS} characters")
-    if not re.fullmatch(r"[0-9]{3,24}", port or ""):
-        raise InvalidAction("port must be 3-24 digits")
+    check_port(port)
     if expires_in_s is not None and not 0 < expires_in_s <= MAX_EXPIRY_S:
         raise InvalidAction(f"expires_in_s must be between 1 and {MAX_EXPIRY_S}")
-    if rate_limit_per_min is not None and (kind != "throttle" or rate_limit_per_min < 0):
-        raise InvalidAction("rate_limit_per_min is a non-negative rate and only for throttle")
+    if rate_limit_per_min is not None and (kind != "throttle" or not 0 <= rate_limit_per_min <= MAX_RATE_PER_MIN):
+        raise InvalidAction(f"rate_limit_per_min is a rate from 0 to {MAX_RATE_PER_MIN:,} and only for throttle")
     return operator_action(port, kind, operator, reason, now_ms, expires_in_s=expires_in_s,
                            rate_limit_per_min=rate_limit_per_min, current=current)
+
+
+def check_port(port: Any) -> str:
+    """The port, if it is one by the event contract's rule (3-24 ASCII digits, nothing after them).
+
+    >>> check_port("10690001")
+    '10690001'
+    >>> check_port("10690001\\n")
+    Traceback (most recent call last):
+    ...
+    detector.dashboard.actions.InvalidAction: port must be 3-24 digits, not '10690001\\n'
+    """
+    if not isinstance(port, str) or not _PORT.fullmatch(port):
+        raise InvalidAction(f"port must be 3-24 digits, not {str(port)[:40]!r}")
+    return port
+
+
+def signature_entry(port: Any, signatures: Any) -> list[str]:
+    """A port's signature registry entry as an operator or a registry file gives it, checked: the signatures
+    in one spelling (:func:`~detector.events.canonical_signature`). A signature that is nothing but brackets is refused: it
+    would register the port with no signature, and every message of the port would be unregistered.
+
+    >>> signature_entry("10690801", ["【京东】", " 京东到家 ", "［ＪＤ］"])
+    ['京东', '京东到家', 'JD']
+    >>> signature_entry("10690801", "京东")
+    Traceback (most recent call last):
+    ...
+    detector.dashboard.actions.InvalidAction: port 10690801: signatures must be a list of strings, not str
+    """
+    check_port(port)
+    if not isinstance(signatures, list) or not all(isinstance(s, str) for s in signatures):
+        raise InvalidAction(f"port {port}: signatures must be a list of strings, not {type(signatures).__name__}")
+    clean = [canonical_signature(s) for s in signatures]     # the spelling events' signatures are compared in
+    if not clean:
+        raise InvalidAction(f"port {port}: at least one signature is needed")
+    if not all(clean):
+        raise InvalidAction(f"port {port}: every signature needs text besides its brackets and spaces")
+    return clean
 
 
 def feedback_record(msg_id: str, label: int, content: str, who: str, ts_ms: int,

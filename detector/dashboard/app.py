@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 
 from detector import metrics
-from detector.dashboard.actions import InvalidAction, feedback_record, port_action
+from detector.dashboard.actions import (MAX_REASON_CHARS, InvalidAction, feedback_record, port_action,
+                                       signature_entry)
 from detector.dashboard.audit import AuditError, AuditLog
 from detector.dashboard.auth import OperatorAuth
 from detector.dashboard.complaints import ComplaintForwarder
@@ -178,6 +179,28 @@ class Dashboard:
         self.states_refreshed_ms = _now_ms()
         for action in states.values():
             self._remember_state(action.as_dict())
+        await self._mirror_newer(states)
+
+    async def _mirror_newer(self, stored: dict[str, PortAction]) -> None:
+        """Write to Redis the port states this process read from the topic that are newer than Redis's own.
+
+        Nothing else writes the topic back to Redis: after Redis lost data, or an operator's action taken while
+        Redis was down, the mirror would keep the older state, and the engine (which reads Redis) would go on
+        from it and override the operator. Only records read from the topic (the last ``lookback`` per
+        partition) are known here; a dashboard that started after an older action was compacted away cannot
+        restore it.
+        """
+        for port, known in list(self.states.items()):
+            current = stored.get(port)
+            if current is not None and current.ts_ms >= int(known.get("ts_ms") or 0):
+                continue
+            try:
+                await self.store.put_port_state(PortAction.from_dict(known))
+            except StateUnavailable:
+                metrics.redis_error()
+                return
+            except (KeyError, TypeError, ValueError) as exc:      # a malformed record from the topic: leave it
+                log.warning("not mirroring a bad port action %r: %s", str(known)[:200], exc)
 
     async def _refresh_states_forever(self) -> None:
         while True:
@@ -281,14 +304,13 @@ class Dashboard:
 
     async def act_on_port(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         now_ms = _now_ms()
-        known = self.states.get(port)
-        action = port_action(port, str(body.get("kind", "")), operator, str(body.get("reason") or ""), now_ms,
+        action = port_action(port, str(body.get("kind", "")), operator, _reason(body, required=True), now_ms,
                              expires_in_s=_optional_int(body, "expires_in_s"),
                              rate_limit_per_min=_optional_int(body, "rate_limit_per_min"),
-                             current=PortAction.from_dict(known) if known else None)
+                             current=await self._current_state(port))
         if action.previous_state is None:
             action.previous_state = "normal"
-        entry = {"operator": operator, "action": body["kind"], "port": port, "reason": str(body["reason"]).strip(),
+        entry = {"operator": operator, "action": body["kind"], "port": port, "reason": _reason(body, required=True),
                  "state": action.state, "previous_state": action.previous_state,
                  "expires_at_ms": action.expires_at_ms, "rate_limit_per_min": action.rate_limit_per_min}
         try:
@@ -299,7 +321,7 @@ class Dashboard:
         redis_note = "ok"
         try:
             await self.store.put_port_state(action)
-        except StateUnavailable as exc:        # the action is on the topic; the mirror catches up from it
+        except StateUnavailable as exc:        # on the topic; refresh_states writes it to Redis once Redis is back
             metrics.redis_error()
             redis_note = f"error: {exc}"[:200]
         record = self.audit.append({**entry, "outcome": "done", "kafka": "ok", "redis": redis_note}, now_ms=now_ms)
@@ -309,43 +331,88 @@ class Dashboard:
         self.broadcast("audit", record)
         return {"ok": True, "action": action.as_dict(), "audit": record}
 
+    async def _current_state(self, port: str) -> PortAction | None:
+        """The port's newest known record: the new action is stamped after it (``policy.next_ts_ms``).
+
+        Redis may hold a newer one than this process has seen yet (the engine's, just written); while Redis is
+        away the record this process holds has to do.
+        """
+        known = self.states.get(port)
+        current = PortAction.from_dict(known) if known else None
+        try:
+            stored = (await self.store.get_port_states([port])).get(port)
+        except StateUnavailable:
+            metrics.redis_error()
+            return current
+        if stored is not None and (current is None or stored.ts_ms > current.ts_ms):
+            return stored
+        return current
+
     async def set_signatures(self, port: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
         """Register signatures for a port (签名报备); ``replace`` swaps the whole entry."""
-        signatures = body.get("signatures")
-        if not isinstance(signatures, list) or not all(isinstance(s, str) and s.strip() for s in signatures):
-            raise InvalidAction("signatures must be a list of non-empty strings")
-        if not str(body.get("reason") or "").strip():
-            raise InvalidAction("a reason is required")
-        replace = bool(body.get("replace", False))
+        signatures = signature_entry(port, body.get("signatures"))
+        reason = _reason(body, required=True)
+        replace = body.get("replace", False)
+        if not isinstance(replace, bool):       # bool("false") is True: a string would replace the whole entry
+            raise InvalidAction("replace must be true or false (a JSON boolean)")
         await self.store.register_signatures(port, signatures, replace=replace)
         registered = sorted((await self.store.registered_signatures([port])).get(port, ()))
         entry = self.audit.append({"operator": operator, "action": "replace_signatures" if replace else "add_signatures",
-                                   "port": port, "signatures": signatures, "reason": str(body["reason"]).strip(),
+                                   "port": port, "signatures": signatures, "reason": reason,
                                    "outcome": "done"})
         self.broadcast("audit", entry)
         return {"ok": True, "port": port, "registered_signatures": registered, "audit": entry}
 
     async def label_message(self, msg_id: str, operator: str, body: dict[str, Any]) -> dict[str, Any]:
-        label = {"spam": 1, "normal": 0, 1: 1, 0: 0, "1": 1, "0": 0}.get(body.get("label"))
+        given = body.get("label")
+        # only strings and whole numbers are looked up: a list or an object is unhashable (that was a 500), and
+        # true would pass for 1
+        label = ({"spam": 1, "normal": 0, 1: 1, 0: 0, "1": 1, "0": 0}.get(given)
+                 if isinstance(given, (str, int)) and not isinstance(given, bool) else None)
         if label is None:
             raise InvalidAction("label must be spam or normal")
+        reason = _reason(body, required=False)
         known = self.live.content_of(msg_id)
         if known is None:
             raise web.HTTPNotFound(text=json.dumps({"error": f"message {msg_id} is not among the recent decisions"}),
                                    content_type="application/json")
         record = feedback_record(msg_id, label, known["content"], operator, _now_ms())
-        await self.publisher.send(self.topics[TOPIC_FEEDBACK], msg_id, record)
-        entry = self.audit.append({"operator": operator, "action": "label", "msg_id": msg_id, "port": known["port"],
-                                   "label": "spam" if label else "normal", "reason": body.get("reason") or None,
-                                   "outcome": "done"})
+        audited = {"operator": operator, "action": "label", "msg_id": msg_id, "port": known["port"],
+                   "label": "spam" if label else "normal", "reason": reason}
+        try:
+            await self.publisher.send(self.topics[TOPIC_FEEDBACK], msg_id, record)
+        except KafkaUnavailable as exc:        # every action is audited, the failed ones too (docs/dashboard.md)
+            self.audit.append({**audited, "outcome": "failed", "error": str(exc)})
+            raise
+        entry = self.audit.append({**audited, "outcome": "done"})
         self.broadcast("audit", entry)
         return {"ok": True, "feedback": record, "audit": entry}
+
+
+def _reason(body: dict[str, Any], *, required: bool) -> str | None:
+    """The request's ``reason``: a string of at most MAX_REASON_CHARS once trimmed (it goes to the audit log and
+    onto the topic; a list used to be stored as its Python text, 60 KB went into the audit log whole)."""
+    value = body.get("reason")
+    if value is None or value == "":
+        if required:
+            raise InvalidAction("a reason is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidAction("reason must be a string")
+    value = value.strip()
+    if required and not value:
+        raise InvalidAction("a reason is required")
+    if len(value) > MAX_REASON_CHARS:
+        raise InvalidAction(f"reason is longer than {MAX_REASON_CHARS} characters")
+    return value or None
 
 
 def _optional_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value in (None, ""):
         return None
+    if isinstance(value, bool):                # JSON true is not 1 second
+        raise InvalidAction(f"{name} must be a number")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -105,6 +105,10 @@ class TopicFollower(ConsumerLoop):
         self.lag: dict[str, int] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._verified: dict[TopicPartition, tuple[int, int]] = {}
+        #: Set once every partition has been read up to the end it had when first assigned (a gateway must not
+        #: answer before it has seen the states published before it started).
+        self.caught_up = asyncio.Event()
+        self._catch_up_to: dict[TopicPartition, int] = {}
 
     def _consumer(self) -> AIOKafkaConsumer:
         # earliest: when the log went back (a broker that lost its data, retention) read all there is
@@ -129,6 +133,7 @@ class TopicFollower(ConsumerLoop):
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
         for tp in partitions:
+            self._catch_up_to.setdefault(tp, ends[tp])
             if tp in self._positions:               # reconnect: resume where we stopped
                 position = self._positions[tp]
                 if position > ends[tp] and not await self._log_kept(tp, position):
@@ -152,11 +157,21 @@ class TopicFollower(ConsumerLoop):
                             await result
                     self._positions[tp] = record.offset + 1
                     self.records += 1
+            if not self.caught_up.is_set():
+                await self._check_caught_up(consumer)
             if time.monotonic() - last_lag > 5:
                 last_lag = time.monotonic()
                 await self._update_lag(consumer)
             if not batches:
                 await asyncio.sleep(0)
+
+    async def _check_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        # position, not the last record's offset: past the end of tansu's "last batch's first offset + 1" once
+        # the batch is read, and at the end of an empty partition already
+        for tp, end in self._catch_up_to.items():
+            if await consumer.position(tp) < end:
+                return
+        self.caught_up.set()
 
     async def _log_kept(self, tp: TopicPartition, position: int) -> bool:
         """Is the record before our position still there? A broker that lost its log (a restarted

@@ -2,7 +2,10 @@
 
 The dashboard never asks a worker: it reads every partition of the decision topic
 itself, so it sees every port whichever worker decided it. "Now" is the newest event
-time seen, which keeps a replayed recording's numbers the same as they were live.
+time seen, which keeps a replayed recording's numbers the same as they were live; a
+decision dated more than ``MAX_AHEAD_MS`` after the wall clock is counted but does not
+move "now" (the worker accepts event times up to 24 h ahead, and one such message made
+every other port's current numbers zero).
 
 Everything is bounded: per-minute buckets for the last ``HISTORY_MIN`` minutes, a ring of
 recent flagged decisions, a bounded map of recent contents by ``msg_id`` (the label action
@@ -25,6 +28,7 @@ needs the text).
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -40,6 +44,7 @@ RECENT_PER_PORT = 50
 CONTENT_KEEP = 20_000
 RECIPIENTS_PER_MINUTE = 5_000
 FLAGGED_ACTIONS = ("flag", "block")
+MAX_AHEAD_MS = 60_000     # event times this far past the wall clock still move "now" (sender clocks run a bit fast)
 _DIGITS = re.compile(r"[0-9０-９]+(?:\*{2,}[0-9]+)?|\*{2,}")
 
 
@@ -114,8 +119,11 @@ class _Port:
 
 
 class LiveStats:
-    def __init__(self) -> None:
+    """``clock``: wall-clock milliseconds (only to tell a decision dated far ahead); injectable for tests."""
+
+    def __init__(self, clock: Any = None) -> None:
         self.now_ms = 0
+        self._clock = clock or (lambda: time.time() * 1000)
         self.decisions_seen = 0
         self._ports: dict[str, _Port] = {}
         self._flagged: deque[dict[str, Any]] = deque(maxlen=RECENT_FLAGGED)
@@ -129,7 +137,7 @@ class LiveStats:
         if not port or not ts_ms:
             return None
         self.decisions_seen += 1
-        self.now_ms = max(self.now_ms, ts_ms)
+        self._advance(ts_ms)
         m = ts_ms // MINUTE_MS
         if m <= self.now_ms // MINUTE_MS - HISTORY_MIN:
             return None                                  # older than anything we keep
@@ -186,8 +194,13 @@ class LiveStats:
             ts_ms = parse_ts(ts_ms)
         except Exception:          # a malformed complaint is the worker's dead letter, not ours
             return
-        self.now_ms = max(self.now_ms, ts_ms)
+        self._advance(ts_ms)
         self._ports.setdefault(port, _Port()).minute(ts_ms // MINUTE_MS).complaints += 1
+
+    def _advance(self, ts_ms: int) -> None:
+        """Move "now" to ``ts_ms`` when it is later, unless it is dated far ahead of the wall clock."""
+        if ts_ms > self.now_ms and ts_ms <= self._clock() + MAX_AHEAD_MS:
+            self.now_ms = ts_ms
 
     def _prune(self) -> None:
         oldest = self.now_ms // MINUTE_MS - HISTORY_MIN

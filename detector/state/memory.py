@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from detector.events import PortAction
+from detector.events import PortAction, canonical_signature
 from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
                                  StateStore, Window)
 
@@ -289,5 +289,5 @@ class MemoryStore(StateStore):
 
     async def register_signatures(self, port: str, signatures: Iterable[str], *, replace: bool = False) -> None:
         current = set() if replace else set(self._registry.get(port, ()))
-        current.update(s.strip("【】[] ") for s in signatures if s.strip("【】[] "))
+        current.update(c for c in map(canonical_signature, signatures) if c)     # as events' signatures are spelled
         self._registry[port] = frozenset(current)

@@ -87,7 +87,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detector.errors import StateUnavailable
-from detector.events import PortAction
+from detector.events import PortAction, canonical_signature
 from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
                                  StateStore, Window, tag)
 
@@ -527,7 +527,7 @@ class RedisStore(StateStore):
         return {port: frozenset(m for m in members if m != _SIGREG_PRESENT) for port, members in replies if members}
 
     async def register_signatures(self, port: str, signatures: Iterable[str], *, replace: bool = False) -> None:
-        clean = [s.strip("【】[] ") for s in signatures]
+        clean = [canonical_signature(s) for s in signatures]     # as events' signatures are spelled
         key = signature_registry_key(port)
         async with self._reachable():
             pipe = self._redis.pipeline(transaction=True)      # one key: atomic even in a cluster
