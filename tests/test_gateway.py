@@ -268,16 +268,20 @@ async def block_behind_the_lookback(broker, topic_prefix) -> tuple[str, str]:
     return topic, blocked
 
 
-async def test_ready_waits_for_the_topic_when_redis_is_down_at_start(broker, topic_prefix):
-    """Without the Redis warm start, a blocked port is only known once the topic has been read: ready() says when."""
-    topic, blocked = await block_behind_the_lookback(broker, topic_prefix)
-    gw = Gateway(DEAD_REDIS, kafka_bootstrap=broker.bootstrap, topic=topic, socket_timeout=0.2)
+async def assert_knows_the_block_once_ready(gw, blocked):
     try:
         await gw.start()
         assert await gw.ready(timeout=30)
         assert (await gw.allow(blocked)).action == REJECT
     finally:
         await gw.close()
+
+
+async def test_ready_waits_for_the_topic_when_redis_is_down_at_start(broker, topic_prefix):
+    """Without the Redis warm start, a blocked port is only known once the topic has been read: ready() says when."""
+    topic, blocked = await block_behind_the_lookback(broker, topic_prefix)
+    await assert_knows_the_block_once_ready(
+        Gateway(DEAD_REDIS, kafka_bootstrap=broker.bootstrap, topic=topic, socket_timeout=0.2), blocked)
 
 
 async def test_an_empty_redis_makes_the_gateway_read_the_whole_topic(broker, redis_server, topic_prefix):
@@ -286,10 +290,5 @@ async def test_an_empty_redis_makes_the_gateway_read_the_whole_topic(broker, red
     store = RedisStore(redis_server.url)
     await store.redis.flushdb()
     await store.close()
-    gw = Gateway(redis_server.url, kafka_bootstrap=broker.bootstrap, topic=topic)
-    try:
-        await gw.start()
-        assert await gw.ready(timeout=30)
-        assert (await gw.allow(blocked)).action == REJECT
-    finally:
-        await gw.close()
+    await assert_knows_the_block_once_ready(
+        Gateway(redis_server.url, kafka_bootstrap=broker.bootstrap, topic=topic), blocked)
