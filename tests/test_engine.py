@@ -204,6 +204,25 @@ def test_a_port_blasting_marketing_without_unsubscribe_text_is_watched_though_no
     assert "10690002" not in states
 
 
+def test_a_burst_that_lasts_is_still_a_burst_ten_minutes_in():
+    """15/min for 45 minutes, then 150/min: folded whole, the burst minutes raised the baseline's variance so fast
+    that port_burst stopped firing after two minutes (QA); clipped at 3 sd they still count as a burst 8 min in."""
+    import yaml
+    from detector.policy import DEFAULT_POLICY_FILE, Policy
+    config = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
+    config["signals"]["port_burst"]["weight"] = 0.001        # shown on each message, for this test to read
+    eng = Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), Policy(config, "test"))
+    fired = {}
+    for minute in range(55):
+        per_min = 15 if minute < 45 else 150
+        batch = [parser.parse_sms({"msg_id": f"b{minute}-{i}", "ts": T0 + minute * 60_000 + i * 60_000 // per_min,
+                                   "port": "10690011", "recipient": f"139{minute:04d}{i:04d}",
+                                   "content": "【京东】您的订单已发货"}) for i in range(per_min)]
+        decisions = run(eng.process(batch)).decisions
+        fired[minute] = any(r.signal == "port_burst" for r in decisions[-1].reasons)
+    assert not any(fired[m] for m in range(45)) and all(fired[m] for m in range(45, 53)), fired
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)

@@ -94,6 +94,17 @@ async def test_baseline_folds_finished_and_empty_minutes(store, ns):
     assert got[4] == (mean, var, 3, 5)
 
 
+async def test_a_warm_baseline_folds_a_burst_in_clipped_at_three_standard_deviations(store, ns):
+    """40 minutes at 15/min, then 150/min: the burst minute is folded as 15 + 3 sd, in every store alike."""
+    from detector.state.memory import fold_baseline
+    k = tag(ns, "1069", "base")
+    steady = [Baseline(k, T0 + m * 60_000, 15, 0.05) for m in range(40)]
+    got = await store.run([*steady, Baseline(k, T0 + 40 * 60_000, 150, 0.05), Baseline(k, T0 + 41 * 60_000, 0, 0.05)])
+    mean, var, seen, _ = got[40]
+    assert seen == 40 and got[41][:3] == (*fold_baseline(mean, var, seen, 150, 1, 0.05)[:2], 41)
+    assert got[41][0] - mean == pytest.approx(0.05 * 3 * (var + mean + 1.0) ** 0.5)       # clipped, not 0.05 * 135
+
+
 async def test_baseline_long_silence_decays_geometrically(store, ns):
     k = tag(ns, "1069", "base")
     got = await store.run([Baseline(k, T0, 100, 0.05), Baseline(k, T0 + 500 * 60_000, 1, 0.05)])

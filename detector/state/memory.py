@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Iterable, Sequence
 
 from detector.events import PortAction, canonical_signature
@@ -16,15 +18,32 @@ from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounte
                                  StateStore, Window)
 
 
+#: Minutes a baseline folds in whole before bursts are clipped (the signals' default warm-up).
+BASELINE_WARM_MINUTES = 30
+#: After the warm-up a minute counts at most this many standard deviations above the mean.
+BASELINE_CLIP_SD = 3.0
+
+
 def fold_baseline(mean: float, var: float, seen: int, count: float, gap: int, alpha: float) -> tuple[float, float, int]:
     """Fold a finished minute's ``count`` into the EWMA, then ``gap - 1`` empty minutes.
+
+    Once warm, a minute above ``mean + BASELINE_CLIP_SD`` standard deviations (Poisson's included) is folded as
+    if it were at that bound: folded whole, a burst raised the variance so fast that it hid itself within two
+    minutes (QA: a port at 15/min going to 150/min was a burst for one minute, then z < 3). Clipped, a burst
+    that lasts still becomes the new baseline, over some ten minutes instead of two.
 
     The Redis Lua script does exactly this arithmetic; keep them in step.
 
     >>> fold_baseline(0.0, 0.0, 0, 10, 1, 0.5)
     (5.0, 25.0, 1)
+    >>> fold_baseline(15.0, 32.0, 100, 150, 1, 0.05)[:2]        # clipped at 15 + 3 * sqrt(32 + 15 + 1)
+    (16.039230484541328, 50.92)
     """
     diff = count - mean
+    if seen >= BASELINE_WARM_MINUTES:
+        limit = BASELINE_CLIP_SD * math.sqrt(var + mean + 1.0)
+        if diff > limit:
+            diff = limit
     incr = alpha * diff
     mean = mean + incr
     var = (1 - alpha) * (var + diff * incr)

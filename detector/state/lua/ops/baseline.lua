@@ -15,7 +15,8 @@
 -- Returns  {mean, var, seen, count}; mean and var as "%.17g" strings (Lua numbers would be truncated
 --          to integers on the way out).
 --
--- When the event minute moves past the stored minute, the stored minute's count is folded in, then
+-- When the event minute moves past the stored minute, the stored minute's count is folded in (once 30
+-- minutes are seen, at most 3 standard deviations above the mean), then
 -- every empty minute in between; otherwise only the count is incremented (HINCRBY), and mean and var
 -- are answered as stored, unformatted. The arithmetic is exactly detector.state.memory.fold_baseline
 -- (IEEE doubles in the same order); keep the two in step.
@@ -44,6 +45,12 @@ local function baseline(key, a, o)
   if minute > cur then
     local gap = minute - cur
     local diff = count - mean
+    if seen >= 30 then        -- BASELINE_WARM_MINUTES: a warm baseline folds a burst in at most 3 sd above
+      local limit = 3.0 * math.sqrt(var + mean + 1.0)      -- BASELINE_CLIP_SD
+      if diff > limit then
+        diff = limit
+      end
+    end
     local incr = alpha * diff
     mean = mean + incr
     var = (1 - alpha) * (var + diff * incr)
