@@ -80,3 +80,13 @@ def test_the_signature_the_recipient_sees_wins_and_has_one_spelling():
     optout = PARSER.parse_optout({"ts": 1_731_326_000_000, "recipient": "13812345678", "port": "10690001",
                                   "signature": "［ＪＤ］"})
     assert optout.signature == "JD"
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(st.sampled_from("【】[]［］〖〗京东ab \t\n\u3000\x1c"), max_size=24))
+def test_signature_from_content_finds_what_the_whole_pattern_finds(content):
+    """signature_from_content tries the leading half, then the trailing half only for texts that end in a
+    closing bracket; _SIGNATURE, searched whole, is the reference."""
+    from detector.events import _SIGNATURE, canonical_signature, signature_from_content
+    m = _SIGNATURE.search(content)
+    assert signature_from_content(content) == (canonical_signature(m.group(1) or m.group(2)) if m else None)
