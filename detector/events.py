@@ -16,6 +16,7 @@ detector.errors.InvalidEvent: missing required field(s): content, recipient
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -326,16 +327,32 @@ class PortAction:
         )
 
 
+#: Most raw bytes a dead letter carries. Base64 makes them 4/3 larger, and a record over the output topic's
+#: size limit (Kafka's default max.message.bytes is 1 MB, aiokafka's max_request_size too) could never be
+#: produced: the worker would retry it forever and its partition would stop. Longer inputs keep this much,
+#: their length and their sha256; the whole input stays at its source offset.
+DEAD_LETTER_MAX_RAW_BYTES = 131_072
+
+
 def dead_letter(raw: bytes, reason: str, hasher: RecipientHasher, *, topic: str = "", partition: int = -1,
                 offset: int = -1, now_ms: int | None = None) -> dict[str, Any]:
-    """A dead-letter record: the rejected bytes (MSISDNs replaced by their hash), where they came from, why."""
+    """A dead-letter record: the rejected bytes (MSISDNs replaced by their hash), where they came from, why.
+
+    >>> big = dead_letter(b"x" * 1_048_576, "too big", RecipientHasher("k" * 16))
+    >>> len(base64.b64decode(big["raw_b64"])), big["raw_bytes"], big["raw_truncated"], big["raw_sha256"][:12]
+    (131072, 1048576, True, '8f990ba0b577')
+    """
     scrubbed = scrub_msisdns(raw, hasher)
-    return {
+    record = {
         "v": SCHEMA_VERSION, "type": "dead_letter", "reason": reason,
         "source": {"topic": topic, "partition": partition, "offset": offset},
-        "raw_b64": base64.b64encode(scrubbed).decode(), "raw_bytes": len(raw),
+        "raw_b64": base64.b64encode(scrubbed[:DEAD_LETTER_MAX_RAW_BYTES]).decode(), "raw_bytes": len(raw),
         "msisdns_redacted": scrubbed != raw, "received_at_ms": now_ms,
     }
+    if len(scrubbed) > DEAD_LETTER_MAX_RAW_BYTES:
+        record["raw_truncated"] = True
+        record["raw_sha256"] = hashlib.sha256(raw).hexdigest()
+    return record
 
 
 class EventParser:

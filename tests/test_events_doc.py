@@ -90,3 +90,18 @@ def test_dead_letters_never_carry_a_raw_msisdn():
     decoded = base64.b64decode(record["raw_b64"])
     assert b"13912345678" not in decoded and b"138-1234-5678" not in decoded and record["msisdns_redacted"]
     assert hasher("13812345678").encode() in decoded
+
+
+def test_a_dead_letter_stays_under_kafkas_default_record_size_whatever_the_input():
+    """A 1 MB input kept whole becomes 1.4 MB of base64: over Kafka's default max.message.bytes, never produced."""
+    import hashlib
+
+    from detector.events import DEAD_LETTER_MAX_RAW_BYTES, to_json
+    raw = b'{"msg_id": "x", "recipient": "13912345678", "content": "' + b"a" * 1_048_000 + b'"}'
+    record = dead_letter(raw, "event is too large", hasher)
+    assert len(to_json(record)) < 1_000_000
+    assert record["raw_truncated"] and record["raw_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert record["raw_bytes"] == len(raw)
+    decoded = base64.b64decode(record["raw_b64"])
+    assert len(decoded) == DEAD_LETTER_MAX_RAW_BYTES and b"13912345678" not in decoded
+    assert "raw_truncated" not in dead_letter(b"{}", "missing", hasher)
