@@ -37,20 +37,26 @@ Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
 
 # Unsubscribe wording seen in the wild: 回T退订, 退订回T, 拒收请回复R, 回复TD退订, 回N退订, 回0000, 回TD退, 回N不再接收,
-# 不想收到请回复T … A bare 退订 counts too, except where it means cancelling a booking or an order (机票已退订,
-# 退订成功, 退订费): travel and shop notices say that, and an opt-out must not block them.
-_UNSUBSCRIBE = re.compile(r"(回复?|发送?|编辑)?\s*(t|td|r|n|0000|qx|stop)\s*(退订|拒收|取消)|退订回?复?\s*(t|td|r|n)\b|"
-                          r"(回复?|发送?)\s*(t|td|r|n)\s*退(?![款货费出回])|(回复?|发送?)\s*(t|td|r|n)\s*不再(接收|收到)|"
-                          r"不(想|愿|需要)再?(接收|收到).{0,12}?回复?\s*(t|td|r|n)(?![a-z])|"
-                          r"拒收请?回复?\s*(r|t|n)|回复?退订|退订请|取消订阅|"
-                          r"(?<!已)(?<!申请)(?<!成功)退订(?!成功|完成|了|手续|费|款|申请|的(机票|酒店|订单|航班)|机票|酒店|航班|订单)",
+# 不想收到请回复T, 如需屏蔽回复0000, 拒收所有短信直接回复TD, 回复“T”退订 … A bare 退订 counts too, except where it
+# means cancelling a booking or an order (机票已退订, 退订成功, 可免费退订, 退订费): travel and shop notices say that,
+# and an opt-out must not block them.
+_KEY = r"[“”\"'‘’]?(?:t|td|r|n|0000|qx|stop)[“”\"'‘’]?"
+_UNSUBSCRIBE = re.compile(rf"(回复?|发送?|编辑)?\s*{_KEY}\s*(可?退订|拒收|取消|可?屏蔽)|退订.{{0,4}}?回复?\s*{_KEY}(?![a-z])|"
+                          rf"(回复?|发送?)\s*{_KEY}\s*(退(?![款货费出回])|不再(接收|收到))|"
+                          rf"不(想|愿|希望|需要)再?(接收|收到).{{0,12}}?回复?\s*{_KEY}(?![a-z])|"
+                          rf"(拒收|屏蔽).{{0,8}}?回复?\s*{_KEY}(?![a-z])|回复?退订|退订请|取消订阅|"
+                          r"(?<!已)(?<!经)(?<!申请)(?<!成功)(?<!免费)(?<!可)(?<!成功办理)(?<!已办理)"
+                          r"退订(?!成功|完成|了|手续|费|款|申请|规则|业务|政策|的|机票|酒店|航班|订单)",
                           re.I)
-# Wording that sells hard (3: a notice saying it is marketing, whatever it is declared as), that sells (2; also
-# in notices: 领取 your parcel, 活动, 免费), or that only points to a contact, as notices do too (1)
-_STRONG_PROMOTION_CUES = re.compile(r"促销|折起|[0-9一二三四五六七八九]折|抢购|秒杀|大促|双11|双十一|满\d+减|包邮|"
+# Wording that sells hard (3: a text saying it is marketing, whatever it is declared as), that sells (2; also
+# in notices: 领取 your parcel, 活动, 免费), or that only points to a contact, as notices do too (1). A text that
+# reads as a transaction (您双11购买的商品已发货, 已使用优惠券, 尾号…支付) is a notice that mentions a sale: 2 at most.
+_STRONG_PROMOTION_CUES = re.compile(r"促销|折起|[0-9一二三四五六七八九]折(?!叠)|抢购|秒杀|大促|双11|双十一|满\d+减|包邮|"
                                     r"酬宾|清仓|低至|优惠券|领券", re.I)
-_PROMOTION_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折|抢购|秒杀|红包|领取|限时|会员日|大促|双11|双十一|618|"
-                             r"满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
+_TRANSACTION_CUES = re.compile(r"订单|发货|运单|快递|快件|包裹|取件|签收|物流|配送|支付|付款|扣款|扣费|尾号|账户|余额|还款|"
+                               r"账单|交易|消费|预订|预约|到货|退款|出票|航班|入住|购买的|您秒杀|已使用")
+_PROMOTION_CUES = re.compile(r"优惠|促销|特价|折起|[0-9一二三四五六七八九]折(?!叠)|抢购|秒杀|红包|领取|限时|会员日|大促|双11|"
+                             r"双十一|618|满\d+减|包邮|开业|酬宾|惊喜|活动|福利|免费|贷款|楼盘|开盘|招生|回馈|礼包", re.I)
 _CONTACT_CUES = re.compile(r"咨询|热线")
 
 
@@ -59,9 +65,11 @@ def _marketing_cues(folded: str) -> int:
 
     >>> [_marketing_cues(t) for t in ("双11大促,全场5折", "会员积分可免费领取", "详询客服热线", "您的快件已签收")]
     [3, 2, 1, 0]
+    >>> _marketing_cues("您双11购买的商品已发货"), _marketing_cues("您预约的三折叠手机已到货")
+    (2, 0)
     """
     if _PROMOTION_CUES.search(folded):
-        return 3 if _STRONG_PROMOTION_CUES.search(folded) else 2
+        return 3 if _STRONG_PROMOTION_CUES.search(folded) and not _TRANSACTION_CUES.search(folded) else 2
     return 1 if _CONTACT_CUES.search(folded) else 0
 
 
@@ -86,14 +94,14 @@ def _worded_as_code(folded: str) -> bool:
 
 
 def _has_unsubscribe(folded: str) -> bool:
-    """Whether NFKC-folded text offers a way to refuse. Every wording contains 退, 拒收, 取消, 接收 or 收到, and
+    """Whether NFKC-folded text offers a way to refuse. Every wording contains 退, 拒收, 取消, 接收, 收到 or 屏蔽, and
     testing those first skips the regex (slow: optional prefixes tried at every position) for most texts.
 
     >>> _has_unsubscribe("回t退订"), _has_unsubscribe("拒收请回复r"), _has_unsubscribe("您的验证码是1234")
     (True, True, False)
     """
     if "退" not in folded and "拒收" not in folded and "取消" not in folded and "接收" not in folded \
-            and "收到" not in folded:
+            and "收到" not in folded and "屏蔽" not in folded:
         return False
     return _UNSUBSCRIBE.search(folded) is not None
 

@@ -223,6 +223,38 @@ def test_a_burst_that_lasts_is_still_a_burst_ten_minutes_in():
     assert not any(fired[m] for m in range(45)) and all(fired[m] for m in range(45, 53)), fired
 
 
+UNSUBSCRIBE_LINES = ["回TD退订", "回TD退", "退订回T", "如需退订，请回复TD", "拒收请回复R", "回0000退订", "发送TD退订",
+                     "回复N不再接收", "回复QX不再接收", "回复“T”不再接收", "不想收到请回复“T”", "如您不希望再收到，请回复T",
+                     "拒收所有短信直接回复TD", "如需屏蔽，回复0000", "【回复0000可屏蔽】", "回复TD可退订",
+                     "如果您不想收到值机提醒，请发送“TDZJ”办理退订"]
+NOT_UNSUBSCRIBE = ["您的机票已退订成功，退款将在3个工作日内原路退回", "退订费100元", "申请退订", "您已经退订该业务",
+                   "入住前一天18点前可免费退订", "退订规则详见官网", "您退订的业务已生效", "已成功办理退订", "回复T退款",
+                   "请勿回复T退出"]
+
+
+@pytest.mark.parametrize("text", UNSUBSCRIBE_LINES + NOT_UNSUBSCRIBE)
+def test_unsubscribe_lines_seen_in_the_wild_and_cancellations_that_are_not(text):
+    """Real wordings from raw_dev.tsv and the platforms (docs/domain.md); a 退订 that cancels a booking is none."""
+    from detector.engine import _has_unsubscribe
+    from detector.textnorm import nfkc
+    assert _has_unsubscribe(nfkc(text)) is (text in UNSUBSCRIBE_LINES)
+
+
+def test_a_notice_that_mentions_a_sale_stays_a_notice():
+    """QA: declared notifications about an order bought in a sale were flagged at night and blocked after an
+    opt-out once hard-selling words made a text marketing; the transaction wording keeps them notices."""
+    night = T0 + 13 * 3_600_000     # 23:00 China time
+    optout = parser.parse_optout({"ts": night - 60_000, "recipient": "13800000001", "port": "10690001",
+                                  "signature": "京东"})
+    notices = ["【京东】您双11购买的商品已发货，运单号SF123", "【京东】您秒杀的商品已发货",
+               "【京东】您的订单已支付，已使用优惠券抵扣10元", "【京东】您预约的三折叠手机已到货"]
+    events = [parser.parse_sms({"msg_id": f"n{i}", "ts": night + i * 1000, "port": "10690001",
+                                "recipient": "13800000001", "content": text, "category": "notification"})
+              for i, text in enumerate(notices)]
+    for d in run(engine().process([optout, *events])).decisions:
+        assert d.action == "allow" and not d.reasons, d
+
+
 def test_hot_swapped_scorer_scores_the_next_batch():
     eng = engine()
     assert run(eng.process([sms(1, content="加微信")])).decisions[0].score == pytest.approx(0.95)
