@@ -203,7 +203,6 @@ class Engine:
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
-        self._newest_ms = 0                   # the newest event time seen: how old a redelivered msg_id is
         # (name, signal, weight, port weight, hard block): every active signal for a port's last message of the
         # batch, which also judges the port; only those with a message weight for the others
         self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
@@ -266,8 +265,6 @@ class Engine:
         result = EngineResult()
         self._read_only.clear()
         sms = [e for e in events if type(e) is SmsEvent]
-        if sms:
-            self._newest_ms = max(self._newest_ms, max(e.ts_ms for e in sms))
         fresh = await self._claim(sms, result)
         contexts = self._contexts(fresh)
         by_msg = {id(c.event): c for c in contexts}
@@ -458,54 +455,52 @@ class Engine:
         return ops, slots, shared, groups, complaints
 
     async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:
+        """The batch's messages to decide: neither repeated in the batch nor decided by an earlier one.
+
+        A msg_id's mark (``sg:msg:{id}``, a Counter) is 1 once its counters are written (in the same ordered
+        store call) and 2 once its decision is (``_persist``). A mark of 1 is the crash window, a worker that
+        died between the two: the message is decided again with every counter read-only, so it is decided, and
+        counted, exactly once. A mark of 2 is a repeat: it gets the kept decision back while that is kept
+        (``SMSGUARD_DECISION_REPLAY_TTL_S``: its first copy may have died with a worker before delivery), and
+        nothing after that, however late it comes. Replay keeps no decisions: every repeat is a duplicate.
+        """
         if not sms:
             return []
         ttl = int(self.settings.dedup_ttl_s)
         try:        # read-only: a msg_id is marked counted only together with its counters (see process)
-            counted = await self.store.run([Counter(tag("msg", e.msg_id), e.ts_ms, 0, ttl) for e in sms])
+            marks = await self.store.run([Counter(tag("msg", e.msg_id), e.ts_ms, 0, ttl) for e in sms])
         except StateUnavailable:
             result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
-            counted = [0] * len(sms)
-        fresh, seen, claimed_before = [], set(), []
-        for event, times in zip(sms, counted):
+            marks = [0] * len(sms)
+        fresh, seen, decided_before = [], set(), []
+        for event, mark in zip(sms, marks):
             if event.msg_id in seen:
                 result.duplicates.append(event)          # twice in this batch: decided once, right here
-            elif not times:
+                continue
+            seen.add(event.msg_id)
+            if not mark:
                 fresh.append(event)
-                seen.add(event.msg_id)
-            else:
-                claimed_before.append(event)
-                seen.add(event.msg_id)
-        if claimed_before:
-            await self._redeliver(claimed_before, fresh, result)
-        return fresh
-
-    async def _redeliver(self, claimed_before: list[SmsEvent], fresh: list[SmsEvent], result: EngineResult) -> None:
-        """msg_ids counted by an earlier batch: send back the kept decision, or decide them again read-only.
-
-        A worker that died after counting a batch but before keeping its decisions leaves msg_ids counted
-        with nothing kept; they are decided again with every counter read-only (amount 0), so each is
-        decided, and counted exactly once. That can only be told apart from a decision kept and since expired
-        while a kept one would still be live (``SMSGUARD_DECISION_REPLAY_TTL_S`` of event time, as the store
-        expires it): an older msg_id with nothing kept is a late duplicate, and deciding it again would give
-        it a second decision, perhaps a different one. Replay keeps no decisions: every repeat is a duplicate.
-        """
-        keep_ms = int(self.settings.decision_replay_ttl_s) * 1000
-        try:
-            kept = await self.store.run([HashGet(tag("dec", e.msg_id), ("d",)) for e in claimed_before]
-                                        if keep_ms > 0 else [])
-        except StateUnavailable:
-            result.degraded = True
-            result.duplicates.extend(claimed_before)
-            return
-        newest = self._newest_ms
-        for event, (payload,) in zip(claimed_before, kept or [(None,)] * len(claimed_before)):
-            result.duplicates.append(event)
-            if payload:
-                result.redelivered.append(json.loads(payload))
-            elif newest - event.ts_ms < keep_ms:
+            elif mark == 1:                               # counted, never decided: decide, counting nothing
+                result.duplicates.append(event)
                 self._read_only.add(id(event))
                 fresh.append(event)
+            else:
+                decided_before.append(event)
+        if decided_before:
+            await self._redeliver(decided_before, result)
+        return fresh
+
+    async def _redeliver(self, decided_before: list[SmsEvent], result: EngineResult) -> None:
+        """Repeats of decided msg_ids: their kept decisions, to send again, where still kept."""
+        result.duplicates.extend(decided_before)
+        if int(self.settings.decision_replay_ttl_s) <= 0:
+            return
+        try:
+            kept = await self.store.run([HashGet(tag("dec", e.msg_id), ("d",)) for e in decided_before])
+        except StateUnavailable:
+            result.degraded = True
+            return
+        result.redelivered.extend(json.loads(payload) for (payload,) in kept if payload)
 
     def _contexts(self, events: list[SmsEvent]) -> list[MessageContext]:
         if not events:
@@ -650,6 +645,9 @@ class Engine:
         ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
                              d.encode().decode(), keep_s)
                      for d in result.decisions] if keep_s > 0 else []
+        # each msg_id's mark goes from 1 (counted) to 2 (decided): see _claim
+        dedup_s = int(self.settings.dedup_ttl_s)
+        ops += [Counter(tag("msg", d.msg_id), d.ts_ms, 1, dedup_s) for d in result.decisions]
         ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
                 for c, d in zip(contexts, result.decisions)
                 if d.reasons and any(r.signal == "opted_out" for r in d.reasons)]     # most have no reasons
