@@ -28,6 +28,7 @@ import orjson
 
 from detector.errors import InvalidEvent
 from detector.privacy import RecipientHasher, mask_numbers, scrub_msisdns
+from detector.textnorm import INVISIBLE_CHARS, to_simplified
 
 SCHEMA_VERSION = 1
 
@@ -46,10 +47,14 @@ ACTIONS = ("allow", "flag", "block")
 PORT_STATES = ("normal", "watch", "throttle", "block")
 OPTOUT_KEYWORDS = ("T", "TD", "退订", "R", "N", "0000", "STOP", "QX", "取消")
 
-# 【京东】 as the rules write it, and the brackets senders use instead: [京东], full-width ［京东］, 〖京东〗
-_SIGNATURE = re.compile(r"^\s*[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]|[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]\s*$")
-_LEADING_SIGNATURE = re.compile(r"\s*[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]")       # _SIGNATURE's halves, for
-_TRAILING_SIGNATURE = re.compile(r"[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]\s*$")      # signature_from_content
+# 【京东】 as the rules write it, and the brackets senders use instead: [京东], full-width ［京东］, 〖京东〗; spaces and
+# invisible characters (zero-width, BOM, bidi marks: a known dodge) around them do not hide them
+_GAP = rf"[\s{INVISIBLE_CHARS}]*"
+_SIGNATURE = re.compile(rf"^{_GAP}[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]|[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]{_GAP}$")
+_LEADING_SIGNATURE = re.compile(rf"{_GAP}[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]")       # _SIGNATURE's halves, for
+_TRAILING_SIGNATURE = re.compile(rf"[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]{_GAP}$")      # signature_from_content
+_TRAILING_GAP = re.compile(rf"{_GAP}$")
+_INVISIBLE_IN_SIGNATURE = re.compile(f"[{INVISIBLE_CHARS}]")
 _CLOSING_BRACKETS = frozenset("】]］〗")
 _OPENING_BRACKETS = "【[［〖"
 _LEADING_SIGNATURES: dict[str, str | None] = {}      # first 18 characters -> the leading match's text, or None
@@ -147,11 +152,33 @@ def signature_from_content(content: str) -> str | None:
     >>> signature_from_content("〖ＪＤ〗双11大促"), signature_from_content("没有签名") is None
     ('JD', True)
     """
-    # _SIGNATURE.search(content), without trying its trailing half at every position of every message: only a
-    # text whose last visible character closes a bracket can match it (a property test holds the two equal).
+    # _SIGNATURE.search(content): its leading half, else its trailing half (property test: the two agree)
+    matched, leading = _leading_signature(content)
+    return leading if matched else _trailing_signature(content)
+
+
+def signature_of(content: str, declared: str | None) -> str | None:
+    """The signature of a message: the one its recipient sees (:func:`signature_from_content`) over the declared
+    field, which names messages whose signature the gateway adds later; but the declared one when the text
+    ends with it and opens with another bracket (【温馨提示】…【京东】, 【EBM141024001】…【工商银行】).
+
+    >>> signature_of("【淘宝】双11大促", "京东"), signature_of("双11大促", "【京东】"), signature_of("【温馨提示】账单已出【京东】", "京东")
+    ('淘宝', '京东', '京东')
+    """
+    found = signature_from_content(content)
+    if found is None or declared is None:
+        return found if found is not None else canonical_signature(declared)
+    declared = canonical_signature(declared)
+    if declared is None or declared == found:
+        return found
+    return declared if _trailing_signature(content) == declared else found
+
+
+def _leading_signature(content: str) -> tuple[bool, str | None]:
+    """(whether the text opens with a bracketed 2-16 characters, their canonical signature)."""
     if content[:1] in _OPENING_BRACKETS:
-        # A leading signature lies within the first 18 characters, and a few merchants' openings recur on most
-        # messages: remembered by those characters.
+        # It lies within the first 18 characters, and a few merchants' openings recur on most messages:
+        # remembered by those characters.
         head = content[:18]
         found = _LEADING_SIGNATURES.get(head, False)
         if found is False:
@@ -159,18 +186,23 @@ def signature_from_content(content: str) -> str | None:
             if len(_LEADING_SIGNATURES) > 65_536:
                 _LEADING_SIGNATURES.clear()
             found = _LEADING_SIGNATURES[head] = m.group(1) if m else None
-        if found is not None:
-            return canonical_signature(found)
-        m = None
-    else:
-        m = _LEADING_SIGNATURE.match(content)
-    if m is None:
-        if content.rstrip()[-1:] not in _CLOSING_BRACKETS:
+        return found is not None, canonical_signature(found)
+    m = _LEADING_SIGNATURE.match(content)          # spaces or invisible characters before the bracket
+    return m is not None, canonical_signature(m.group(1)) if m else None
+
+
+def _trailing_signature(content: str) -> str | None:
+    """The canonical signature in a closing bracket at the end, tried only where one can be: the regex's
+    trailing half would be tried at every position of every message."""
+    tail = content.rstrip()[-1:]
+    if tail not in _CLOSING_BRACKETS:
+        if not tail or _INVISIBLE_IN_SIGNATURE.match(tail) is None:
             return None
-        m = _TRAILING_SIGNATURE.search(content)
-        if m is None:
+        tail = content[:_TRAILING_GAP.search(content).start()][-1:]
+        if tail not in _CLOSING_BRACKETS:
             return None
-    return canonical_signature(m.group(1))
+    m = _TRAILING_SIGNATURE.search(content)
+    return canonical_signature(m.group(1)) if m else None
 
 
 _CANONICAL_SIGNATURES: dict[str, str | None] = {}
@@ -178,18 +210,22 @@ _CANONICAL_SIGNATURES: dict[str, str | None] = {}
 
 def canonical_signature(value: str | None) -> str | None:
     """One spelling per signature, so opt-outs, the registry and the counters agree: brackets and spaces
-    stripped, full-width forms folded (NFKC: ＪＤ is JD). None when no letter, digit or character is left: a
-    "-" or "/" is how some gateways say "no signature".
+    stripped, invisible characters dropped, full-width forms folded (NFKC: ＪＤ is JD), traditional characters
+    simplified (京東 is 京东). None when no letter, digit or character is left: a "-" or "/" is how some gateways
+    say "no signature".
 
     >>> canonical_signature("【京东】"), canonical_signature(" ［ＪＤ］ "), canonical_signature("【】"), canonical_signature("-")
     ('京东', 'JD', None, None)
+    >>> canonical_signature("淘\u200b宝"), canonical_signature("【京東】")
+    ('淘宝', '京东')
     """
     if not value:
         return None
     known = _CANONICAL_SIGNATURES.get(value, False)
     if known is not False:       # a few merchants send most messages: their spellings are met again and again
         return known
-    folded = unicodedata.normalize("NFKC", value.strip(_SIGNATURE_BRACKETS)).strip(_SIGNATURE_BRACKETS)
+    folded = _INVISIBLE_IN_SIGNATURE.sub("", unicodedata.normalize("NFKC", value))
+    folded = to_simplified(folded.strip(_SIGNATURE_BRACKETS)).strip(_SIGNATURE_BRACKETS)
     if not any(ch.isalnum() for ch in folded):
         folded = None
     if len(_CANONICAL_SIGNATURES) > 65_536:
@@ -453,10 +489,9 @@ class EventParser:
                 and (sp_id is None or (type(sp_id) is str and len(sp_id) <= 64 and "\x00" not in sp_id))
                 and get("ts") is not None and content.strip()):
             ts_ms = self._ts(obj)
-            # The signature the recipient sees (in the content) wins over the declared field: a port registered
-            # for 京东 must not send 【淘宝】 under signature="京东". The field names messages whose signature
-            # the gateway adds later.
-            signature = signature_from_content(content) or canonical_signature(signature)
+            # The signature the recipient sees wins over the declared field (signature_of): a port registered
+            # for 京东 must not send 【淘宝】 under signature="京东".
+            signature = signature_of(content, signature)
             # A few ports, providers and signatures send most messages: one string each, not one per event
             # (replay holds every event of a file at once).
             return SmsEvent(msg_id, ts_ms, intern(port), self.hasher(recipient), content,
@@ -472,7 +507,7 @@ class EventParser:
         if category is not None and category not in CATEGORIES:
             raise InvalidEvent(f"category: {category[:32]!r} is not one of {', '.join(CATEGORIES)}")
         signature = self._str(obj, "signature", optional=True, max_len=32)
-        signature = signature_from_content(content) or canonical_signature(signature)
+        signature = signature_of(content, signature)
         return SmsEvent(
             msg_id=self._str(obj, "msg_id", pattern=_MSG_ID, max_len=128),
             ts_ms=self._ts(obj),

@@ -80,10 +80,17 @@ def test_the_signature_the_recipient_sees_wins_and_has_one_spelling():
     optout = PARSER.parse_optout({"ts": 1_731_326_000_000, "recipient": "13812345678", "port": "10690001",
                                   "signature": "［ＪＤ］"})
     assert optout.signature == "JD"
+    # second QA pass: invisible characters and traditional characters hid the signature; a leading bracket
+    # that is no merchant (【温馨提示】, 【EBM141024001】) beat the declared one the text ends with
+    assert signature("\u200b【淘宝】双11大促", "京东") == signature("\ufeff【淘宝】双11大促") == "淘宝"
+    assert signature("【淘\u200b宝】双11大促") == signature("【淘寶】双11大促") == "淘宝"
+    assert signature("双11大促【淘宝】\u200b") == "淘宝"
+    assert signature("【EBM141024001】您的账户余额变动【工商银行】", "工商银行") == "工商银行"
+    assert signature("【EBM141024001】您的账户余额变动【工商银行】", "京东") == "EBM141024001"
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.text(st.sampled_from("【】[]［］〖〗京东ab- \t\n\u3000\x1c"), max_size=24))
+@given(st.text(st.sampled_from("【】[]［］〖〗京东ab- \t\n\u3000\x1c\u200b\ufeff"), max_size=24))
 @example("【--】促销【京东】")       # the leading match is no signature: the answer is None, not the trailing one
 def test_signature_from_content_finds_what_the_whole_pattern_finds(content):
     """signature_from_content tries the leading half, then the trailing half only for texts that end in a
