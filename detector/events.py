@@ -366,7 +366,7 @@ class PortAction:
 #: Most raw bytes a dead letter carries. Base64 makes them 4/3 larger, and a record over the output topic's
 #: size limit (Kafka's default max.message.bytes is 1 MB, aiokafka's max_request_size too) could never be
 #: produced: the worker would retry it forever and its partition would stop. Longer inputs keep this much,
-#: their length and their sha256; the whole input stays at its source offset.
+#: their length and the sha256 of the whole redacted input; the whole input stays at its source offset.
 DEAD_LETTER_MAX_RAW_BYTES = 131_072
 
 
@@ -387,7 +387,7 @@ def dead_letter(raw: bytes, reason: str, hasher: RecipientHasher, *, topic: str 
     }
     if len(scrubbed) > DEAD_LETTER_MAX_RAW_BYTES:
         record["raw_truncated"] = True
-        record["raw_sha256"] = hashlib.sha256(raw).hexdigest()
+        record["raw_sha256"] = hashlib.sha256(scrubbed).hexdigest()     # of what is kept: no number leaks
     return record
 
 
