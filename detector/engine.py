@@ -275,9 +275,12 @@ class Engine:
         ops, slots, shared, groups, complaints = self._build_ops(events, by_msg, last_of_port)
         # The msg_id is marked counted last, in the same ordered call as its counters: a worker that dies
         # before this call leaves nothing marked, and the redelivered message is simply counted then.
+        # A store that dies with this process (replay) has no crash window: the mark says "decided" at once,
+        # and _persist has nothing to add (one op less per message).
         dedup_s = int(self.settings.dedup_ttl_s)
         read_only = self._read_only
-        ops.extend(Counter(tag("msg", ctx.event.msg_id), ctx.event.ts_ms, 1, dedup_s)
+        mark = 1 if self.store.outlives_process else 2
+        ops.extend(Counter(tag("msg", ctx.event.msg_id), ctx.event.ts_ms, mark, dedup_s)
                    for ctx in contexts if id(ctx.event) not in read_only)
         read_only.clear()
         states: dict[str, PortAction] = {}
@@ -645,9 +648,9 @@ class Engine:
         ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
                              d.encode().decode(), keep_s)
                      for d in result.decisions] if keep_s > 0 else []
-        # each msg_id's mark goes from 1 (counted) to 2 (decided): see _claim
-        dedup_s = int(self.settings.dedup_ttl_s)
-        ops += [Counter(tag("msg", d.msg_id), d.ts_ms, 1, dedup_s) for d in result.decisions]
+        if self.store.outlives_process:     # each msg_id's mark goes from 1 (counted) to 2 (decided): see _claim
+            dedup_s = int(self.settings.dedup_ttl_s)
+            ops += [Counter(tag("msg", d.msg_id), d.ts_ms, 1, dedup_s) for d in result.decisions]
         ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
                 for c, d in zip(contexts, result.decisions)
                 if d.reasons and any(r.signal == "opted_out" for r in d.reasons)]     # most have no reasons

@@ -294,7 +294,7 @@ def test_kept_decisions_expire(monkeypatch):
 def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice():
     """The crash window: a worker claimed a batch, counted it, and died before keeping its decisions."""
     from detector.state.base import Counter, FieldCounters, Window, tag
-    store = MemoryStore()
+    store = MemoryStore(outlives_process=True)      # as Redis: a worker can die and its counts stay
     crashed = [sms(i, content="加微信领红包") for i in range(20)]
     half_done = engine(store)
 
@@ -320,7 +320,7 @@ def test_claimed_but_never_kept_msg_ids_are_decided_again_without_counting_twice
 def test_a_crash_window_message_is_decided_however_late_its_redelivery_comes():
     """QA: when "late" was judged by the newest event time seen, a restart with a backlog (or one event dated
     ahead) turned every crash-window redelivery into a dropped duplicate. The mark says it: counted, not decided."""
-    store = MemoryStore()
+    store = MemoryStore(outlives_process=True)      # as Redis: a worker can die and its counts stay
     crashed = engine(store)
 
     async def died_before_persisting(*args):
@@ -339,7 +339,7 @@ def test_a_crash_window_message_is_decided_however_late_its_redelivery_comes():
 def test_a_msg_id_is_marked_counted_in_the_same_call_as_its_counters():
     """A worker that dies before that call leaves nothing marked: the redelivered message is counted then."""
     from detector.state.base import Counter, Window, tag
-    store = MemoryStore()
+    store = MemoryStore(outlives_process=True)      # as Redis: a worker can die and its counts stay
     calls = []
     real_run = store.run
 

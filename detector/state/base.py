@@ -132,6 +132,10 @@ class StateStore(abc.ABC):
 
     #: False while the backend cannot be reached (the engine then marks signals degraded).
     healthy: bool = True
+    #: Whether the state outlives the process using it (Redis does; an in-process store dies with its worker or
+    #: replay). Only then can a worker die between counting a message and keeping its decision while the
+    #: count survives, so only then does the engine mark the two steps apart (see Engine._claim).
+    outlives_process: bool = True
 
     @abc.abstractmethod
     async def run(self, ops: Sequence[Op]) -> list[Any]:

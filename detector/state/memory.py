@@ -97,7 +97,9 @@ def _expired(entry: int, now_ms: int) -> bool:
 class MemoryStore(StateStore):
     """Dicts keyed like the Redis keys. Expiry runs on event time, pruned every ``prune_every`` ops."""
 
-    def __init__(self, prune_every: int = 200_000):
+    def __init__(self, prune_every: int = 200_000, *, outlives_process: bool = False):
+        # True only for tests that hand one store to several engines to play a worker that died and restarted
+        self.outlives_process = outlives_process
         self._windows: dict[str, list] = {}
         self._window_ttl: dict[str, int] = {}
         self._baselines: dict[str, list[float]] = {}
