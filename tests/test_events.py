@@ -89,9 +89,20 @@ def test_the_signature_the_recipient_sees_wins_and_has_one_spelling():
     assert signature("【EBM141024001】您的账户余额变动【工商银行】", "京东") == "EBM141024001"
 
 
-@settings(max_examples=600, deadline=None)
-@given(st.text(st.sampled_from("【】[]［］〖〗京东ab- \t\n\u3000\x1c\u200b\ufeff"), max_size=24))
+_SIGNATURE_PIECES = st.lists(st.sampled_from(["【", "】", "[", "]", "［", "］", "〖", "〗", "京", "东", "京东", "ab", "-", " ",
+                                              "\t\n", "\u3000", "\x1c", "\u200b", "\ufeff", "0123456789"]),
+                             max_size=12).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_SIGNATURE_PIECES, st.text(st.sampled_from("【】[]［］〖〗京东ab- \t\n\u3000\x1c\u200b\ufeff"),
+                                            max_size=24)))
 @example("【--】促销【京东】")       # the leading match is no signature: the answer is None, not the trailing one
+@example("【京】促销")               # one character is no signature
+@example("【京东〗促销")             # any closing bracket closes
+@example("【京]东】促销")            # the first closing bracket closes...
+@example("【京东〗促销】")
+@example("【京东］促销】")
 def test_signature_from_content_finds_what_the_whole_pattern_finds(content):
     """signature_from_content tries the leading half, then the trailing half only for texts that end in a
     closing bracket; _SIGNATURE, searched whole, is the reference."""
