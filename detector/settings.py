@@ -54,7 +54,7 @@ SETTINGS: list[Setting] = [
     Setting("SMSGUARD_RECIPIENT_SECRET", DEFAULT_SECRET,
             "HMAC-SHA256 key that replaces recipients' MSISDNs at ingress. Required (not the default) when SMSGUARD_ENV=production."),
     Setting("SMSGUARD_OPERATOR_TOKENS", "",
-            "Comma-separated operator tokens as 'operator_id:token'. Without one the dashboard is read-only."),
+            "Comma-separated operator tokens as 'operator_id:token' (16+ characters, one per operator). Without one the dashboard is read-only."),
     Setting("SMSGUARD_MODELS_DIR", "models", "Model registry directory (artifacts, manifests, the promoted pointer)."),
     Setting("SMSGUARD_MODEL_RELOAD_S", 2.0, "How often a worker checks the registry for a promote/rollback (seconds).",
             minimum=0.1),
@@ -169,6 +169,10 @@ class Settings:
             operator, sep, token = item.partition(":")
             if not sep or not operator or not token:
                 raise ConfigError("SMSGUARD_OPERATOR_TOKENS entries look like 'operator_id:token'")
+            if token in tokens:     # one token, two operators: the audit log would name the wrong one
+                raise ConfigError(f"SMSGUARD_OPERATOR_TOKENS: operators {tokens[token]!r} and {operator!r} share a token")
+            if len(token) < 16:
+                raise ConfigError(f"SMSGUARD_OPERATOR_TOKENS: {operator!r}'s token is shorter than 16 characters")
             tokens[token] = operator
         return tokens
 

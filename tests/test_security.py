@@ -235,3 +235,15 @@ def test_a_tampered_copy_of_the_promoted_model_is_refused(good_model):
         f.write(b"appended")
     with pytest.raises(ModelError):
         registry.load_promoted()
+
+
+@pytest.mark.parametrize("tokens, message", [
+    ("alice:tok-0123456789abcdef,bob:tok-0123456789abcdef", "share a token"),
+    ("alice:short", "shorter than 16"),
+])
+def test_operator_tokens_are_one_per_operator_and_not_guessable(tokens, message):
+    """QA: two operators with one token made the audit log name whichever came last; a short token can be guessed."""
+    from detector.errors import ConfigError
+    from detector.settings import Settings
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"SMSGUARD_OPERATOR_TOKENS": tokens}).operator_tokens()
