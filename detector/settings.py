@@ -56,6 +56,10 @@ SETTINGS: list[Setting] = [
     Setting("SMSGUARD_OPERATOR_TOKENS", "",
             "Comma-separated operator tokens as 'operator_id:token' (16+ characters, one per operator). Without one the dashboard is read-only."),
     Setting("SMSGUARD_MODELS_DIR", "models", "Model registry directory (artifacts, manifests, the promoted pointer)."),
+    Setting("SMSGUARD_SHUTDOWN_TIMEOUT_S", 30.0,
+            "Longest a worker may take to stop after SIGTERM/SIGINT before it exits anyway (code 1): with the broker "
+            "gone, faust's consumer can wait for it forever. Nothing is lost: batches are acknowledged only once "
+            "delivered, so a batch in flight is read again.", minimum=1),
     Setting("SMSGUARD_MODEL_RELOAD_S", 2.0, "How often a worker checks the registry for a promote/rollback (seconds).",
             minimum=0.1),
     Setting("SMSGUARD_POLICY_FILE", "", "Policy config (YAML). Empty: the packaged default detector/policy.default.yaml."),

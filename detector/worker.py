@@ -27,7 +27,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,6 +430,30 @@ def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = En
     return app
 
 
+class _BoundedShutdownWorker(faust.Worker):
+    """faust's worker, but a stop that outlasts ``shutdown_timeout_s`` ends the process anyway.
+
+    With the broker gone, faust's consumer thread waits for it while stopping, and the process never exits
+    (found by QA; an orchestrator would have to SIGKILL it). Exiting then is a crash like any other: batches
+    are acknowledged only once their outputs are delivered, so whatever was in flight is read again.
+    """
+
+    shutdown_timeout_s = 30.0
+
+    def _schedule_shutdown(self, signal) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(self.shutdown_timeout_s, _exit_now, (self.shutdown_timeout_s,))
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_now(timeout_s: float) -> None:
+    log.error("worker did not stop within SMSGUARD_SHUTDOWN_TIMEOUT_S; exiting", extra={"timeout_s": timeout_s})
+    logging.shutdown()
+    os._exit(1)
+
+
 def run_worker(settings: Settings) -> None:
     """``smsguard worker``: run the app until SIGTERM/SIGINT (faust's worker handles the signals)."""
     from detector.logs import configure_logging
@@ -435,8 +461,9 @@ def run_worker(settings: Settings) -> None:
     settings.check_production()
     configure_logging(settings)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=str(settings.log_level).upper(), override_logging=False, quiet=True,
-                          redirect_stdouts=False)
+    worker = _BoundedShutdownWorker(app, loglevel=str(settings.log_level).upper(), override_logging=False,
+                                    quiet=True, redirect_stdouts=False)
+    worker.shutdown_timeout_s = float(settings.shutdown_timeout_s)
     worker.spinner = None       # its terminal escapes would land in the (JSON) log stream
     log.info("worker starting", extra={"app_id": settings.app_id, "outbound": settings.topic(TOPIC_OUTBOUND)})
     try:

@@ -253,3 +253,19 @@ async def test_broker_restarted_empty_the_worker_survives_and_decides_new_traffi
         missing = wanted - run.outputs.payloads.keys()
         run.assert_alive(worker)
         assert not missing, f"{len(missing)} of {len(wanted)} sent after the restart undecided:\n{worker.log_tail()}"
+
+
+async def test_sigterm_with_the_broker_gone_exits_within_the_shutdown_timeout(settings, own_broker, tmp_path):
+    """QA: with its broker gone, a worker's stop waits on faust's consumer thread (61 s here; longer elsewhere).
+    SMSGUARD_SHUTDOWN_TIMEOUT_S bounds it; nothing is lost, as batches are acknowledged only once delivered."""
+    s = _fast(settings, kafka_bootstrap=own_broker.bootstrap, shutdown_timeout_s=4.0)
+    async with LiveRun(s, tmp_path, seed=16) as run:
+        worker = await run.steady_worker(seconds=2)
+        await run.outputs.stop()
+        await asyncio.to_thread(own_broker.stop)
+        await asyncio.sleep(2)
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.proc.wait, 30)
+        assert time.monotonic() - started < 15, worker.log_tail()
+        assert code in (0, 1), worker.log_tail()
