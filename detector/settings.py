@@ -34,6 +34,8 @@ class Setting:
     # a TTL of 0 remembers nothing) stops the process at start instead
     minimum: float | None = None
     maximum: float | None = None
+    # the only values a text setting may take (None: any): "prod" for "production" must not run as development
+    choices: tuple[str, ...] | None = None
 
     @property
     def attr(self) -> str:
@@ -44,7 +46,7 @@ SETTINGS: list[Setting] = [
     Setting("SMSGUARD_ENV", "development",
             "development | production. In production SMSGUARD_RECIPIENT_SECRET (the recipient HMAC secret) must be "
             "set to 16+ characters; operator tokens stay optional: without them the dashboard is read-only "
-            "(operator actions are refused)."),
+            "(operator actions are refused).", choices=("development", "production")),
     Setting("SMSGUARD_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."),
     Setting("SMSGUARD_REDIS_URL", "redis://localhost:6379/0", "Redis URL for port signals, port states and the gateway buckets."),
     Setting("SMSGUARD_APP_ID", "smsguard-detector", "Kafka consumer group / faust app id of the detector workers."),
@@ -89,9 +91,11 @@ SETTINGS: list[Setting] = [
             minimum=1),
     Setting("SMSGUARD_DEFAULT_TZ_OFFSET_H", 8, "Recipient-local UTC offset for quiet hours when unknown (China: +8).",
             minimum=-12, maximum=14),
-    Setting("SMSGUARD_BROKER_SESSION_TIMEOUT_S", 10.0, "Kafka consumer session timeout; keep low in dev and tests.",
+    Setting("SMSGUARD_BROKER_SESSION_TIMEOUT_S", 10.0,
+            "Kafka consumer session timeout; keep low in dev and tests: the dev broker (tansu) holds a group's first "
+            "join for half of it.",
             minimum=1),
-    Setting("SMSGUARD_BROKER_REBALANCE_TIMEOUT_S", 10.0, "Kafka rebalance timeout; the first group join waits this long.",
+    Setting("SMSGUARD_BROKER_REBALANCE_TIMEOUT_S", 10.0, "Kafka rebalance timeout: how long a member may take to rejoin during a rebalance.",
             minimum=1),
     Setting("SMSGUARD_WORKER_WEB_PORT", 6066, "Port of a worker's web server (/metrics, health).",
             minimum=0, maximum=65_535),
@@ -109,6 +113,8 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 def _coerce(setting: Setting, raw: str) -> Any:
     kind = type(setting.default)
     if kind is str:
+        if setting.choices is not None and raw not in setting.choices:
+            raise ConfigError(f"{setting.name}: expected one of {', '.join(setting.choices)}, got {raw!r}")
         return raw
     try:
         if kind is bool:

@@ -34,9 +34,9 @@ _apt_install_missing() {
     local sudo=()
     [[ "$(id -u)" -eq 0 ]] || sudo=(sudo)
     _say "installing ${missing[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    # given to apt-get itself: sudo clears the environment, and a prompt would stop an unattended run
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 _venv_ready() {

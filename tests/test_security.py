@@ -247,3 +247,11 @@ def test_operator_tokens_are_one_per_operator_and_not_guessable(tokens, message)
     from detector.settings import Settings
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({"SMSGUARD_OPERATOR_TOKENS": tokens}).operator_tokens()
+
+
+def test_an_environment_name_other_than_development_or_production_is_refused():
+    """QA: SMSGUARD_ENV=prod ran silently as development, with the development secret allowed."""
+    from detector.errors import ConfigError
+    from detector.settings import Settings
+    with pytest.raises(ConfigError, match="SMSGUARD_ENV: expected one of development, production"):
+        Settings.from_env({"SMSGUARD_ENV": "prod"})
