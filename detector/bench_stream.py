@@ -898,7 +898,7 @@ def run_baseline(kind: str) -> None:
 class NullEngine(Engine):
     """The ``shell`` baseline's engine: allows every message, reads and writes no state, scores nothing."""
 
-    async def process(self, events: Sequence[Any]) -> EngineResult:
+    async def process(self, events: Sequence[Any], *, clock_ms: int | None = None) -> EngineResult:
         result = EngineResult()
         version = self.scorer.version
         result.decisions = [Decision(e.msg_id, e.port, e.ts_ms, "allow", 0.0, 0.0, [], "normal", version,

@@ -203,6 +203,7 @@ class Engine:
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
+        self._clock_cap_ms: int | None = None  # process(clock_ms=): the latest time port states are judged at
         # (name, signal, weight, port weight, hard block): every active signal for a port's last message of the
         # batch, which also judges the port; only those with a message weight for the others
         self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
@@ -261,7 +262,12 @@ class Engine:
         self._explanations.clear()
 
     # -- the batch ---------------------------------------------------------------------------------
-    async def process(self, events: Sequence[Event]) -> EngineResult:
+    async def process(self, events: Sequence[Event], *, clock_ms: int | None = None) -> EngineResult:
+        """Decide a micro-batch. Windows, rates and expiries run on event time; ``clock_ms`` (the live worker's
+        clock when it read the batch) caps the time port states are judged at, so that one message stamped
+        hours ahead (within SMSGUARD_MAX_CLOCK_SKEW_S) cannot expire an operator's block or an engine state
+        early. Replay passes none: there, event time is the only clock, and the output stays deterministic."""
+        self._clock_cap_ms = clock_ms
         result = EngineResult()
         self._read_only.clear()
         sms = [e for e in events if type(e) is SmsEvent]
@@ -619,10 +625,12 @@ class Engine:
                           complaints: dict[int, dict[str, Any]], states: dict[str, PortAction]) -> list[PortAction]:
         """Port state changes of this batch (``states`` is updated in place)."""
         changes: list[PortAction] = []
+        cap = self._clock_cap_ms
         for port, (ts_ms, reasons) in port_reasons.items():
             risk = sum(r.value * r.weight for r in reasons)
             reasons.sort(key=lambda r: -r.value * r.weight)
-            change = self.policy.next_port_state(port, states.get(port), risk, reasons, ts_ms)
+            when = ts_ms if cap is None or ts_ms <= cap else cap
+            change = self.policy.next_port_state(port, states.get(port), risk, reasons, when)
             if change is not None:
                 states[port] = change
                 changes.append(change)
@@ -635,8 +643,9 @@ class Engine:
             if fired is None:
                 continue
             reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
+            when = event.ts_ms if cap is None or event.ts_ms <= cap else cap
             change = self.policy.next_port_state(event.port, states.get(event.port), fired.value * reason.weight,
-                                                 [reason], event.ts_ms, escalate_only=True)
+                                                 [reason], when, escalate_only=True)
             if change is not None:
                 states[event.port] = change
                 changes.append(change)

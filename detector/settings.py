@@ -169,7 +169,7 @@ class Settings:
         """Refuse to run in production on development defaults."""
         if self.env != "production":
             return
-        if self.recipient_secret == DEFAULT_SECRET or len(self.recipient_secret) < 16:
+        if self.recipient_secret == DEFAULT_SECRET or len(self.recipient_secret.strip()) < 16:     # 16 spaces: no
             raise ConfigError("SMSGUARD_ENV=production needs SMSGUARD_RECIPIENT_SECRET set to a secret of 16+ characters")
 
     def operator_tokens(self) -> dict[str, str]:

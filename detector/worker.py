@@ -132,7 +132,7 @@ class BatchProcessor:
             return out
         try:
             async with self._lock:
-                result: EngineResult = await self.engine.process(valid)
+                result: EngineResult = await self.engine.process(valid, clock_ms=received)
         except Exception as exc:  # the worker loop is an edge: keep the events, say why, go on
             log.exception("engine failed on a batch; its events go to the dead-letter topic",
                           extra={"topic": kind, "events": len(valid), "error": type(exc).__name__})

@@ -113,6 +113,23 @@ def test_operator_block_blocks_every_message_and_the_engine_cannot_lift_it():
     assert all([r.signal for r in d.reasons] == ["port_blocked"] for d in result.decisions)
 
 
+def test_a_message_stamped_hours_ahead_cannot_lift_an_operators_block_in_the_live_worker():
+    """QA: one message dated 3 h ahead (inside SMSGUARD_MAX_CLOCK_SKEW_S) expired an operator's 2-hour block at
+    once, because port states were judged at the message's event time. The worker caps it at its own clock."""
+    store = MemoryStore()
+    run(store.put_port_state(operator_action("10690001", "block", "ops-li", "fraud", now_ms=T0, expires_in_s=7200)))
+    ahead = parser.parse_sms({"msg_id": "f1", "ts": T0 + 3 * 3_600_000, "port": "10690001",
+                              "recipient": "13800000001", "content": "【京东】您的订单已发货"})
+    live = run(engine(store).process([ahead], clock_ms=T0 + 5_000))
+    assert live.decisions[0].action == "block" and not live.port_actions
+    after = run(engine(store).process([sms(7)], clock_ms=T0 + 10_000))
+    assert after.decisions[0].action == "block"
+    # replay has no other clock than event time: there the same message is past the block's expiry
+    ahead.msg_id = "f2"
+    replayed = run(engine(store).process([ahead]))
+    assert [a.state for a in replayed.port_actions] == ["normal"]
+
+
 def test_optout_earlier_in_the_same_batch_blocks_the_marketing_after_it():
     optout = parser.parse_optout({"ts": T0 + 500, "recipient": "13800000001", "port": "10690001", "signature": "京东"})
     promo = "【京东】双11全场五折，回T退订"
