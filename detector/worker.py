@@ -43,7 +43,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from detector import metrics
-from detector.engine import Engine, EngineResult
+from detector.engine import Engine, EngineResult, NullScorer
 from detector.errors import ConfigError, InvalidEvent, SmsGuardError
 from detector.events import (
     TOPIC_COMPLAINTS, TOPIC_DEAD_LETTER, TOPIC_DECISIONS, TOPIC_OPTOUTS, TOPIC_OUTBOUND, TOPIC_PORT_ACTIONS,
@@ -108,6 +108,7 @@ class BatchProcessor:
         self.engine = engine
         self.parser = parser or make_parser(settings)
         self.clock = clock
+        self._degraded_batches, self._next_degraded_log = 0, 0.0
         self._lock = asyncio.Lock()       # one batch at a time through the engine (port state transitions)
         self._parse = {TOPIC_OUTBOUND: self.parser.parse_sms, TOPIC_OPTOUTS: self.parser.parse_optout,
                        TOPIC_COMPLAINTS: self.parser.parse_complaint}
@@ -153,7 +154,12 @@ class BatchProcessor:
             metrics.observe_batch(result.decisions, len(result.decisions), decided_at)
         if result.degraded:
             metrics.redis_error()
-            log.warning("state store unreachable: batch decided degraded", extra={"events": len(valid)})
+            self._degraded_batches += 1
+            now = time.monotonic()
+            if now >= self._next_degraded_log:     # once a minute, not once a batch (hundreds of lines a minute)
+                log.warning("state store unreachable: batches decided degraded",
+                            extra={"events": len(valid), "degraded_batches": self._degraded_batches})
+                self._next_degraded_log, self._degraded_batches = now + 60.0, 0
         if result.duplicates:
             log.info("duplicates skipped", extra={"count": len(result.duplicates)})
         return out
@@ -423,8 +429,11 @@ def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = En
         @app.page("/health")
         async def health_page(web, request):
             processor = state.get("processor")
-            return web.json({"ready": processor is not None,
-                             "model_version": processor.engine.model_version if processor else None})
+            version = processor.engine.model_version if processor else None
+            # ready: deciding messages. model_ok: false when no promoted model could be loaded; the worker then
+            # scores 0 (content signals off, heuristics on) until one is promoted, so it is ready but degraded.
+            return web.json({"ready": processor is not None, "model_version": version,
+                             "model_ok": processor is not None and version != NullScorer.version})
 
     app.smsguard_state = state      # for tests: the BatchProcessor once the agents started
     return app

@@ -261,6 +261,12 @@ async def test_sigterm_with_the_broker_gone_exits_within_the_shutdown_timeout(se
     s = _fast(settings, kafka_bootstrap=own_broker.bootstrap, shutdown_timeout_s=4.0)
     async with LiveRun(s, tmp_path, seed=16) as run:
         worker = await run.steady_worker(seconds=2)
+        # no model in these tests' registry: deciding (ready) on heuristics alone, and /health says so (QA)
+        import json
+        import urllib.request
+        health = await asyncio.to_thread(
+            lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/health", timeout=5).read()))
+        assert health == {"ready": True, "model_version": "none", "model_ok": False}
         await run.outputs.stop()
         await asyncio.to_thread(own_broker.stop)
         await asyncio.sleep(2)
