@@ -48,7 +48,7 @@ BATCH_SIZE = Histogram(
 MODEL_INFO = Gauge("smsguard_model_info", "1 for the model version serving now.", ["version"])
 PORTS_BY_STATE = Gauge("smsguard_ports", "Ports per state (from the Redis mirror).", ["state"])
 CONSUMER_LAG = Gauge("smsguard_consumer_lag", "Records behind the end of a partition.", ["consumer", "partition"])
-REDIS_ERRORS = Counter("smsguard_redis_errors_total", "Redis calls that failed.")
+REDIS_ERRORS = Counter("smsguard_redis_errors_total", "Failed Redis calls (dashboard) or micro-batches decided degraded (worker).")
 
 _current_model: list[str] = []
 
