@@ -48,6 +48,8 @@ BATCH_SIZE = Histogram(
 MODEL_INFO = Gauge("smsguard_model_info", "1 for the model version serving now.", ["version"])
 PORTS_BY_STATE = Gauge("smsguard_ports", "Ports per state (from the Redis mirror).", ["state"])
 CONSUMER_LAG = Gauge("smsguard_consumer_lag", "Records behind the end of a partition.", ["consumer", "partition"])
+MODEL_RELOADS_REFUSED = Counter("smsguard_model_reloads_refused_total",
+                                "Promoted models a worker refused to load (hash mismatch, unsafe type); it keeps the previous one.")
 REDIS_ERRORS = Counter("smsguard_redis_errors_total", "Failed Redis calls (dashboard) or micro-batches decided degraded (worker).")
 
 _current_model: list[str] = []
@@ -89,6 +91,10 @@ def set_model(version: str) -> None:
             MODEL_INFO.remove(old)
     _current_model[:] = [version]
     MODEL_INFO.labels(version=version).set(1)
+
+
+def model_reload_refused() -> None:
+    MODEL_RELOADS_REFUSED.inc()
 
 
 def set_lag(partition: int, lag: int, consumer: str = "worker") -> None:

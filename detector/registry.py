@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from detector import metrics
 from detector.errors import ModelError
 from detector.model import MANIFEST, SpamModel, load_model
 
@@ -183,8 +184,9 @@ class ModelWatcher:
                 return None
             model = self.registry.load_promoted()
         except ModelError as exc:
-            if str(exc) != str(self.last_error):
+            if str(exc) != str(self.last_error):       # once per refusal, not once per poll
                 log.error("model reload refused, keeping the previous model: %s", exc)
+                metrics.model_reload_refused()
             self.last_error = exc
             return None
         self.current = pointer

@@ -390,6 +390,16 @@ def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = En
         batch = [RawEvent(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
         out = await processor.process(kind, batch)
         await produce(out)
+        report_lag(kind, events[-1].message)
+
+    def report_lag(kind: str, message) -> None:
+        """smsguard_consumer_lag of the partition a batch ended on: records behind its end, after this batch."""
+        try:
+            highwater = app.consumer.highwater(message.tp)
+        except (AssertionError, KeyError):       # aiokafka asserts the partition is still assigned (rebalance)
+            return
+        if highwater is not None:
+            metrics.set_lag(message.partition, max(0, highwater - message.offset - 1), consumer=f"worker:{kind}")
 
     def agent_for(kind: str):
         async def consume(stream) -> None:

@@ -143,7 +143,9 @@ def test_worker_decides_every_valid_event_once_and_dead_letters_the_rest(setting
         leaked = phones & set(re.findall(rb"(?=(1[3-9]\d{9}))", blob))     # every 11-digit run, overlapping
         assert not leaked, f"{len(leaked)} raw MSISDNs in the {name}, e.g. {sorted(leaked)[:1]}"
     assert f"smsguard_dead_letters_total {N_BAD}.0".encode() in metrics and b"smsguard_decisions_total" in metrics
-    assert health["ready"] is True and health["model_version"]
+    assert health["ready"] is True and health["model_version"] and health["model_ok"] is True
+    # every record read: the partition of each agent's last batch is 0 behind its end
+    assert re.search(rb'smsguard_consumer_lag\{consumer="worker:sms.outbound",partition="\d+"\} 0\.0', metrics), metrics
     assert b'"engine ready"' in log_bytes and b"dead-lettered" in log_bytes
     assert rc == 0, log_bytes[-2000:]
 

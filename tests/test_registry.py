@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from detector import metrics
 from detector.errors import ModelError
 from detector.model import ARTIFACT, MANIFEST
 from detector.registry import ModelWatcher, Registry, resolve_models_dir
@@ -74,8 +75,10 @@ def test_watcher_keeps_the_previous_model_when_the_new_artifact_is_tampered(regi
     good = artifact.read_bytes()
     registry.promote("beta")
     artifact.write_bytes(good[:-10] + b"0123456789")            # corrupted after promotion
-    assert watcher.poll() is None
+    refused = metrics.MODEL_RELOADS_REFUSED._value.get()
+    assert watcher.poll() is None and watcher.poll() is None
     assert isinstance(watcher.last_error, ModelError) and "sha256" in str(watcher.last_error)
+    assert metrics.MODEL_RELOADS_REFUSED._value.get() == refused + 1     # counted once, not once per poll
     assert serving.score(["你好"]).shape == (1,)                # the caller still has its model
     artifact.write_bytes(good)                                  # repaired: the next poll picks it up
     assert watcher.poll().name == "beta" and watcher.last_error is None
