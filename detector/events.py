@@ -64,10 +64,10 @@ _MSISDN = re.compile(r"\+?[0-9][0-9\- ]{4,22}")
 _MSG_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
-def _is_port(value: str) -> bool:
+def is_port(value: str) -> bool:
     """``_PORT.fullmatch(value)``, without the regex engine (every event has a port).
 
-    >>> _is_port("10690001"), _is_port("10690001\\n"), _is_port("١٠٦٩"), _is_port("12")
+    >>> is_port("10690001"), is_port("10690001\\n"), is_port("١٠٦٩"), is_port("12")
     (True, False, False, False)
     """
     return 3 <= len(value) <= 24 and value.isascii() and value.isdigit()
@@ -476,7 +476,7 @@ class EventParser:
         msg_id, port, recipient, content = get("msg_id"), get("port"), get("recipient"), get("content")
         category, signature, sp_id = get("category"), get("signature"), get("sp_id")
         if (type(msg_id) is str and _is_msg_id(msg_id)
-                and type(port) is str and _is_port(port)
+                and type(port) is str and is_port(port)
                 and type(recipient) is str and len(recipient) <= 32 and _MSISDN.fullmatch(recipient)
                 and type(content) is str and len(content) <= self.max_content_chars and "\x00" not in content
                 and (category is None or (type(category) is str and category in _CATEGORY_SET))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from detector.errors import SmsGuardError
-from detector.events import PortAction, canonical_signature
+from detector.events import PortAction, canonical_signature, is_port
 from detector.policy import operator_action
 from detector.privacy import mask_numbers
 
@@ -34,7 +34,6 @@ MAX_EXPIRY_S = 30 * 86_400
 _CONTROL = re.compile(r"[\t\r\n\x00-\x1f\x7f\x85\u2028\u2029]+")
 #: Far above any port's real rate, and small enough for an int32 field in a gateway written in another language.
 MAX_RATE_PER_MIN = 1_000_000
-_PORT = re.compile(r"[0-9]{3,24}")        # detector/events.py's rule for a port
 
 
 class InvalidAction(SmsGuardError):
@@ -70,7 +69,7 @@ def check_port(port: Any) -> str:
     ...
     detector.dashboard.actions.InvalidAction: port must be 3-24 digits, not '10690001\\n'
     """
-    if not isinstance(port, str) or not _PORT.fullmatch(port):
+    if not isinstance(port, str) or not is_port(port):
         raise InvalidAction(f"port must be 3-24 digits, not {str(port)[:40]!r}")
     return port
 
