@@ -28,7 +28,7 @@ import orjson
 
 from detector.errors import InvalidEvent
 from detector.privacy import RecipientHasher, mask_numbers, scrub_msisdns
-from detector.textnorm import INVISIBLE_CHARS, to_simplified
+from detector.textnorm import INVISIBLE, INVISIBLE_CHARS, to_simplified
 
 SCHEMA_VERSION = 1
 
@@ -50,11 +50,10 @@ OPTOUT_KEYWORDS = ("T", "TD", "退订", "R", "N", "0000", "STOP", "QX", "取消"
 # 【京东】 as the rules write it, and the brackets senders use instead: [京东], full-width ［京东］, 〖京东〗; spaces and
 # invisible characters (zero-width, BOM, bidi marks: a known dodge) around them do not hide them
 _GAP = rf"[\s{INVISIBLE_CHARS}]*"
-_SIGNATURE = re.compile(rf"^{_GAP}[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]|[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]{_GAP}$")
-_LEADING_SIGNATURE = re.compile(rf"{_GAP}[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]")       # _SIGNATURE's halves, for
-_TRAILING_SIGNATURE = re.compile(rf"[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]{_GAP}$")      # signature_from_content
+_BRACKETED = r"[【\[［〖]([^】\]］〗]{2,16})[】\]］〗]"
+_LEADING_SIGNATURE = re.compile(rf"{_GAP}{_BRACKETED}")       # at the start (match) ...
+_TRAILING_SIGNATURE = re.compile(rf"{_BRACKETED}{_GAP}$")     # ... or at the end (search)
 _TRAILING_GAP = re.compile(rf"{_GAP}$")
-_INVISIBLE_IN_SIGNATURE = re.compile(f"[{INVISIBLE_CHARS}]")
 _CLOSING_BRACKETS = frozenset("】]］〗")
 _SIGNATURE_BRACKETS = "【】[]［］〖〗 \u3000"
 # Matched whole (fullmatch): with match, "$" also matched before a final newline, and "10690001\n" was a port of
@@ -150,7 +149,7 @@ def signature_from_content(content: str) -> str | None:
     >>> signature_from_content("〖ＪＤ〗双11大促"), signature_from_content("没有签名") is None
     ('JD', True)
     """
-    # _SIGNATURE.search(content): its leading half, else its trailing half (property test: the two agree)
+    # one pattern, ^(leading)|(trailing)$, searched as its two halves (a property test holds them to it)
     matched, leading = _leading_signature(content)
     return leading if matched else _trailing_signature(content)
 
@@ -163,11 +162,13 @@ def signature_of(content: str, declared: str | None) -> str | None:
     >>> signature_of("【淘宝】双11大促", "京东"), signature_of("双11大促", "【京东】"), signature_of("【温馨提示】账单已出【京东】", "京东")
     ('淘宝', '京东', '京东')
     """
-    found = signature_from_content(content)
+    matched, found = _leading_signature(content)
+    if not matched:
+        found = _trailing_signature(content)
     if found is None or declared is None:
         return found if found is not None else canonical_signature(declared)
     declared = canonical_signature(declared)
-    if declared is None or declared == found:
+    if not matched or declared is None or declared == found:
         return found
     return declared if _trailing_signature(content) == declared else found
 
@@ -191,7 +192,7 @@ def _trailing_signature(content: str) -> str | None:
     trailing half would be tried at every position of every message."""
     tail = content.rstrip()[-1:]
     if tail not in _CLOSING_BRACKETS:
-        if not tail or _INVISIBLE_IN_SIGNATURE.match(tail) is None:
+        if not tail or INVISIBLE.match(tail) is None:
             return None
         tail = content[:_TRAILING_GAP.search(content).start()][-1:]
         if tail not in _CLOSING_BRACKETS:
@@ -219,7 +220,7 @@ def canonical_signature(value: str | None) -> str | None:
     known = _CANONICAL_SIGNATURES.get(value, False)
     if known is not False:       # a few merchants send most messages: their spellings are met again and again
         return known
-    folded = _INVISIBLE_IN_SIGNATURE.sub("", unicodedata.normalize("NFKC", value))
+    folded = INVISIBLE.sub("", unicodedata.normalize("NFKC", value))
     folded = to_simplified(folded.strip(_SIGNATURE_BRACKETS)).strip(_SIGNATURE_BRACKETS)
     if not any(ch.isalnum() for ch in folded):
         folded = None

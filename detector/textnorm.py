@@ -46,7 +46,7 @@ _INVISIBLE_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u18
                     "\U000e0020-\U000e007f\ufe00-\ufe0f")
 _EMOJI_CHARS = "\ue000-\uf8ff\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U000f0000-\U0010ffff"
 _INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
-INVISIBLE_CHARS = _INVISIBLE_CHARS         # a character-class body, for patterns elsewhere (events: signatures)
+INVISIBLE_CHARS, INVISIBLE = _INVISIBLE_CHARS, _INVISIBLE     # for events' signatures: the class body, the pattern
 _EMOJI = re.compile(f"[{_EMOJI_CHARS}]+")
 # Either of the two: one scan finds that a text (nearly every text) has neither, where the two took two
 _INVISIBLE_OR_EMOJI = re.compile(f"[{_INVISIBLE_CHARS}{_EMOJI_CHARS}]")

@@ -105,7 +105,10 @@ _SIGNATURE_PIECES = st.lists(st.sampled_from(["【", "】", "[", "]", "［", "�
 @example("【京东］促销】")
 def test_signature_from_content_finds_what_the_whole_pattern_finds(content):
     """signature_from_content tries the leading half, then the trailing half only for texts that end in a
-    closing bracket; _SIGNATURE, searched whole, is the reference."""
-    from detector.events import _SIGNATURE, canonical_signature, signature_from_content
-    m = _SIGNATURE.search(content)
+    closing bracket; the whole pattern, searched at once, is the reference."""
+    import re
+
+    from detector.events import _GAP, canonical_signature, signature_from_content
+    whole = re.compile(rf"^{_GAP}[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]|[【\[［〖]([^】\]］〗]{{2,16}})[】\]］〗]{_GAP}$")
+    m = whole.search(content)
     assert signature_from_content(content) == (canonical_signature(m.group(1) or m.group(2)) if m else None)
