@@ -203,7 +203,6 @@ class Engine:
         self._explanations: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
         self._port_cache: dict[str, PortAction] = {}          # last known states, for degraded batches
         self._read_only: set[int] = set()     # id() of events of this batch to decide without counting
-        self._clock_cap_ms: int | None = None  # process(clock_ms=): the latest time port states are judged at
         # (name, signal, weight, port weight, hard block): every active signal for a port's last message of the
         # batch, which also judges the port; only those with a message weight for the others
         self._judges = [(name, cfg.signal, cfg.weight, cfg.port_weight, cfg.hard_block)
@@ -267,7 +266,6 @@ class Engine:
         clock when it read the batch) caps the time port states are judged at, so that one message stamped
         hours ahead (within SMSGUARD_MAX_CLOCK_SKEW_S) cannot expire an operator's block or an engine state
         early. Replay passes none: there, event time is the only clock, and the output stays deterministic."""
-        self._clock_cap_ms = clock_ms
         result = EngineResult()
         self._read_only.clear()
         sms = [e for e in events if type(e) is SmsEvent]
@@ -313,7 +311,7 @@ class Engine:
         self._port_cache.update(states)
 
         port_reasons = self._decide(contexts, states, result, last_of_port)
-        changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states)
+        changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states, clock_ms)
         to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
             decision.port_state = states[decision.port].state if decision.port in states else "normal"
@@ -622,15 +620,18 @@ class Engine:
         return port_reasons
 
     def _port_transitions(self, events: Sequence[Event], port_reasons: dict[str, tuple[int, list[Reason]]],
-                          complaints: dict[int, dict[str, Any]], states: dict[str, PortAction]) -> list[PortAction]:
-        """Port state changes of this batch (``states`` is updated in place)."""
+                          complaints: dict[int, dict[str, Any]], states: dict[str, PortAction],
+                          clock_ms: int | None) -> list[PortAction]:
+        """Port state changes of this batch (``states`` is updated in place), judged at each message's event
+        time, but never later than ``clock_ms`` (see :meth:`process`)."""
+        def at(ts_ms: int) -> int:
+            return ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms
+
         changes: list[PortAction] = []
-        cap = self._clock_cap_ms
         for port, (ts_ms, reasons) in port_reasons.items():
             risk = sum(r.value * r.weight for r in reasons)
             reasons.sort(key=lambda r: -r.value * r.weight)
-            when = ts_ms if cap is None or ts_ms <= cap else cap
-            change = self.policy.next_port_state(port, states.get(port), risk, reasons, when)
+            change = self.policy.next_port_state(port, states.get(port), risk, reasons, at(ts_ms))
             if change is not None:
                 states[port] = change
                 changes.append(change)
@@ -643,9 +644,8 @@ class Engine:
             if fired is None:
                 continue
             reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
-            when = event.ts_ms if cap is None or event.ts_ms <= cap else cap
             change = self.policy.next_port_state(event.port, states.get(event.port), fired.value * reason.weight,
-                                                 [reason], when, escalate_only=True)
+                                                 [reason], at(event.ts_ms), escalate_only=True)
             if change is not None:
                 states[event.port] = change
                 changes.append(change)
