@@ -311,10 +311,20 @@ class Engine:
         self._port_cache.update(states)
 
         port_reasons = self._decide(contexts, states, result, last_of_port)
-        changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states, clock_ms)
+        held_before = dict(states)
+        changed_at: dict[str, int] = {}
+        changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states,
+                                                                    clock_ms, changed_at)
         to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
-            decision.port_state = states[decision.port].state if decision.port in states else "normal"
+            # The port state of the message's own event time: a state this batch reached holds from the time it
+            # was judged at, so the messages before it keep the state they were decided under (else a block
+            # reached on a batch's last message would block the whole batch, and replay would depend on
+            # --batch-size).
+            port = decision.port
+            since = changed_at.get(port)
+            current = states.get(port) if since is None or decision.ts_ms >= since else held_before.get(port)
+            decision.port_state = current.state if current is not None else "normal"
             if decision.port_state == "block" and decision.action != "block":     # blocked by this batch
                 decision.action = "block"
                 decision.reasons.append(_port_blocked())
@@ -621,9 +631,10 @@ class Engine:
 
     def _port_transitions(self, events: Sequence[Event], port_reasons: dict[str, tuple[int, list[Reason]]],
                           complaints: dict[int, dict[str, Any]], states: dict[str, PortAction],
-                          clock_ms: int | None) -> list[PortAction]:
+                          clock_ms: int | None, changed_at: dict[str, int]) -> list[PortAction]:
         """Port state changes of this batch (``states`` is updated in place), judged at each message's event
-        time, but never later than ``clock_ms`` (see :meth:`process`)."""
+        time, but never later than ``clock_ms`` (see :meth:`process`). ``changed_at`` gets, per changed port, the
+        earliest time a change was judged at: the batch's new state holds from then on."""
         def at(ts_ms: int) -> int:
             return ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms
 
@@ -631,10 +642,12 @@ class Engine:
         for port, (ts_ms, reasons) in port_reasons.items():
             risk = sum(r.value * r.weight for r in reasons)
             reasons.sort(key=lambda r: -r.value * r.weight)
-            change = self.policy.next_port_state(port, states.get(port), risk, reasons, at(ts_ms))
+            judged_at = at(ts_ms)
+            change = self.policy.next_port_state(port, states.get(port), risk, reasons, judged_at)
             if change is not None:
                 states[port] = change
                 changes.append(change)
+                changed_at.setdefault(port, judged_at)
         complaint_cfg = self.policy.signals["complaint_rate"]
         for event in events:
             counts = complaints.get(id(event))
@@ -644,11 +657,13 @@ class Engine:
             if fired is None:
                 continue
             reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
+            judged_at = at(event.ts_ms)
             change = self.policy.next_port_state(event.port, states.get(event.port), fired.value * reason.weight,
-                                                 [reason], at(event.ts_ms), escalate_only=True)
+                                                 [reason], judged_at, escalate_only=True)
             if change is not None:
                 states[event.port] = change
                 changes.append(change)
+                changed_at[event.port] = min(changed_at.get(event.port, judged_at), judged_at)
         return changes
 
     async def _persist(self, contexts: list[MessageContext], changes: list[PortAction], result: EngineResult) -> None:

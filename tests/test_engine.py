@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import yaml
 from hypothesis import given, settings, strategies as st
 
 from detector.engine import Engine
 from detector.errors import StateUnavailable
 from detector.events import EventParser
-from detector.policy import operator_action
+from detector.policy import DEFAULT_POLICY_FILE, Policy, operator_action
 from detector.privacy import RecipientHasher
 from detector.settings import Settings
 from detector.state.memory import MemoryStore
@@ -111,6 +112,33 @@ def test_operator_block_blocks_every_message_and_the_engine_cannot_lift_it():
     assert all(d.port_state == "block" for d in result.decisions)
     # every blocked message says why, though its own risk is 0: the operator's block (reason 'port_blocked')
     assert all([r.signal for r in d.reasons] == ["port_blocked"] for d in result.decisions)
+
+
+def hair_trigger_policy() -> Policy:
+    """The default policy with port thresholds a batch of spam crosses at once."""
+    config = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
+    config["port"].update(watch_at=0.2, throttle_at=0.4, block_at=0.6, min_messages_for_state=5)
+    return Policy(config)
+
+
+def test_a_port_blocked_by_a_batch_blocks_only_the_messages_from_the_block_on():
+    """QA: a port that reached block on its last message of a micro-batch had every earlier message of the batch
+    blocked too, so replay's decisions depended on --batch-size. A message is judged at the port state of its own
+    event time: those before the block keep the state they were decided under."""
+    spam = [sms(i, content="加微信领红包，日赚三百", category="marketing") for i in range(30)]
+    eng = Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), hair_trigger_policy())
+    result = run(eng.process(spam))
+    [change] = result.port_actions
+    assert change.state == "block" and change.since_ms == spam[-1].ts_ms
+    before, last = result.decisions[:-1], result.decisions[-1]
+    assert last.action == "block" and last.port_state == "block"
+    assert {d.port_state for d in before} == {"normal"}
+    assert all(d.action != "block" and "port_blocked" not in [r.signal for r in d.reasons] for d in before)
+    # one message at a time, the same messages get the same actions up to the one that blocks the port
+    one_by_one = Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), hair_trigger_policy())
+    singles = [run(one_by_one.process([e])).decisions[0] for e in spam]
+    first_block = next(i for i, d in enumerate(singles) if d.port_state == "block")
+    assert [d.action for d in singles[:first_block]] == [d.action for d in before[:first_block]]
 
 
 def test_a_message_stamped_hours_ahead_cannot_lift_an_operators_block_in_the_live_worker():
