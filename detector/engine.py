@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from detector.signals.content import scam_lure
 from detector.signals.feeds import DAY_S, FEEDS, ONLY_FOR, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
+
+log = logging.getLogger(__name__)
 
 Event = SmsEvent | OptOutEvent | ComplaintEvent
 OPTOUT_TTL_S = 400 * DAY_S      # opt-outs are durable facts; the TTL only bounds memory for long-gone numbers
@@ -333,7 +336,7 @@ class Engine:
         if to_explain:
             self._explain_all(to_explain)
         if not result.degraded:
-            await self._persist(contexts, changes, result)
+            await self._persist(contexts, changes, result, held_before)
         return result
 
     def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext],
@@ -666,8 +669,15 @@ class Engine:
                 changed_at[event.port] = min(changed_at.get(event.port, judged_at), judged_at)
         return changes
 
-    async def _persist(self, contexts: list[MessageContext], changes: list[PortAction], result: EngineResult) -> None:
-        """Write what this batch decided: kept decisions, opt-out violations, port states."""
+    async def _persist(self, contexts: list[MessageContext], changes: list[PortAction], result: EngineResult,
+                       decided_from: dict[str, PortAction]) -> None:
+        """Write what this batch decided: kept decisions, opt-out violations, port states.
+
+        A port's new state is stored only over the record it was decided from (``decided_from``, read at the
+        start of the batch; then this batch's previous change of the port). If an operator (or another worker,
+        during a rebalance) stored a record in between, that one stands: the engine's change is neither stored
+        nor announced, and the next batch judges the port from the stored record.
+        """
         keep_s = int(self.settings.decision_replay_ttl_s)
         ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
                              d.encode().decode(), keep_s)
@@ -678,13 +688,25 @@ class Engine:
         ops += [Window(tag("port", c.event.port, "optv"), c.event.ts_ms, 1, 60, (3600,))
                 for c, d in zip(contexts, result.decisions)
                 if d.reasons and any(r.signal == "opted_out" for r in d.reasons)]     # most have no reasons
+        stored: list[PortAction] = []
+        overtaken: set[str] = set()
         try:
             if ops:
                 await self.store.run(ops)
             for change in changes:
-                await self.store.put_port_state(change)
+                if change.port in overtaken:
+                    continue
+                basis = decided_from.get(change.port)
+                if await self.store.put_port_state(change, replaces=basis.ts_ms if basis is not None else None):
+                    decided_from[change.port] = change
+                    stored.append(change)
+                else:
+                    overtaken.add(change.port)
+            if overtaken:
+                log.info("port state changed while a batch was decided (an operator?); kept the stored record "
+                         "of %d port(s) and dropped the engine's change", len(overtaken))
+                self._port_cache.update(await self.store.get_port_states(overtaken))
         except StateUnavailable:
-            result.degraded = True          # the changes were not stored: they are neither announced nor cached
-            return
-        self._port_cache.update({c.port: c for c in changes})
-        result.port_actions.extend(changes)
+            result.degraded = True          # the changes not stored are neither announced nor cached
+        self._port_cache.update({c.port: c for c in stored})
+        result.port_actions.extend(stored)

@@ -141,6 +141,34 @@ def test_a_port_blocked_by_a_batch_blocks_only_the_messages_from_the_block_on():
     assert [d.action for d in singles[:first_block]] == [d.action for d in before[:first_block]]
 
 
+class OperatorMidBatch(MemoryStore):
+    """A real MemoryStore on which an operator's action lands after the engine read the port states of a batch
+    and before it stores its own change (a race of the live worker with the dashboard)."""
+    def __init__(self, action):
+        super().__init__(outlives_process=True)
+        self.operator_action = action
+
+    async def put_port_state(self, action, history_limit=200, **kw):
+        if self.operator_action is not None:
+            operator, self.operator_action = self.operator_action, None
+            await super().put_port_state(operator)
+        return await super().put_port_state(action, history_limit, **kw)
+
+
+def test_an_operators_action_stored_while_a_batch_is_decided_is_not_overwritten_by_the_engine():
+    """QA (session 13, left open): the engine stored its new port state over whatever Redis held, so an operator's
+    throttle stored while a batch was decided was overwritten by a block decided without it."""
+    pinned = operator_action("10690001", "throttle", "ops-li", "checking with the SP", now_ms=T0 + 20_000,
+                             expires_in_s=3600, rate_limit_per_min=30)
+    store = OperatorMidBatch(pinned)
+    eng = Engine(Settings.from_env({}), store, FixedScorer(), hair_trigger_policy())
+    result = run(eng.process([sms(i, content="加微信领红包，日赚三百", category="marketing") for i in range(30)]))
+    assert not result.port_actions                    # the engine's block was neither stored nor announced
+    assert run(store.get_port_states(["10690001"]))["10690001"].as_dict() == pinned.as_dict()
+    after = run(eng.process([sms(40, content="加微信领红包，日赚三百", category="marketing")]))
+    assert after.decisions[0].port_state == "throttle" and not after.port_actions     # the operator's, standing
+
+
 def test_a_message_stamped_hours_ahead_cannot_lift_an_operators_block_in_the_live_worker():
     """QA: one message dated 3 h ahead (inside SMSGUARD_MAX_CLOCK_SKEW_S) expired an operator's 2-hour block at
     once, because port states were judged at the message's event time. The worker caps it at its own clock."""

@@ -126,6 +126,19 @@ async def test_port_state_hash_is_readable_without_python(redis_server):
     assert json.loads(fields["json"]) == act.as_dict()
 
 
+async def test_a_conditional_port_state_write_survives_a_script_flush(redis_server):
+    store = RedisStore(redis_server.url)
+    port = "1069" + uuid.uuid4().hex[:8]
+    try:
+        assert await store.put_port_state(PortAction(port, T0, "watch", [], T0, None, "engine"), replaces=None)
+        await store.redis.script_flush()         # a restarted or flushed server: loaded again, sent again
+        assert await store.put_port_state(PortAction(port, T0 + 1, "throttle", [], T0, None, "engine"), replaces=T0)
+        assert not await store.put_port_state(PortAction(port, T0 + 2, "block", [], T0, None, "engine"), replaces=T0)
+        assert (await store.get_port_states([port]))[port].state == "throttle" and store.script_loads == 2
+    finally:
+        await store.close()
+
+
 async def test_a_pipeline_of_a_thousand_ops_is_one_round_trip_per_batch(redis_server):
     """Not a benchmark: guards against an accidental round trip per op (which would take far longer)."""
     store = RedisStore(redis_server.url)

@@ -246,6 +246,23 @@ async def test_port_states_and_history(store, ns):
     assert everything[p2].state == "normal" and everything[p1].rate_limit_per_min == 60
 
 
+async def test_a_conditional_port_state_write_stores_only_over_the_record_it_replaces(store, ns):
+    port = f"1069{ns}"
+    engine_watch = action(port, T0, "watch")
+    assert await store.put_port_state(engine_watch, replaces=None)
+    assert not await store.put_port_state(action(port, T0 + 5, "throttle"), replaces=None)   # it has one now
+    operator_block = PortAction(port=port, ts_ms=T0 + 7, state="block", reasons=[], since_ms=T0 + 7,
+                                expires_at_ms=None, decided_by="ops-li")
+    assert await store.put_port_state(operator_block)            # unconditional: an operator's decision wins
+    # the engine decided a throttle from its watch record, not knowing the block: refused, nothing written
+    assert not await store.put_port_state(action(port, T0 + 8, "throttle"), replaces=T0)
+    assert (await store.get_port_states([port]))[port].as_dict() == operator_block.as_dict()
+    assert [a.ts_ms for a in await store.port_history(port)] == [T0 + 7, T0]
+    assert await store.put_port_state(action(port, T0 + 9, "normal"), replaces=T0 + 7)
+    assert (await store.get_port_states([port]))[port].state == "normal"
+    assert port in await store.all_port_states()
+
+
 async def test_signature_registry(store, ns):
     p1, p2 = f"1069{ns}", f"1065{ns}"
     await store.register_signatures(p1, ["【京东】", "淘宝 "])

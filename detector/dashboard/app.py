@@ -194,8 +194,9 @@ class Dashboard:
             current = stored.get(port)
             if current is not None and current.ts_ms >= int(known.get("ts_ms") or 0):
                 continue
-            try:
-                await self.store.put_port_state(PortAction.from_dict(known))
+            try:     # only over the record read above: a newer one stored since (the engine's) stands
+                await self.store.put_port_state(PortAction.from_dict(known),
+                                                replaces=current.ts_ms if current is not None else None)
             except StateUnavailable:
                 metrics.redis_error()
                 return

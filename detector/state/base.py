@@ -23,6 +23,18 @@ from typing import Any, Iterable, NamedTuple, Sequence, Union
 from detector.events import PortAction
 
 
+class AnyRecord:
+    """The type of :data:`ANY_RECORD`."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ANY_RECORD"
+
+
+#: ``put_port_state(replaces=ANY_RECORD)``, the default: write whatever the port's current record is.
+ANY_RECORD = AnyRecord()
+
+
 class Window(NamedTuple):
     """Add ``amount`` to the bucket holding ``ts_ms``; return the sums over each span.
 
@@ -151,8 +163,16 @@ class StateStore(abc.ABC):
         """The current state record of each port that has one."""
 
     @abc.abstractmethod
-    async def put_port_state(self, action: PortAction, history_limit: int = 200) -> None:
-        """Store ``action`` as the port's current state and append it to the port's history."""
+    async def put_port_state(self, action: PortAction, history_limit: int = 200, *,
+                             replaces: "int | None | AnyRecord" = ANY_RECORD) -> bool:
+        """Store ``action`` as the port's current state and append it to the port's history; True if stored.
+
+        ``replaces`` makes the write conditional, atomically: the ``ts_ms`` of the record ``action`` was decided
+        from (None: the port had no record), and nothing is written unless that is still the port's record.
+        The engine writes this way, so that an operator's action (or another worker's) stored between its read
+        and its write is not overwritten by a decision made without it. The default writes unconditionally,
+        as operators do: their decisions win.
+        """
 
     @abc.abstractmethod
     async def port_history(self, port: str, limit: int = 100) -> list[PortAction]:

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Sequence
 
 from detector.errors import SmsGuardError
 from detector.events import PortAction
-from detector.state.base import Baseline, Claim, Counter, Distinct, HashGet, Op, StateStore, Window, tag
+from detector.state.base import ANY_RECORD, AnyRecord, Baseline, Claim, Counter, Distinct, HashGet, Op, StateStore, Window, tag
 from detector.state.memory import MemoryStore
 
 T0 = 1_731_304_800_000       # 2024-11-11T06:00:00Z, 14:00 in China: marketing hours, every profile active
@@ -72,8 +72,9 @@ class RecordingStore(StateStore):
     async def get_port_states(self, ports: Iterable[str]) -> dict[str, PortAction]:
         return await self.memory.get_port_states(ports)
 
-    async def put_port_state(self, action: PortAction, history_limit: int = 200) -> None:
-        await self.memory.put_port_state(action, history_limit)
+    async def put_port_state(self, action: PortAction, history_limit: int = 200, *,
+                             replaces: int | None | AnyRecord = ANY_RECORD) -> bool:
+        return await self.memory.put_port_state(action, history_limit, replaces=replaces)
 
     async def port_history(self, port: str, limit: int = 100) -> list[PortAction]:
         return await self.memory.port_history(port, limit)

@@ -14,8 +14,8 @@ import math
 from typing import Any, Iterable, Sequence
 
 from detector.events import PortAction, canonical_signature
-from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
-                                 StateStore, Window)
+from detector.state.base import (ANY_RECORD, AnyRecord, Baseline, Claim, Counter, Distinct, FieldCounters, HashGet,
+                                 HashSet, Op, StateStore, Window)
 
 
 #: Minutes a baseline folds in whole before bursts are clipped (the signals' default warm-up).
@@ -293,11 +293,17 @@ class MemoryStore(StateStore):
     async def get_port_states(self, ports: Iterable[str]) -> dict[str, PortAction]:
         return {p: self._port_states[p] for p in ports if p in self._port_states}
 
-    async def put_port_state(self, action: PortAction, history_limit: int = 200) -> None:
+    async def put_port_state(self, action: PortAction, history_limit: int = 200, *,
+                             replaces: int | None | AnyRecord = ANY_RECORD) -> bool:
+        if replaces is not ANY_RECORD:
+            current = self._port_states.get(action.port)
+            if (current.ts_ms if current is not None else None) != replaces:
+                return False
         self._port_states[action.port] = action
         hist = self._history.setdefault(action.port, [])
         hist.insert(0, action)
         del hist[history_limit:]
+        return True
 
     async def port_history(self, port: str, limit: int = 100) -> list[PortAction]:
         return self._history.get(port, [])[:limit]

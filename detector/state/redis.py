@@ -88,7 +88,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detector.errors import StateUnavailable
 from detector.events import PortAction, canonical_signature
-from detector.state.base import (Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
+from detector.state.base import (ANY_RECORD, AnyRecord, Baseline, Claim, Counter, Distinct, FieldCounters, HashGet, HashSet, Op,
                                  StateStore, Window, tag)
 
 #: Hash field in which HashSet keeps the event time its hash expires at.
@@ -126,6 +126,8 @@ def lua_source(name: str) -> str:
 OP_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_get", "hash_set", "field_counters")
 #: Scripts that read one key per port of a micro-batch in one call (batch mode; Redis Cluster: one command per port).
 PORT_READ_SCRIPTS = ("port_states", "port_registries")
+#: Scripts of one port's keys: a port state record stored only if the record it replaces is still there.
+PORT_WRITE_SCRIPTS = ("put_port_state",)
 #: Op kinds the per-op mode runs as their own script (HashGet is a plain HMGET there).
 SCRIPTED_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_set", "field_counters")
 
@@ -322,7 +324,7 @@ class RedisStore(StateStore):
         pool.connection_class = _with_linear_packing(pool.connection_class)
         self._scripts = {kind: LuaScript(kind, op_script_source(kind)) for kind in SCRIPTED_KINDS}
         self._scripts["batch"] = LuaScript("batch", batch_script_source())
-        for name in PORT_READ_SCRIPTS:
+        for name in PORT_READ_SCRIPTS + PORT_WRITE_SCRIPTS:
             self._scripts[name] = LuaScript(name, lua_source(name))
         self._scripts_loaded = False
         self.script_loads = 0       # how often the scripts were (re)loaded: 1 unless Redis lost them
@@ -498,15 +500,28 @@ class RedisStore(StateStore):
                                        "port_states", port_state_key)
         return {port: PortAction.from_dict(json.loads(raw)) for port, raw in replies if raw}
 
-    async def put_port_state(self, action: PortAction, history_limit: int = 200) -> None:
+    async def put_port_state(self, action: PortAction, history_limit: int = 200, *,
+                             replaces: int | None | AnyRecord = ANY_RECORD) -> bool:
         fields = port_state_fields(action)
+        condition = "*" if replaces is ANY_RECORD else "" if replaces is None else str(int(replaces))
+        keys = (port_state_key(action.port), port_history_key(action.port))
+        args = [condition, max(history_limit, 1), fields["json"], *itertools.chain.from_iterable(fields.items())]
         async with self._reachable():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(port_state_key(action.port), mapping=fields)
-            pipe.lpush(port_history_key(action.port), fields["json"])
-            pipe.ltrim(port_history_key(action.port), 0, max(history_limit, 1) - 1)
-            pipe.zadd(PORTS_INDEX, {action.port: action.ts_ms})
-            await pipe.execute()
+            for attempt in range(_MAX_SCRIPT_RELOADS + 1):
+                pipe = await self._script_pipeline(attempt)
+                pipe.script("put_port_state", keys, args)
+                [reply] = await pipe.execute()
+                if isinstance(reply, NoScriptError):
+                    self._scripts_loaded = False        # it never ran: simply sent again once it is back
+                    continue
+                if isinstance(reply, Exception):
+                    raise reply
+                if not reply:
+                    return False
+                # sg:ports spans all ports (no hash tag), so it cannot be in the script's keys
+                await self._redis.zadd(PORTS_INDEX, {action.port: action.ts_ms})
+                return True
+        raise AssertionError("unreachable: the last attempt runs the script by source")
 
     async def port_history(self, port: str, limit: int = 100) -> list[PortAction]:
         if limit <= 0:
