@@ -539,15 +539,15 @@ class Engine:
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
             # Undeclared: unsubscribe text or any cue makes it marketing, except that a text worded as a one-time
-            # code stays a code unless it sells hard (codes may carry 回T退订 too, and an opt-out must not stop
-            # them). Declared a notification or a code: unsubscribe text alone does not (delivery notices, usage
-            # alerts and bank reminders offer 退订 too); wording that sells hard, or promotional wording with
-            # unsubscribe text, reads as marketing whatever it says it is (leaving the unsubscribe line out must
-            # not make a campaign look more legitimate).
+            # code is judged as a declared code is. Declared a notification or a code: unsubscribe text alone
+            # does not (codes, delivery notices, usage alerts and bank reminders offer 退订 too, and an opt-out
+            # must not stop them); wording that sells hard, or promotional wording with unsubscribe text, reads
+            # as marketing whatever it says it is (leaving the unsubscribe line out must not make a campaign look
+            # more legitimate, nor a code wrapped around a sign-up gift).
             if declared == "marketing" or is_spam or lure:
                 marketing = True
-            elif declared is None:
-                marketing = cues == 3 if code_words else bool(has_unsub or cues)
+            elif declared is None and not code_words:
+                marketing = bool(has_unsub or cues)
             else:
                 marketing = cues == 3 or (has_unsub and cues >= 2)
             is_code = declared == "verification" or (declared is None and code_words and not marketing)

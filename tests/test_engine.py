@@ -243,6 +243,21 @@ def test_codes_and_booking_notices_are_not_marketing_but_a_campaign_is_whatever_
     assert by_id["m20001"].action == "block" and {"opted_out", "missing_unsubscribe"} <= signals, by_id["m20001"]
 
 
+def test_an_undeclared_code_that_also_sells_with_an_unsubscribe_line_is_marketing_as_a_declared_one_is():
+    """QA (session 13, left open): an undeclared text worded as a code stayed a code unless it sold hard, so a
+    sign-up code with a gift offer and 回T退订 reached a recipient who had opted out, while the same text declared
+    a verification code was blocked. Undeclared codes now follow the declared rule."""
+    optout = parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": "10690001", "signature": "京东"})
+    text = "【京东】您的验证码是654321，新人注册即可领取优惠礼包，回T退订"
+    undeclared, declared = sms(1, content=text), sms(10001, content=text, category="verification")
+    plain_code = sms(20001, content="【京东】您的验证码是654321，5分钟内有效，请勿泄露，回T退订")
+    by_id = {d.msg_id: d for d in run(engine().process([optout, undeclared, declared, plain_code])).decisions}
+    for msg_id in ("m1", "m10001"):
+        assert by_id[msg_id].action == "block" and any(r.signal == "opted_out" for r in by_id[msg_id].reasons), \
+            by_id[msg_id]
+    assert by_id["m20001"].action == "allow", by_id["m20001"]
+
+
 def test_an_optout_naming_an_odd_signature_does_not_stop_unsigned_marketing_from_other_ports():
     """The unsigned lookup once read the field "s:-", which an opt-out with signature "-" also writes."""
     optout = parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": "10690099", "signature": "-"})
