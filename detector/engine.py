@@ -199,7 +199,7 @@ class _TemplateFeatures:
             return hit
         folded = _rule_text(content)
         body = textnorm.normalize(content)
-        value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(body),
+        value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(body, folded),
                  _worded_as_code(folded), body or key]
         self._cache[key] = value
         if len(self._cache) > self._size:

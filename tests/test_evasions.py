@@ -54,3 +54,30 @@ def test_a_plain_notice_stays_a_notice_however_it_is_spaced():
                                 "content": text, "category": "notification"}) for i, text in enumerate(notices)]
     for decision in decide(events):
         assert decision.action == "allow" and not decision.reasons, decision
+
+
+# Task-scam lures (刷单, 日赚) with the private contact or the offer disguised: symbols textnorm leaves between the
+# characters (、 〡 丨 ㆍ ┆ （）), combining marks, a space after 加, and other spellings of WeChat.
+DISGUISED_LURES = ["加、微、信领红包日赚三百刷单兼职", "加〡微〡信领红包日赚三百刷单兼职", "加丨微丨信领红包日赚三百兼职",
+                   "加ㆍ微ㆍ信领红包日赚三百兼职", "加（微）信领红包日赚三百兼职", "加̶微̶信̶领红包日赚三百兼职",
+                   "刷̲单̲兼̲职̲，加微信abc12345", "刷┆单┆兼┆职，加微信abc12345", "加 V 领红包 日 赚 三 百",
+                   "加徽信领红包日赚三百", "加卫星领红包日赚三百", "加wei信领红包日赚三百", "+微领红包日赚三百"]
+
+
+@pytest.mark.parametrize("text", DISGUISED_LURES)
+def test_a_task_scam_lure_with_its_words_disguised_is_flagged(text):
+    """Red team: each of these scores below the model's threshold (0.01-0.27 with zh-linear-v4), so only scam_lure
+    stands between it and the recipient; read on the normalised text alone it missed them."""
+    sms = parser.parse_sms({"msg_id": "l1", "ts": T0, "port": "10690001", "recipient": "13800000001",
+                            "content": text})
+    (decision,) = decide([sms])
+    assert decision.action == "flag", decision
+    assert [r.signal for r in decision.reasons if r.signal == "scam_lure"] == ["scam_lure"], decision
+
+
+def test_warnings_about_disguised_lures_stay_allowed():
+    warnings = ["【某银行】警惕刷单返利诈骗：加、微、信垫付的都是骗子", "【反诈中心】日赚三百？加 V 刷单是骗局"]
+    events = [parser.parse_sms({"msg_id": f"w{i}", "ts": T0 + i, "port": "10690001", "recipient": "13800000001",
+                                "content": text}) for i, text in enumerate(warnings)]
+    for decision in decide(events):
+        assert decision.action == "allow" and not decision.reasons, decision

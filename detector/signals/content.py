@@ -18,15 +18,18 @@ from detector.signals.base import Fired, MessageContext, Signal
 # Job / task scams (刷单返利, 兼职日结) ask the reader to move to a private chat. Read on the normalised text
 # (detector.textnorm.normalize: lower case, de-obfuscated, WeChat / QQ ids typed as <wx> / <qq>). The
 # classifier misses the short ones (neither data file has many: docs/model.md, "Known blind spot").
-_PRIVATE_CONTACT = re.compile(r"加(?:个|我)?(?:微信|微|v|vx|wx|威信|薇信|q|qq|扣扣|好友)|<wx>|<qq>|私聊|私信|"
-                              r"(?<![a-z])v\s*[:：]\s*[a-z0-9_]{2,}")
+_PRIVATE_CONTACT = re.compile(r"(?:加|\+)\s*(?:个|我)?\s*(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
+                              r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v\s*[:：]\s*[a-z0-9_]{2,}")
 _JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚")
 # anti-fraud notices from banks, platforms and the police name the same words
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")
 
 
-def scam_lure(body: str) -> str | None:
+def scam_lure(body: str, rule_text: str = "") -> str | None:
     """The lure in a normalised text: a private contact with a job / easy-money offer, unless it warns of them.
+
+    ``rule_text``, when given, is read too: the engine's reading of the same message with every symbol between
+    two Chinese characters dropped (detector.engine._rule_text), where the normaliser leaves some (加、微、信, 刷̲单).
 
     >>> scam_lure("加微信领红包日赚三百刷单兼职")
     '加微信 + 日赚'
@@ -35,12 +38,13 @@ def scam_lure(body: str) -> str | None:
     >>> scam_lure("警惕刷单诈骗,加微信返利都是骗局") is None, scam_lure("兼职招聘会明天9点在体育馆举行") is None
     (True, True)
     """
-    if _WARNING.search(body):
+    text = f"{body}\n{rule_text.lower()}" if rule_text else body
+    if _WARNING.search(text):
         return None
-    contact = _PRIVATE_CONTACT.search(body)
+    contact = _PRIVATE_CONTACT.search(text)
     if contact is None:
         return None
-    offer = _JOB_LURE.search(body)
+    offer = _JOB_LURE.search(text)
     return None if offer is None else f"{contact.group()} + {offer.group()}"
 
 
