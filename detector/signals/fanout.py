@@ -31,20 +31,41 @@ class SpamFanout(Signal):
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         recipients = ctx.state.get("port_recipients")
-        share = spam_share(ctx)
+        share, _ = spam_share(ctx)
         if not recipients or not share:
             return None
         value = ramp(recipients, self.params["low"], self.params["high"]) * share
         return Fired(value, f"{recipients} recipients/h, spam share {share:.0%}") if value > 0 else None
 
 
-def spam_share(ctx: MessageContext, min_volume: int = 20) -> float:
-    """Share of the port's last-10-minute messages that were spam (scored, or scam_lure); compliant marketing counts a
-    quarter."""
-    rate, spam_units = ctx.state.get("port_rate"), ctx.state.get("port_spam")
-    if rate is None or spam_units is None or rate[1] < min_volume:
-        return 0.0
-    return min(1.0, spam_units[0] / (4.0 * rate[1]))
+def recent_share(rate: tuple | None, units: tuple | None, min_volume: int, per_message: float = 1.0) \
+        -> tuple[float, str | None]:
+    """``(share, window)``: the share of the port's recent messages that ``units`` counts (``per_message`` units a
+    message at most), over its last 10 minutes, or over its last hour when it sent fewer than ``min_volume`` in 10
+    minutes but at least that many in the hour; ``(0.0, None)`` below that. ``rate`` is the port_rate feed (10 min,
+    hour at [1], [2]) and ``units`` a feed of spans (600, 3600), or (600,) for a share judged on 10 minutes only.
+
+    Without the hour a port that drips spam under ``min_volume`` a 10 minutes (19 messages: 2,700 a day) was never
+    judged at all (red team, tests/test_evasions.py).
+
+    >>> recent_share((1, 100, 600), (200, 900), 20, 4.0), recent_share((1, 10, 60), (40, 240), 20, 4.0)
+    ((0.5, '10 min'), (1.0, 'hour'))
+    >>> recent_share((1, 10, 19), (40, 76), 20, 4.0)
+    (0.0, None)
+    """
+    if rate is None or units is None:
+        return 0.0, None
+    if rate[1] >= min_volume:
+        return min(1.0, units[0] / (per_message * rate[1])), "10 min"
+    if len(rate) > 2 and len(units) > 1 and rate[2] >= min_volume:
+        return min(1.0, units[1] / (per_message * rate[2])), "hour"
+    return 0.0, None
+
+
+def spam_share(ctx: MessageContext, min_volume: int = 20) -> tuple[float, str | None]:
+    """``(share, window)``: share of the port's recent messages that were spam (scored, or scam_lure), compliant
+    marketing counting a quarter, over the window :func:`recent_share` picks."""
+    return recent_share(ctx.state.get("port_rate"), ctx.state.get("port_spam"), min_volume, 4.0)
 
 
 class TemplateRecipients(Signal):

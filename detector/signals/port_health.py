@@ -10,21 +10,21 @@
 from __future__ import annotations
 
 from detector.signals.base import Fired, MessageContext, Signal, ramp
-from detector.signals.fanout import spam_share
+from detector.signals.fanout import recent_share, spam_share
 
 
 class SpamShare(Signal):
     """Share of the port's last 10 minutes scored spam or caught by scam_lure (compliant marketing counts a
-    quarter)."""
+    quarter); of its last hour when it sent fewer than min_volume in 10 minutes but that many in the hour."""
     name = "spam_share"
     level = "port"
     feeds = ("port_rate", "port_spam")
     defaults = {"low": 0.2, "high": 0.7, "min_volume": 20}
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        share = spam_share(ctx, self.params["min_volume"])
+        share, window = spam_share(ctx, self.params["min_volume"])
         value = ramp(share, self.params["low"], self.params["high"])
-        return Fired(value, f"{share:.0%} of the last 10 min spam") if value > 0 else None
+        return Fired(value, f"{share:.0%} of the last {window} spam") if value > 0 else None
 
 
 class NoncompliantMarketing(Signal):
@@ -36,12 +36,10 @@ class NoncompliantMarketing(Signal):
     defaults = {"low": 0.2, "high": 0.6, "min_volume": 20}
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        rate, units = ctx.state.get("port_rate"), ctx.state.get("port_noncompliant")
-        if rate is None or units is None or rate[1] < self.params["min_volume"]:
-            return None
-        share = min(1.0, units[0] / rate[1])
+        share, window = recent_share(ctx.state.get("port_rate"), ctx.state.get("port_noncompliant"),
+                                     self.params["min_volume"])
         value = ramp(share, self.params["low"], self.params["high"])
-        return Fired(value, f"{share:.0%} of the last 10 min marketing without signature or unsubscribe") \
+        return Fired(value, f"{share:.0%} of the last {window} marketing without signature or unsubscribe") \
             if value > 0 else None
 
 
