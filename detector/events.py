@@ -212,8 +212,8 @@ def canonical_signature(value: str | None) -> str | None:
 
     >>> canonical_signature("【京东】"), canonical_signature(" ［ＪＤ］ "), canonical_signature("【】"), canonical_signature("-")
     ('京东', 'JD', None, None)
-    >>> canonical_signature("淘\u200b宝"), canonical_signature("【京東】")
-    ('淘宝', '京东')
+    >>> canonical_signature("淘\u200b宝"), canonical_signature("【京東】"), canonical_signature("【优 品 汇】")
+    ('淘宝', '京东', '优品汇')
     """
     if not value:
         return None
@@ -221,7 +221,8 @@ def canonical_signature(value: str | None) -> str | None:
     if known is not False:       # a few merchants send most messages: their spellings are met again and again
         return known
     folded = INVISIBLE.sub("", unicodedata.normalize("NFKC", value))
-    folded = to_simplified(folded.strip(_SIGNATURE_BRACKETS)).strip(_SIGNATURE_BRACKETS)
+    # every space goes, not only those at the ends: 【优 品 汇】 must not be a merchant of its own, past an opt-out
+    folded = "".join(to_simplified(folded.strip(_SIGNATURE_BRACKETS)).strip(_SIGNATURE_BRACKETS).split())
     if not any(ch.isalnum() for ch in folded):
         folded = None
     if len(_CANONICAL_SIGNATURES) > 65_536:

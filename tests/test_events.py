@@ -85,6 +85,9 @@ def test_the_signature_the_recipient_sees_wins_and_has_one_spelling():
     assert signature("\u200b【淘宝】双11大促", "京东") == signature("\ufeff【淘宝】双11大促") == "淘宝"
     assert signature("【淘\u200b宝】双11大促") == signature("【淘寶】双11大促") == "淘宝"
     assert signature("双11大促【淘宝】\u200b") == "淘宝"
+    # red team: spaces inside the brackets made a new signature, past the recipient's opt-out from 优品汇
+    assert signature("【优 品 汇】双11大促") == signature("【优\u3000品汇】双11大促") == signature("【优品汇】双11大促") == "优品汇"
+    assert signature("【Apple Store】新品上市", "Apple Store") == "AppleStore"
     assert signature("【EBM141024001】您的账户余额变动【工商银行】", "工商银行") == "工商银行"
     assert signature("【EBM141024001】您的账户余额变动【工商银行】", "京东") == "EBM141024001"
 
