@@ -96,3 +96,27 @@ async def test_complaints_and_operator_labels_export_through_the_cli(settings, t
     feedback = await read_to_end(s.kafka_bootstrap, s.topic(TOPIC_FEEDBACK))
     complaint = next(f for f in feedback if f["source"] == "complaint")
     assert complaint["who"] == "12321" and "13812345678" not in str(feedback)
+
+
+def test_export_labels_answers_a_missing_folder_or_broker_in_one_line(tmp_path, monkeypatch):
+    """QA14 case 3: ``-o`` into a folder that does not exist read the whole topic, then crashed with a
+    FileNotFoundError traceback; an unreachable broker's one-line error came with aiokafka's 'Unclosed
+    AIOKafkaConsumer' warning."""
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    monkeypatch.setenv("SMSGUARD_KAFKA_BOOTSTRAP", "127.0.0.1:1")        # nothing listens there
+    missing = tmp_path / "no-such-folder" / "labels.tsv"
+    result = CliRunner().invoke(main, ["export-labels", "-o", str(missing)])
+    assert result.exit_code == 2
+    assert f"no folder {missing.parent}" in result.output and "Traceback" not in result.output
+
+    script = ("import sys\nfrom detector.cli import main\n"
+              f"sys.argv = ['smsguard', 'export-labels', '-o', {str(tmp_path / 'labels.tsv')!r}]\nmain()\n")
+    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                         env={"SMSGUARD_KAFKA_BOOTSTRAP": "127.0.0.1:1", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "cannot reach Kafka at 127.0.0.1:1" in run.stderr
+    assert "Unclosed" not in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "labels.tsv").exists()
