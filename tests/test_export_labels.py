@@ -120,3 +120,13 @@ def test_export_labels_answers_a_missing_folder_or_broker_in_one_line(tmp_path, 
     assert run.returncode == 2 and "cannot reach Kafka at 127.0.0.1:1" in run.stderr
     assert "Unclosed" not in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "labels.tsv").exists()
+
+
+def test_the_export_masks_numbers_that_reached_the_topic_unmasked(tmp_path):
+    """QA14 case 4: feedback records written before case 1's fix (or by any other producer of sms.feedback)
+    hold '+86 138 1234 5678' as sent, and export-labels copied it into the training file."""
+    records = [{"msg_id": "m1", "label": 1, "content": "贷款秒批 联系王经理 +86 138 1234 5678", "ts": 1},
+               {"msg_id": "m2", "label": 0, "content": "快递员电话13812345678", "ts": 2}]
+    write_labels_tsv(dedup_labels(records), tmp_path / "labels.tsv")
+    exported = (tmp_path / "labels.tsv").read_text(encoding="utf-8")
+    assert "1234" not in exported and "+86 138 xxxx 5678" in exported and "138xxxx5678" in exported
