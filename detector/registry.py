@@ -142,10 +142,17 @@ class Registry:
 
 
 def _promotion_stack(history: list[dict[str, Any]]) -> list[str]:
+    """The models rollback can return to, the served one last. Promoting the model already served changes
+    nothing to go back to: a second promote of it (retried, or by two people) is not a step of its own.
+
+    >>> _promotion_stack([{"action": "promote", "name": n} for n in ("a", "b", "b")])
+    ['a', 'b']
+    """
     stack: list[str] = []
     for entry in history:
         if entry["action"] == "promote":
-            stack.append(entry["name"])
+            if not stack or stack[-1] != entry["name"]:
+                stack.append(entry["name"])
         elif entry["action"] == "rollback" and stack:
             stack.pop()
     return stack

@@ -59,6 +59,19 @@ def test_promote_and_rollback_switch_what_the_watcher_returns(registry):
     assert [h["action"] for h in history] == ["promote", "promote", "rollback"]
 
 
+def test_rollback_after_promoting_the_same_model_twice_returns_to_the_model_before_it(registry):
+    """QA14 case 6: a promote run twice (retried, or by two people) made rollback 'roll back to' the model
+    already served: the CLI printed "rolled back to beta" and the workers kept beta."""
+    registry.promote("alpha")
+    registry.promote("beta")
+    registry.promote("beta")
+    assert registry.rollback() == "alpha" and registry.promoted_name() == "alpha"
+    with pytest.raises(ModelError, match="nothing to roll back to"):
+        registry.rollback()
+    assert [h["action"] for h in json.loads(registry.path.read_text())["history"]] == [
+        "promote", "promote", "promote", "rollback"]          # every promote is still in the history
+
+
 def test_rollback_without_an_earlier_model_is_refused(registry):
     with pytest.raises(ModelError, match="nothing to roll back"):
         registry.rollback()
