@@ -391,3 +391,12 @@ def test_evaluate_refuses_an_empty_test_part(trained, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "--model", "tiny-v1", "--models-dir", str(trained.parent),
                                        "--data", str(path), "--split", "template:0.01", "--seed", "1"])
     assert result.exit_code == 2 and "has no rows" in result.output, result.output
+
+
+def test_evaluate_compare_without_a_model_to_compare_with_is_refused(trained, small_files, tmp_path):
+    """QA14 case 7: in a registry with nothing promoted, `evaluate --compare tiny-v1` without --model printed
+    tiny-v1's figures as both the model and the comparison."""
+    shutil.copytree(trained, tmp_path / "tiny-v1")                  # a registry of its own: nothing promoted
+    result = CliRunner().invoke(main, ["evaluate", "--compare", "tiny-v1", "--models-dir", str(tmp_path),
+                                       "--data", str(small_files[1]), "--json"])
+    assert result.exit_code == 2 and "no --model given and no promoted model" in result.output, result.output
