@@ -160,11 +160,19 @@ async def _tail_flagged(settings: Settings, lookback: int, count: int | None, as
 
 async def export_labels(settings: Settings, output: str) -> tuple[int, int]:
     """Write the feedback topic as training TSV; return (records read, rows written)."""
+    from pathlib import Path
+
     from detector.dashboard.actions import dedup_labels, write_labels_tsv
     from detector.dashboard.feeds import read_to_end
 
+    folder = Path(output).parent
+    if not folder.is_dir():             # said before the whole topic is read, not as a traceback after it
+        raise SmsGuardError(f"cannot write {output}: no folder {folder}")
     records = await read_to_end(settings.kafka_bootstrap, settings.topic(TOPIC_FEEDBACK))
-    return len(records), write_labels_tsv(dedup_labels(records), output)
+    try:
+        return len(records), write_labels_tsv(dedup_labels(records), output)
+    except OSError as exc:
+        raise SmsGuardError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def register(main: click.Group, bench: click.Group) -> None:

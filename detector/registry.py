@@ -14,12 +14,14 @@ detector.errors.ModelError: no model named 'nope' in the registry
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from detector import metrics
 from detector.errors import ModelError
@@ -112,26 +114,39 @@ class Registry:
             raise ModelError(f"no model named {name!r} in the registry")
         return path
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, Any]]:
+        """The registry's state, written back at the end, with the folder locked (flock) meanwhile: a promote or
+        rollback that read the file while another was changing it wrote back a history without the other's entry.
+        Workers only read the file, which is replaced atomically, so they never wait for the lock."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        folder = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            state = self._read()
+            yield state
+            self._write(state)
+        finally:
+            os.close(folder)            # releases the lock
+
     def promote(self, name: str, at: str | None = None) -> SpamModel:
         """Point the registry at ``name`` after checking it loads (hash and safe types)."""
         model = load_model(self.model_path(name))
-        state = self._read()
-        state["promoted"] = name
-        state["history"].append({"action": "promote", "name": name, "at": at or _now()})
-        self._write(state)
+        with self._changing() as state:
+            state["promoted"] = name
+            state["history"].append({"action": "promote", "name": name, "at": at or _now()})
         return model
 
     def rollback(self, at: str | None = None) -> str:
         """Return to the model promoted before the current one; its name."""
-        state = self._read()
-        stack = _promotion_stack(state["history"])
-        if len(stack) < 2:
-            raise ModelError("nothing to roll back to: no earlier promoted model")
-        previous = stack[-2]
-        load_model(self.model_path(previous))
-        state["promoted"] = previous
-        state["history"].append({"action": "rollback", "name": previous, "at": at or _now()})
-        self._write(state)
+        with self._changing() as state:
+            stack = _promotion_stack(state["history"])
+            if len(stack) < 2:
+                raise ModelError("nothing to roll back to: no earlier promoted model")
+            previous = stack[-2]
+            load_model(self.model_path(previous))
+            state["promoted"] = previous
+            state["history"].append({"action": "rollback", "name": previous, "at": at or _now()})
         return previous
 
     def load_promoted(self) -> SpamModel:
@@ -142,10 +157,17 @@ class Registry:
 
 
 def _promotion_stack(history: list[dict[str, Any]]) -> list[str]:
+    """The models rollback can return to, the served one last. Promoting the model already served changes
+    nothing to go back to: a second promote of it (retried, or by two people) is not a step of its own.
+
+    >>> _promotion_stack([{"action": "promote", "name": n} for n in ("a", "b", "b")])
+    ['a', 'b']
+    """
     stack: list[str] = []
     for entry in history:
         if entry["action"] == "promote":
-            stack.append(entry["name"])
+            if not stack or stack[-1] != entry["name"]:
+                stack.append(entry["name"])
         elif entry["action"] == "rollback" and stack:
             stack.pop()
     return stack

@@ -45,9 +45,9 @@ def test_a_new_port_rate_counts_only_since_it_started():
 def test_memory_is_bounded_and_old_minutes_age_out(monkeypatch):
     monkeypatch.setattr(live_module, "CONTENT_KEEP", 100)
     live = LiveStats()
-    for i in range(500):
+    for i in range(live_module.RECENT_FLAGGED + 1):         # m0 is neither among the contents nor shown
         live.add_decision(decision(i, T0 + i * 1_000, action="flag", score=0.9))
-    assert live.content_of("m499") is not None and live.content_of("m0") is None
+    assert live.content_of("m500") is not None and live.content_of("m0") is None
     assert len(live.recent_flagged(1_000)) == live_module.RECENT_FLAGGED
     live.add_decision(decision(999, T0 + 3 * 3_600_000, port="10690002"))     # three hours later
     assert "10690001" not in live.ports() or live.port_summary("10690001")["volume"] == 0
@@ -77,3 +77,18 @@ def test_one_decision_dated_far_ahead_does_not_move_now():
     assert live.port_summary("10690001")["volume"] == 20
     live.add_decision(decision(100, wall + 30_000, port="10690003"))          # a few seconds fast still counts
     assert live.now_ms == wall + 30_000 and live.port_summary("10690001")["volume"] == 20
+
+
+def test_a_flagged_message_the_page_still_shows_can_be_labelled(monkeypatch):
+    """QA14 case 9: the label action looks the text up among the last CONTENT_KEEP decisions of every port (at
+    1,000 messages/s, 20 seconds' worth), while a quiet port's page and the flagged list keep showing older
+    flagged messages with their label buttons: a click on one answered 404 'not among the recent decisions'."""
+    monkeypatch.setattr(live_module, "CONTENT_KEEP", 100)
+    live = LiveStats()
+    live.add_decision(decision(0, T0, port="10690666", action="flag", score=0.9, content="加微信 13812345678 领红包"))
+    for i in range(1, 201):                                  # other ports' traffic pushes it out of the contents
+        live.add_decision(decision(i, T0 + i * 100))
+    assert live.recent_flagged(port="10690666")[0]["msg_id"] == "m0"           # still on the page
+    known = live.content_of("m0")
+    assert known is not None and known["port"] == "10690666" and known["content"] == "加微信 138****5678 领红包"
+    assert live.content_of("m1") is None                     # an allowed message out of the contents is gone

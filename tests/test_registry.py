@@ -59,6 +59,48 @@ def test_promote_and_rollback_switch_what_the_watcher_returns(registry):
     assert [h["action"] for h in history] == ["promote", "promote", "rollback"]
 
 
+def test_rollback_after_promoting_the_same_model_twice_returns_to_the_model_before_it(registry):
+    """QA14 case 6: a promote run twice (retried, or by two people) made rollback 'roll back to' the model
+    already served: the CLI printed "rolled back to beta" and the workers kept beta."""
+    registry.promote("alpha")
+    registry.promote("beta")
+    registry.promote("beta")
+    assert registry.rollback() == "alpha" and registry.promoted_name() == "alpha"
+    with pytest.raises(ModelError, match="nothing to roll back to"):
+        registry.rollback()
+    assert [h["action"] for h in json.loads(registry.path.read_text())["history"]] == [
+        "promote", "promote", "promote", "rollback"]          # every promote is still in the history
+
+
+def test_two_promotes_at_once_both_stay_in_the_history(registry, monkeypatch):
+    """QA14 case 8: promote read registry.json, added its entry and wrote the file back; a second promote (another
+    data scientist, another terminal) that read the file before the first one wrote it lost the first one's entry.
+    Here the first promote is held between its read and its write while the second one runs."""
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+    write = Registry._write
+
+    def held_write(self, state):
+        if state["promoted"] == "alpha":
+            held.set()
+            release.wait(10)
+        write(self, state)
+
+    monkeypatch.setattr(Registry, "_write", held_write)
+    first = threading.Thread(target=Registry(registry.root).promote, args=("alpha",))
+    first.start()
+    assert held.wait(60)
+    second = threading.Thread(target=Registry(registry.root).promote, args=("beta",))
+    second.start()
+    second.join(2.0)             # with the registry locked it waits for the first promote to finish
+    release.set()
+    first.join()
+    second.join()
+    history = json.loads(registry.path.read_text())["history"]
+    assert [h["name"] for h in history] == ["alpha", "beta"] and registry.promoted_name() == "beta"
+
+
 def test_rollback_without_an_earlier_model_is_refused(registry):
     with pytest.raises(ModelError, match="nothing to roll back"):
         registry.rollback()

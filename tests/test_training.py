@@ -293,6 +293,21 @@ def test_an_unreachable_target_precision_is_a_warning_not_a_silent_default(small
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["warnings"]
 
 
+def test_a_text_labelled_both_ways_across_the_data_files_is_a_warning(small_files, tmp_path):
+    """QA14 case 5: an operator's correction exported by export-labels (a normal label for a text the corpus calls
+    spam) was fitted beside the corpus row without a word: the two rows cancel out and the correction is lost."""
+    corpus = load_tsv(small_files[0])
+    spam = [t for t, label in zip(corpus.texts, corpus.labels) if label == 1][:2]
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(f"0\t{spam[0]}\n0\t{spam[1]}\n1\t加微信领红包 稳赚不赔\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["train", "--data", str(small_files[0]), "--data", str(labels),
+                                       "--features-log2", "12", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    warning = "2 texts are labelled spam in small_dev and normal in labels"
+    assert warning in result.stderr, result.stderr
+    assert any(warning in w for w in json.loads((tmp_path / "m" / "manifest.json").read_text())["warnings"])
+
+
 def test_the_training_summary_is_not_wrapped_when_stderr_is_not_a_terminal(small_files, tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(small_files[1]), "--split", "stratified:0.3",
                                        "--features-log2", "12", "--out", str(tmp_path / "m")])
@@ -376,3 +391,12 @@ def test_evaluate_refuses_an_empty_test_part(trained, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "--model", "tiny-v1", "--models-dir", str(trained.parent),
                                        "--data", str(path), "--split", "template:0.01", "--seed", "1"])
     assert result.exit_code == 2 and "has no rows" in result.output, result.output
+
+
+def test_evaluate_compare_without_a_model_to_compare_with_is_refused(trained, small_files, tmp_path):
+    """QA14 case 7: in a registry with nothing promoted, `evaluate --compare tiny-v1` without --model printed
+    tiny-v1's figures as both the model and the comparison."""
+    shutil.copytree(trained, tmp_path / "tiny-v1")                  # a registry of its own: nothing promoted
+    result = CliRunner().invoke(main, ["evaluate", "--compare", "tiny-v1", "--models-dir", str(tmp_path),
+                                       "--data", str(small_files[1]), "--json"])
+    assert result.exit_code == 2 and "no --model given and no promoted model" in result.output, result.output

@@ -238,6 +238,11 @@ def register(main: click.Group, bench: click.Group) -> None:
         from training.evaluate import METRIC_NAMES, spam_metrics
 
         registry = _registry(models_dir)
+        model = model or registry.promoted_name()
+        if model is None:   # checked first: with --compare alone, the compared model was shown as both columns
+            from detector.errors import ModelError
+
+            raise ModelError("no --model given and no promoted model")
         dataset = load_tsv(resolve_data(data))
         parsed = parse_split(split)
         if parsed.kind != "none":
@@ -245,7 +250,7 @@ def register(main: click.Group, bench: click.Group) -> None:
             if not len(dataset):
                 raise ConfigError(f"--split {split}: the test part of {data} has no rows")
         results = {}
-        for name in filter(None, [model or registry.promoted_name(), compare]):
+        for name in filter(None, [model, compare]):
             loaded = load_model(registry.model_path(name))
             warning = _not_heldout(loaded.manifest, dataset, parsed, seed)
             if warning:
@@ -254,10 +259,6 @@ def register(main: click.Group, bench: click.Group) -> None:
             metrics = spam_metrics(dataset.labels, loaded.score(dataset.texts), loaded.threshold)
             results[name] = {"model": loaded.version, "threshold": round(loaded.threshold, 4),
                              **{k: metrics[k] for k in METRIC_NAMES}, "warning": warning}
-        if not results:
-            from detector.errors import ModelError
-
-            raise ModelError("no --model given and no promoted model")
         if as_json:
             first = next(iter(results.values()))
             click.echo(json.dumps({**first, "compare": results[compare]} if compare else first, ensure_ascii=False))

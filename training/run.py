@@ -62,10 +62,38 @@ def _concat(datasets: list[Dataset]) -> tuple[list[str], np.ndarray, np.ndarray]
     return [t for d in datasets for t in d.texts], np.concatenate([d.labels for d in datasets]), sources
 
 
+def label_conflicts(datasets: list[Dataset]) -> list[str]:
+    """A warning per pair of files for the texts one labels spam and the other normal (or one file both ways).
+
+    Both rows are fitted and pull the text's score towards the middle: an operator's correction exported by
+    ``smsguard export-labels`` is cancelled by the corpus row it corrects.
+
+    >>> import numpy as np
+    >>> a = Dataset("dev", ["加微信领红包", "明天见"], np.asarray([1, 0]), "")
+    >>> b = Dataset("labels", ["加微信领红包"], np.asarray([0]), "")
+    >>> print(*label_conflicts([a, b]))
+    1 text is labelled spam in dev and normal in labels (e.g. '加微信领红包'): both rows are fitted and cancel out; ...
+    """
+    from detector.privacy import mask_numbers
+
+    files: dict[str, tuple[set[str], set[str]]] = {}
+    for d in datasets:
+        for text, label in zip(d.texts, d.labels):
+            files.setdefault(text, (set(), set()))[int(label) == 0].add(d.name)
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for text, (spam, normal) in files.items():
+        if spam and normal:
+            pairs.setdefault((", ".join(sorted(spam)), ", ".join(sorted(normal))), []).append(text)
+    return [f"{len(texts)} text{'s are' if len(texts) > 1 else ' is'} labelled spam in {spam} and normal in {normal} "
+            f"(e.g. {mask_numbers(texts[0])[:40]!r}): both rows are fitted and cancel out; "
+            "correct or drop the wrong one" for (spam, normal), texts in pairs.items()]
+
+
 def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     step = progress or (lambda message: None)
     step("loading data")
     datasets = [load_tsv(path) for path in job.data]
+    conflicts = label_conflicts(datasets)
     splits = [split_indices(d, s, job.params.seed) for d, s in zip(datasets, job.splits)]
     has_holdout = any(len(test) for _, test in splits)
     results: list[SplitResult] = []
@@ -105,7 +133,7 @@ def run_training(job: TrainJob, progress=None) -> dict[str, Any]:
     fits = [("shipped", shipped)] + ([("held-out", heldout)] if heldout is not None and heldout is not shipped else [])
     warnings = [f"the {which} model's out-of-fold scores reach the target precision {job.params.target_precision} "
                 f"at no threshold: it uses the fallback threshold {fitted.threshold:.4f}, below that precision"
-                for which, fitted in fits if not fitted.target_reached]
+                for which, fitted in fits if not fitted.target_reached] + conflicts
     # A --force run into an old model folder: its plots and report describe the old model.
     shutil.rmtree(job.out / "report", ignore_errors=True)
     (job.out / "report.md").unlink(missing_ok=True)

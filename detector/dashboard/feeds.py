@@ -262,6 +262,7 @@ async def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0, quiet
     try:
         await asyncio.wait_for(consumer.start(), timeout_s)
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        await consumer.stop()           # else aiokafka warns "Unclosed AIOKafkaConsumer" under the one-line error
         raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from exc
     try:
         await consumer.topics()

@@ -27,6 +27,7 @@ needs the text).
 """
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections import Counter, OrderedDict, deque
@@ -221,7 +222,16 @@ class LiveStats:
         return list(self._ports)
 
     def content_of(self, msg_id: str) -> dict[str, Any] | None:
-        return self._contents.get(msg_id)
+        """What the label action needs of a message: among the last CONTENT_KEEP decisions, or a flagged one the
+        page still shows (the flagged list, a port's recent flagged messages), which a busy carrier's traffic
+        pushes out of the first within seconds."""
+        known = self._contents.get(msg_id)
+        if known is not None:
+            return known
+        shown = itertools.chain(self._flagged, *(stats.recent for stats in self._ports.values()))
+        d = next((d for d in shown if d["msg_id"] == msg_id), None)
+        return None if d is None else {"content": d["content"], "port": d["port"], "action": d["action"],
+                                       "score": d["score"], "ts_ms": d["ts_ms"]}
 
     def recent_flagged(self, limit: int = 100, port: str | None = None) -> list[dict[str, Any]]:
         """Newest first."""
