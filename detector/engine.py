@@ -604,11 +604,12 @@ class Engine:
 
     def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction], result: EngineResult,
                 last_of_port: dict[str, MessageContext]) -> dict[str, tuple[int, list[Reason]]]:
-        """Message decisions; returns each port's latest port-level reasons (with the event time they hold at).
+        """Message decisions; returns each port's latest port-level reasons, with the event time they hold at and the
+        port's volume feed (port_rate: its messages over the last minute, 10 minutes and hour).
 
         Signals that only judge ports run once per port and batch, on the port's last message (``last_of_port``).
         """
-        port_reasons: dict[str, tuple[int, list[Reason]]] = {}
+        port_reasons: dict[str, tuple[int, list[Reason], Any]] = {}
         # Every feed has a result (or None: does not apply) unless the store failed: only then ask each signal.
         check_feeds = result.degraded
         judge_sets = self._judge_sets
@@ -651,10 +652,10 @@ class Engine:
                 event.msg_id, event.port, event.ts_ms, action, ctx.score, risk, reasons, "normal", model_version,
                 event.recipient, event.content, event.signature, event.sp_id, event.category, None, ctx.may_mask))
             if judge_port and not skipped:
-                port_reasons[event.port] = (event.ts_ms, p_reasons)
+                port_reasons[event.port] = (event.ts_ms, p_reasons, ctx.state.get("port_rate"))
         return port_reasons
 
-    def _port_transitions(self, events: Sequence[Event], port_reasons: dict[str, tuple[int, list[Reason]]],
+    def _port_transitions(self, events: Sequence[Event], port_reasons: dict[str, tuple[int, list[Reason], Any]],
                           complaints: dict[int, dict[str, Any]], states: dict[str, PortAction],
                           clock_ms: int | None, changed_at: dict[str, int]) -> list[PortAction]:
         """Port state changes of this batch (``states`` is updated in place), judged at each message's event
@@ -664,11 +665,12 @@ class Engine:
             return ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms
 
         changes: list[PortAction] = []
-        for port, (ts_ms, reasons) in port_reasons.items():
+        for port, (ts_ms, reasons, port_rate) in port_reasons.items():
             risk = sum(r.value * r.weight for r in reasons)
             reasons.sort(key=lambda r: -r.value * r.weight)
             judged_at = at(ts_ms)
-            change = self.policy.next_port_state(port, states.get(port), risk, reasons, judged_at)
+            change = self.policy.next_port_state(port, states.get(port), risk, reasons, judged_at,
+                                                 recent_per_min=port_rate[1] / 10 if port_rate else None)
             if change is not None:
                 states[port] = change
                 changes.append(change)

@@ -104,7 +104,8 @@ class Policy:
         root = read.keys(config, "", {"message", "port", "signals"})
         msg = read.keys(root["message"], "message", {"flag_at", "block_at"})
         port = read.keys(root["port"], "port", {"watch_at", "throttle_at", "block_at", "hysteresis", "ttl_s",
-                                                "renew_before_s", "throttle_rate_per_min", "min_messages_for_state"})
+                                                "renew_before_s", "throttle_rate_per_min", "min_messages_for_state"},
+                         {"throttle_share"})
         # a threshold at or below zero would flag every message / watch every port
         self.flag_at = read.number(msg, "message.flag_at", above=0)
         self.block_at = read.number(msg, "message.block_at")
@@ -124,6 +125,9 @@ class Policy:
         self.renew_before_ms = read.number(port, "port.renew_before_s", whole=True, minimum=0,
                                            below=min(self.ttl_ms.values()) // 1000) * 1000
         self.throttle_rate_per_min = read.number(port, "port.throttle_rate_per_min", whole=True, above=0)
+        # optional: policies written before it throttle at the fixed rate, as they did
+        self.throttle_share = read.number(port, "port.throttle_share", above=0, maximum=1) \
+            if "throttle_share" in port else None
         self.min_messages_for_state = read.number(port, "port.min_messages_for_state", whole=True, minimum=0)
         signals = read.keys(root["signals"], "signals", set(ALL_SIGNALS), noun="signal")
         self.signals: dict[str, SignalConfig] = {name: read.signal(signals, name) for name in signals}
@@ -157,8 +161,10 @@ class Policy:
         return level
 
     def next_port_state(self, port: str, current: PortAction | None, risk: float, reasons: list[Reason],
-                        now_ms: int, *, escalate_only: bool = False) -> PortAction | None:
-        """The port's new state record, or ``None`` when nothing changes."""
+                        now_ms: int, *, escalate_only: bool = False,
+                        recent_per_min: float | None = None) -> PortAction | None:
+        """The port's new state record, or ``None`` when nothing changes. ``recent_per_min``, the port's own
+        recent rate, sets a new throttle's rate (:meth:`throttle_rate`)."""
         cur_state = current.state if current else "normal"
         expired = current is not None and current.expires_at_ms is not None and current.expires_at_ms <= now_ms
         if current is not None and current.decided_by != "engine" and not expired:
@@ -169,14 +175,15 @@ class Policy:
             if target == "normal":
                 return self._action(port, "normal", reasons, now_ms, current, note="operator state expired")
         if LEVEL[target] > LEVEL[cur_state]:
-            return self._action(port, target, reasons, now_ms, current)
+            return self._action(port, target, reasons, now_ms, current, recent_per_min=recent_per_min)
         if escalate_only or cur_state == "normal":
             return None
         # target below current: step down only once expired and clearly below the threshold
         if LEVEL[target] < LEVEL[cur_state] and risk < self.thresholds[cur_state] * self.hysteresis:
             if expired:
                 lower = PORT_STATES[max(LEVEL[target], LEVEL[cur_state] - 1)]
-                return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired")
+                return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired",
+                                    recent_per_min=recent_per_min)
             return None
         # Still justified (at its level, or within the hysteresis band under it): renewed shortly before it
         # expires. Letting it lapse instead would leave gateways treating the port as normal (an expired
@@ -185,13 +192,33 @@ class Policy:
             return self._action(port, cur_state, reasons, now_ms, current, since_ms=current.since_ms)
         return None
 
+    def throttle_rate(self, recent_per_min: float | None) -> int:
+        """Messages a minute gateways let through a port the engine throttles: ``throttle_share`` of the port's own
+        recent rate, at most ``throttle_rate_per_min`` and at least 1. A fixed rate alone slowed nothing that sent
+        less than it (red team: a port dripping spam at 2 a minute, or blasting at 30, was "throttled" at 60). No
+        recent rate known (a complaint, a port that was blocked), or no ``throttle_share`` in the policy: the fixed rate.
+
+        >>> p = Policy.load()
+        >>> p.throttle_rate(2.0), p.throttle_rate(30.0), p.throttle_rate(5000.0), p.throttle_rate(None), p.throttle_rate(0)
+        (1, 15, 60, 60, 60)
+        """
+        if self.throttle_share is None or not recent_per_min or recent_per_min <= 0:
+            return self.throttle_rate_per_min
+        return max(1, min(self.throttle_rate_per_min, math.ceil(self.throttle_share * recent_per_min)))
+
     def _action(self, port: str, state: str, reasons: list[Reason], now_ms: int, current: PortAction | None,
-                since_ms: int | None = None, note: str | None = None) -> PortAction:
+                since_ms: int | None = None, note: str | None = None,
+                recent_per_min: float | None = None) -> PortAction:
         ttl = self.ttl_ms.get(state)
+        rate = None
+        if state == "throttle":     # a renewal keeps its rate: re-measured under the throttle it would only shrink
+            renewing = since_ms is not None and current is not None and current.state == "throttle"
+            rate = current.rate_limit_per_min if renewing and current.rate_limit_per_min \
+                else self.throttle_rate(recent_per_min)
         return PortAction(
             port=port, ts_ms=next_ts_ms(current, now_ms), state=state, reasons=reasons, since_ms=now_ms if since_ms is None else since_ms,
             expires_at_ms=now_ms + ttl if ttl else None, decided_by="engine",
-            rate_limit_per_min=self.throttle_rate_per_min if state == "throttle" else None,
+            rate_limit_per_min=rate,
             previous_state=current.state if current else "normal", note=note,
         )
 

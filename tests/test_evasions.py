@@ -92,12 +92,14 @@ def drip(port, per_10min, minutes, text_of):
             for k in range(minutes * 60_000 // gap)]
 
 
-def port_states(events, scorer):
+def port_states(events, scorer, rates=None):
+    """Each port's (state, port-level reasons) in order; ``rates`` gets their rate_limit_per_min."""
     engine = Engine(Settings.from_env({}), MemoryStore(), scorer)
-    states = {}
+    states, rates = {}, {} if rates is None else rates
     for i in range(0, len(events), 50):
         for action in asyncio.run(engine.process(events[i:i + 50])).port_actions:
             states.setdefault(action.port, []).append((action.state, [r.signal for r in action.reasons]))
+            rates.setdefault(action.port, []).append(action.rate_limit_per_min)
     return states
 
 
@@ -109,6 +111,9 @@ def test_a_port_dripping_spam_under_the_ten_minute_volume_floor_is_judged_on_its
     spam = drip("10690001", 19, 120, lambda k: f"无抵押贷款当天放款，加微信dk{k:04d}")     # FixedScorer: spam
     noisy = drip("10690002", 19, 120, lambda k: "加微信领取" if k % 10 == 0 else f"【京东】您的订单{k}已发货")
     rare = drip("10690003", 3, 120, lambda k: "无抵押贷款当天放款，加微信")      # 18 an hour
-    states = port_states(sorted(spam + noisy + rare, key=lambda e: e.ts_ms), FixedScorer())
+    rates = {}
+    states = port_states(sorted(spam + noisy + rare, key=lambda e: e.ts_ms), FixedScorer(), rates)
     assert states.get("10690001") and states["10690001"][0] == ("throttle", ["spam_share"]), states
+    # and the throttle slows it (case 14): half its ~1.9 a minute, where the fixed 60 a minute slowed nothing
+    assert rates["10690001"][0] == 1, rates
     assert "10690002" not in states and "10690003" not in states, states

@@ -39,6 +39,22 @@ def test_escalation_is_immediate_and_carries_reasons(policy):
     assert action.expires_at_ms == policy.ttl_ms["throttle"]
 
 
+def test_an_engine_throttle_slows_a_port_below_its_own_recent_rate(policy):
+    """Red team case 14: a fixed 60 a minute slowed nothing that sent less (a drip at 2 a minute, a blast at 30)."""
+    reasons = [Reason("spam_share", 1.0, 3.0, "90%")]
+    rates = {recent: policy.next_port_state("1069", None, 3.0, reasons, 0, recent_per_min=recent).rate_limit_per_min
+             for recent in (2.0, 30.0, 5000.0, None)}
+    assert rates == {2.0: 1, 30.0: 15, 5000.0: 60, None: 60}
+    drip = policy.next_port_state("1069", None, 3.0, reasons, 0, recent_per_min=2.0)
+    # renewed under the throttle (the port now sends at most 1 a minute): the rate is kept, not halved again
+    renewed = policy.next_port_state("1069", drip, 3.0, reasons, drip.expires_at_ms - MIN, recent_per_min=1.0)
+    assert renewed.since_ms == drip.since_ms and renewed.rate_limit_per_min == 1
+    # a policy written before throttle_share throttles at its fixed rate, as it did
+    older = raw_config()
+    del older["port"]["throttle_share"]
+    assert Policy(older).next_port_state("1069", None, 3.0, reasons, 0, recent_per_min=2.0).rate_limit_per_min == 60
+
+
 def test_state_holds_until_expiry_then_steps_down_one_level(policy):
     block = policy.next_port_state("1069", None, 5.0, [], 0)
     assert block.state == "block"
@@ -111,6 +127,8 @@ def test_operator_actions_validate_their_input():
     (lambda c: c["port"].update(hysteresis=1.5), r"port\.hysteresis: must be at most 1"),
     (lambda c: c["port"].update(renew_before_s=1800), r"port\.renew_before_s: must be below 1800"),
     (lambda c: c["port"].update(throttle_rate_per_min=0), r"port\.throttle_rate_per_min: must be above 0"),
+    (lambda c: c["port"].update(throttle_share=0), r"port\.throttle_share: must be above 0"),
+    (lambda c: c["port"].update(throttle_share=1.5), r"port\.throttle_share: must be at most 1"),
     (lambda c: c["port"].update(watch_at="1.0"), r"port\.watch_at: expected a number, got '1\.0'"),
     (lambda c: c["port"].update(min_messages_for_state=2.5), r"min_messages_for_state: expected a whole number"),
     (lambda c: c["signals"]["quiet_hours"]["params"].update(start_hour=31),
