@@ -334,7 +334,7 @@ class Demo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
-        gateway = Gateway(settings.redis_url, kafka_bootstrap=settings.kafka_bootstrap,
+        gateway = Gateway(settings.redis_url, kafka_bootstrap=settings.kafka_bootstrap, cluster=settings.redis_cluster,
                           topic=settings.topic(TOPIC_PORT_ACTIONS), clock=self.sim_now_ms)
         await gateway.start()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
