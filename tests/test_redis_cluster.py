@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import pytest
 import redis
+from redis.crc import key_slot
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
@@ -42,6 +43,21 @@ def unique(prefix: str = "") -> str:
 def new_port() -> str:
     """A port no other test uses (ports are digits)."""
     return f"1069{uuid.uuid4().int % 10 ** 12:012d}"
+
+
+def port_away_from(cluster) -> str:
+    """A new port whose keys live on another node than the one the cluster's URL names: a client that is not a
+    cluster client gets MOVED for them instead of answers by luck."""
+    first = redis.Redis(port=cluster.nodes[0].port)
+    try:
+        served = [range(start, end + 1) for start, end, primary, *replicas in first.execute_command("CLUSTER", "SLOTS")
+                  if primary[1] == cluster.nodes[0].port]
+    finally:
+        first.close()
+    while True:
+        port = new_port()
+        if not any(key_slot(port.encode()) in slots for slots in served):
+            return port
 
 
 def throttle(port: str, ts_ms: int, rate: int = 60) -> PortAction:
@@ -232,7 +248,7 @@ async def test_the_dashboard_reads_and_writes_port_states_on_the_cluster_from_se
     s = settings({"SMSGUARD_REDIS_URL": redis_cluster.url, "SMSGUARD_REDIS_CLUSTER": "true",
                   "SMSGUARD_OPERATOR_TOKENS": f"alice:{TOKEN}"})
     await acreate_topics(s.kafka_bootstrap, [s.topic(TOPIC_PORT_ACTIONS)], 1, compacted=[s.topic(TOPIC_PORT_ACTIONS)])
-    port = new_port()
+    port = port_away_from(redis_cluster)
     now = int(time.time() * 1000)
     store = RedisStore.from_settings(s)
     try:
@@ -256,7 +272,7 @@ async def test_the_dashboard_reads_and_writes_port_states_on_the_cluster_from_se
 
 
 def test_the_gateway_and_signatures_clis_use_the_cluster_from_settings(redis_cluster, tmp_path):
-    port = new_port()
+    port = port_away_from(redis_cluster)
     env = {"SMSGUARD_REDIS_URL": redis_cluster.url, "SMSGUARD_REDIS_CLUSTER": "true"}
     registry = tmp_path / "registry.tsv"
     registry.write_text(f"{port}\t顺丰,京东\n", encoding="utf-8")

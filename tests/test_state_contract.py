@@ -262,13 +262,15 @@ async def test_port_states_and_history(store, ns):
 
 
 async def test_signature_registry(store, ns):
-    p1, p2 = f"1069{ns}", f"1065{ns}"
+    p1, p2, p3 = f"1069{ns}", f"1065{ns}", f"1066{ns}"
     await store.register_signatures(p1, ["【京东】", "淘宝 "])
     await store.register_signatures(p1, ["[拼多多]"])
     await store.register_signatures(p2, ["京东"])
     await store.register_signatures(p2, [], replace=True)     # registered, with nothing allowed
-    got = await store.registered_signatures([p1, p2, "nope"])
-    assert got == {p1: frozenset({"京东", "淘宝", "拼多多"}), p2: frozenset()}
+    await store.register_signatures(p3, ["京东", "淘宝"])
+    await store.register_signatures(p3, ["顺丰", "淘宝"], replace=True)
+    got = await store.registered_signatures([p1, p2, p3, "nope"])
+    assert got == {p1: frozenset({"京东", "淘宝", "拼多多"}), p2: frozenset(), p3: frozenset({"顺丰", "淘宝"})}
 
 
 # -- random sequences: Redis answers exactly like memory (HLL within tolerance) ------------------------------
