@@ -300,3 +300,16 @@ def test_the_gateway_and_signatures_clis_use_the_cluster_from_settings(redis_clu
             await store.close()
 
     assert asyncio.run(registered()) == frozenset({"顺丰", "京东"})
+
+
+def test_bench_store_times_the_cluster_path_with_the_same_answers(redis_server):
+    """`smsguard bench store --cluster`: a row for the cluster (a cluster of its own, stopped after the run)."""
+    from detector.state.bench import StoreBenchConfig, render, run_store_bench
+
+    cfg = StoreBenchConfig(messages=300, batch_size=100, ports=10, traffic="synthetic", warmup_batches=2,
+                           redis_url=redis_server.url, cluster=True)
+    result = run_store_bench(cfg)
+    cluster_rows = [f for f in result.figures if f.path.startswith("Redis Cluster")]
+    assert result.same_answers and len(cluster_rows) == 1
+    assert cluster_rows[0].ops > 0 and cluster_rows[0].server_cpu_s > 0
+    assert "| Redis Cluster, 3 primaries (per-op, cluster=True) |" in render(result, cfg)
