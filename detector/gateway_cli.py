@@ -38,7 +38,8 @@ def _port_of(line: str) -> str | None:
 
 
 @click.command("gateway")
-@click.option("--redis-url", default=None, help="Default: SMSGUARD_REDIS_URL (a cluster node with SMSGUARD_REDIS_CLUSTER).")
+@click.option("--redis-url", default=None,
+              help="Default: SMSGUARD_REDIS_URL (a cluster node with SMSGUARD_REDIS_CLUSTER).")
 @click.option("--bootstrap", default=None, help="Kafka to follow port actions on. Default: SMSGUARD_KAFKA_BOOTSTRAP.")
 @click.option("--poll", "poll_s", type=float, default=None,
               help="Poll Redis every this many seconds instead of following the Kafka topic.")
@@ -97,7 +98,8 @@ def _state_row(action: PortAction) -> dict:
 
 # -- bench ------------------------------------------------------------------------------------------------
 @click.command("gateway")
-@click.option("--redis-url", default=None, help="Default: SMSGUARD_REDIS_URL (a cluster node with SMSGUARD_REDIS_CLUSTER).")
+@click.option("--redis-url", default=None,
+              help="Default: SMSGUARD_REDIS_URL (a cluster node with SMSGUARD_REDIS_CLUSTER).")
 @click.option("--start-redis", is_flag=True, help="Start a private redis-server for the run.")
 @click.option("-n", "calls", type=int, default=20_000, show_default=True, help="Calls per case.")
 def bench_gateway_cmd(redis_url: str | None, start_redis: bool, calls: int) -> None:

@@ -410,16 +410,17 @@ def free_cluster_port() -> int:
 
 
 class LocalRedisCluster:
-    """A Redis Cluster of ``primaries`` redis-server processes (no replicas) on free loopback ports.
+    """A Redis Cluster of ``primaries`` redis-server processes, each with ``replicas`` replicas, on free loopback ports.
 
     Each node is a :class:`Service` with its own temp dir (and nodes.conf); ``redis-cli --cluster create``
     spreads the 16,384 slots over them. :attr:`url` names one node, which is all a cluster client needs.
     """
 
-    def __init__(self, primaries: int = 3, *, log_dir: str | os.PathLike | None = None):
+    def __init__(self, primaries: int = 3, *, replicas: int = 0, log_dir: str | os.PathLike | None = None):
         if primaries < 3:
             raise ServiceError("redis-cli --cluster create needs at least 3 primaries")
-        self._primaries, self._logs = primaries, Path(log_dir) if log_dir else None
+        self._primaries, self._replicas = primaries, replicas
+        self._logs = Path(log_dir) if log_dir else None
         self.nodes: list[Service] = []
 
     @property
@@ -437,7 +438,7 @@ class LocalRedisCluster:
         try:
             # fixed ports (a node that cannot bind its bus port exits after answering PING for a moment)
             self.nodes = []
-            for i in range(self._primaries):
+            for i in range(self._primaries * (1 + self._replicas)):
                 log_path = self._logs / f"redis-cluster-{i}.log" if self._logs else None
                 self.nodes.append(Service(REDIS_CLUSTER_NODE, free_cluster_port(), log_path=log_path).start())
             self._create()
@@ -451,19 +452,21 @@ class LocalRedisCluster:
         binary = shutil.which("redis-cli")
         if not binary:
             raise ServiceError("redis-cli is not installed: apt-get install -y redis-tools")
-        created = subprocess.run(
-            [binary, "--cluster", "create", *(node.bootstrap for node in self.nodes), "--cluster-replicas", "0",
-             "--cluster-yes"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S)
+        command = [binary, "--cluster", "create", *(node.bootstrap for node in self.nodes),
+                   "--cluster-replicas", str(self._replicas), "--cluster-yes"]
+        created = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=STARTUP_TIMEOUT_S)
         if created.returncode != 0:
             raise ServiceError(f"redis-cli --cluster create failed:\n{created.stdout[-_LOG_TAIL_BYTES:]}"
                                f"{created.stderr[-_LOG_TAIL_BYTES:]}")
 
     def wait_until_ok(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
-        """Wait until every node says cluster_state:ok (after create, or after a node came back)."""
+        """Wait until every running node says cluster_state:ok (after create, a node that came back, a failover)."""
         deadline = time.monotonic() + timeout
-        while not all(_cluster_state_ok(node.port) for node in self.nodes):
+        while not all(_cluster_state_ok(node.port) for node in self.nodes if node.running):
             if time.monotonic() > deadline:
-                raise ServiceError(f"redis cluster on ports {[n.port for n in self.nodes]} not ok within {timeout:.0f}s")
+                ports = [node.port for node in self.nodes]
+                raise ServiceError(f"redis cluster on ports {ports} not ok within {timeout:.0f}s")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -477,9 +480,11 @@ class LocalRedisCluster:
         self.stop()
 
 
-def start_redis_cluster(primaries: int = 3, *, log_dir: str | os.PathLike | None = None) -> LocalRedisCluster:
-    """Start a Redis Cluster of ``primaries`` nodes without persistence; returns once its state is ok."""
-    return LocalRedisCluster(primaries, log_dir=log_dir).start()
+def start_redis_cluster(primaries: int = 3, *, replicas: int = 0,
+                        log_dir: str | os.PathLike | None = None) -> LocalRedisCluster:
+    """Start a Redis Cluster of ``primaries`` primaries (and ``replicas`` replicas of each) without persistence;
+    returns once its state is ok."""
+    return LocalRedisCluster(primaries, replicas=replicas, log_dir=log_dir).start()
 
 
 @dataclass

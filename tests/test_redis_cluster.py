@@ -1,6 +1,7 @@
 """smsguard on a real Redis Cluster (3 primaries, ``redis_cluster``): where keys land, the gateway's bucket, lost
-scripts on one node, a node that stops answering, the engine's decisions, and SMSGUARD_REDIS_CLUSTER reaching the
-dashboard and the CLIs. The state contract itself runs on the cluster in tests/test_state_contract.py."""
+scripts on one node, a node that stops answering, a primary that dies and its replica's promotion (clusters of
+their own), the engine's decisions, and SMSGUARD_REDIS_CLUSTER reaching the dashboard and the CLIs. The state
+contract itself runs on the cluster in tests/test_state_contract.py."""
 from __future__ import annotations
 
 import asyncio
@@ -313,3 +314,43 @@ def test_bench_store_times_the_cluster_path_with_the_same_answers(redis_server):
     assert result.same_answers and len(cluster_rows) == 1
     assert cluster_rows[0].ops > 0 and cluster_rows[0].server_cpu_s > 0
     assert "| Redis Cluster, 3 primaries (per-op, cluster=True) |" in render(result, cfg)
+
+
+def wait_for_promotion(cluster, away_from: int, timeout: float = 30.0) -> None:
+    """Until the survivors' slot map names no slot of the port ``away_from`` (its replica took them over)."""
+    survivor = redis.Redis(port=next(node.port for node in cluster.nodes if node.running))
+    deadline = time.monotonic() + timeout
+    try:
+        while any(primary[1] == away_from for _, _, primary, *replicas in survivor.execute_command("CLUSTER", "SLOTS")):
+            assert time.monotonic() < deadline, "no replica was promoted"
+            time.sleep(0.1)
+    finally:
+        survivor.close()
+    cluster.wait_until_ok()
+
+
+@pytest.mark.slow      # ~15 s: six nodes, then the cluster's node timeout and an election
+async def test_after_a_primary_dies_and_its_replica_takes_over_the_store_carries_on(tmp_path):
+    """3 primaries with a replica each: the primary of some keys is killed. Calls on its slots fail with
+    StateUnavailable until the replica is promoted; then the store finds the new primary by itself."""
+    with start_redis_cluster(3, replicas=1, log_dir=tmp_path) as cluster:
+        store = RedisStore(cluster.url, cluster=True, socket_timeout=0.5)
+        ns = unique("t")
+        batch = [op for i in range(20) for op in every_op(ns, f"p{i}", T0)]
+        try:
+            await store.run(batch)
+            probe = redis.Redis(port=cluster.nodes[0].port)
+            try:
+                victim_port = probe.execute_command("CLUSTER", "SLOTS")[-1][2][1]     # a primary of the last range
+            finally:
+                probe.close()
+            victim = next(node for node in cluster.nodes if node.port == victim_port)
+            victim.stop()
+            with pytest.raises(StateUnavailable):
+                await store.run(batch)
+            wait_for_promotion(cluster, away_from=victim_port)
+            later = [op for i in range(20) for op in every_op(ns, f"p{i}", T0 + 300_000)]
+            got = await store.run(later)
+            assert store.healthy and len(got) == len(later)
+        finally:
+            await store.close()

@@ -270,7 +270,8 @@ async def test_signature_registry(store, ns):
     await store.register_signatures(p3, ["京东", "淘宝"])
     await store.register_signatures(p3, ["顺丰", "淘宝"], replace=True)
     got = await store.registered_signatures([p1, p2, p3, "nope"])
-    assert got == {p1: frozenset({"京东", "淘宝", "拼多多"}), p2: frozenset(), p3: frozenset({"顺丰", "淘宝"})}
+    assert got == {p1: frozenset({"京东", "淘宝", "拼多多"}), p2: frozenset(),
+                   p3: frozenset({"顺丰", "淘宝"})}
 
 
 # -- random sequences: Redis answers exactly like memory (HLL within tolerance) ------------------------------

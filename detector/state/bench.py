@@ -13,10 +13,10 @@ in the same process against the same redis-server, through
 each under a key prefix of its own, so both start from an empty state and must give the same
 answers (the command says whether they did). With ``--cluster`` the per-op path also runs against a
 Redis Cluster of 3 primaries started for the run (``RedisStore(url, cluster=True)``, what
-SMSGUARD_REDIS_CLUSTER selects; its redis CPU is summed over the primaries). Floors, same server: PING pipelined on a raw socket
-(the server and the socket, no client library), the same PINGs through redis-py's pipeline (the
-client library's cost per command, which the per-op mode pays per op) and, when installed,
-``redis-benchmark -c 1 -P 500 -t ping``.
+SMSGUARD_REDIS_CLUSTER selects; its redis CPU is summed over the primaries). Floors, same server:
+PING pipelined on a raw socket (the server and the socket, no client library), the same PINGs
+through redis-py's pipeline (the client library's cost per command, which the per-op mode pays
+per op) and, when installed, ``redis-benchmark -c 1 -P 500 -t ping``.
 
 Figures per path: wall µs per op and ops/s, the client's CPU µs per op (this process) and the
 server's (``INFO cpu``), and msgs/s: messages per second the store alone would allow a worker.
@@ -324,7 +324,8 @@ async def _measure(cfg: StoreBenchConfig, url: str, cluster_url: str | None = No
         floors.append(benchmark)
     if cfg.redis_url:
         await _delete_prefixed(url, f"sgb{run_id}*")
-    return StoreBenchResult([per_op, batch, *on_cluster, *floors], len(batches), total_ops, total_ops / cfg.messages, kinds,
+    return StoreBenchResult([per_op, batch, *on_cluster, *floors], len(batches), total_ops,
+                            total_ops / cfg.messages, kinds,
                             differing == 0, differing, load_average)
 
 

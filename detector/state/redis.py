@@ -22,8 +22,8 @@ store is created, so they cannot drift apart:
 
 The engine also reads, for every micro-batch, the state record and the signature registry entry of each of
 its ports. Batch mode reads them with one call of ``port_states.lua`` / ``port_registries.lua`` per
-``batch_ops`` ports (the ports' keys as KEYS); per-op mode (and a cluster) with one pipelined HGET / SMEMBERS per port. For 180
-ports that is ~1.2 ms of client CPU against ~6.4 ms.
+``batch_ops`` ports (the ports' keys as KEYS); per-op mode (and a cluster) with one pipelined HGET / SMEMBERS per
+port. For 180 ports that is ~1.2 ms of client CPU against ~6.4 ms.
 
 Both modes answer identically (``tests/test_state_contract.py`` runs every sequence through both).
 ``smsguard bench store`` measures the two against the same server: on the engine's batches the
@@ -370,7 +370,8 @@ class RedisStore(StateStore):
             if self.cluster:
                 # redis-py's cluster pipeline keeps its slot map after a node failed; closing the client makes the
                 # next call ask the cluster again, so a replica promoted meanwhile is found
-                await self._redis.aclose()
+                with contextlib.suppress(*self._unreachable, RedisError):     # the error to report is exc
+                    await self._redis.aclose()
             raise StateUnavailable(f"redis at {redacted(self.url)} unreachable: {exc or type(exc).__name__}") from exc
         except RedisError as exc:             # it answered, with an error (read-only replica, OOM, ...)
             raise StateUnavailable(f"redis at {redacted(self.url)} refused: {exc}") from exc
@@ -450,7 +451,8 @@ class RedisStore(StateStore):
         if not self._scripts_loaded:
             await self.load_scripts()
         pipeline = _ClusterPipeline if self.cluster else _Pipeline
-        return pipeline(self._redis.pipeline(transaction=False), self._scripts, by_source=attempt == _MAX_SCRIPT_RELOADS)
+        return pipeline(self._redis.pipeline(transaction=False), self._scripts,
+                        by_source=attempt == _MAX_SCRIPT_RELOADS)
 
     def _op_commands(self, ops: Sequence[Op], clocks: list[int]) -> list[tuple]:
         """Per-op mode: ``(script or None for HMGET, keys, args, op index, None)`` per op."""
@@ -670,7 +672,8 @@ class _ClusterPipeline(_Pipeline):
         return [reply for reply, ours in zip(replies, self._ours) if ours]
 
 
-def _cluster_client(url: str, socket_timeout: float, connect_timeout: float, max_connections: int | None) -> RedisCluster:
+def _cluster_client(url: str, socket_timeout: float, connect_timeout: float,
+                    max_connections: int | None) -> RedisCluster:
     """A cluster client that, like the standalone one, never retries by itself (ops are not idempotent); it still
     follows MOVED and ASK redirections."""
     options: dict[str, Any] = {"max_connections": max_connections} if max_connections else {}   # per node
