@@ -208,7 +208,7 @@ class Demo:
 
         models = Path(self.base.models_dir)
         settings = self.base.replace(
-            kafka_bootstrap=stack.broker.bootstrap, redis_url=stack.redis.url, topic_prefix="",
+            kafka_bootstrap=stack.broker.bootstrap, redis_url=stack.redis.url, redis_cluster=False, topic_prefix="",
             app_id="smsguard-demo", worker_web_port=free_port(), dashboard_port=free_port(),
             models_dir=str(models if models.is_absolute() else (Path.cwd() / models).resolve()),
             log_format="json", batch_window_s=0.1,

@@ -493,8 +493,9 @@ class LocalStack:
     redis: Service
 
     def env(self) -> dict[str, str]:
-        """The settings that point a component (or a child process) at this stack."""
-        return {"SMSGUARD_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SMSGUARD_REDIS_URL": self.redis.url}
+        """The settings that point a component (or a child process) at this stack (its Redis is no cluster)."""
+        return {"SMSGUARD_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SMSGUARD_REDIS_URL": self.redis.url,
+                "SMSGUARD_REDIS_CLUSTER": "false"}
 
 
 @contextlib.contextmanager
