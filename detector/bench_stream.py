@@ -861,7 +861,7 @@ def naive_app(settings):
     @app.agent(source, name="bench.naive")
     async def naive(stream):
         if "processor" not in state:
-            engine = Engine.from_settings(settings, RedisStore(settings.redis_url))
+            engine = Engine.from_settings(settings, RedisStore.from_settings(settings))
             state["processor"] = BatchProcessor(settings, engine)
         processor = state["processor"]
         async for event in stream.events():

@@ -204,7 +204,7 @@ def register(main: click.Group, bench: click.Group) -> None:
 
     def _store():
         from detector.state.redis import RedisStore
-        return RedisStore(Settings.from_env().redis_url)
+        return RedisStore.from_settings(Settings.from_env())
 
     @signatures.command("load")
     @click.argument("path", type=click.Path(exists=True, dir_okay=False))

@@ -208,7 +208,7 @@ class Demo:
 
         models = Path(self.base.models_dir)
         settings = self.base.replace(
-            kafka_bootstrap=stack.broker.bootstrap, redis_url=stack.redis.url, topic_prefix="",
+            kafka_bootstrap=stack.broker.bootstrap, redis_url=stack.redis.url, redis_cluster=False, topic_prefix="",
             app_id="smsguard-demo", worker_web_port=free_port(), dashboard_port=free_port(),
             models_dir=str(models if models.is_absolute() else (Path.cwd() / models).resolve()),
             log_format="json", batch_window_s=0.1,
@@ -334,7 +334,7 @@ class Demo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
-        gateway = Gateway(settings.redis_url, kafka_bootstrap=settings.kafka_bootstrap,
+        gateway = Gateway(settings.redis_url, kafka_bootstrap=settings.kafka_bootstrap, cluster=settings.redis_cluster,
                           topic=settings.topic(TOPIC_PORT_ACTIONS), clock=self.sim_now_ms)
         await gateway.start()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)

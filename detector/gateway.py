@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from detector.errors import StateUnavailable
 from detector.events import TOPIC_PORT_ACTIONS, PortAction
@@ -119,6 +119,8 @@ class Gateway:
     following Kafka it still re-reads Redis every ``resync_s`` as a backstop (newer actions win).
     ``burst_s``: a throttled port may send this many seconds of its rate at once.
     ``clock``: wall-clock milliseconds (when local states lapse); injectable for tests.
+    ``cluster``: ``redis_url`` names a node of a Redis Cluster (SMSGUARD_REDIS_CLUSTER); every key a gateway touches
+    is one port's, and the leaky-bucket script is loaded on each primary (again after a NOSCRIPT).
 
     Use ``async with Gateway(...) as gw`` (or ``await gw.start()`` / ``await gw.close()``), ``await gw.ready()``,
     then ``await gw.allow(port)`` per message. ``apply(action)`` feeds a port action by hand.
@@ -126,8 +128,8 @@ class Gateway:
 
     def __init__(self, redis_url: str, *, kafka_bootstrap: str | None = None, topic: str = TOPIC_PORT_ACTIONS,
                  poll_interval_s: float = 2.0, resync_s: float = 30.0, burst_s: float = 1.0,
-                 socket_timeout: float = 0.2, clock: Callable[[], float] | None = None):
-        self.store = RedisStore(redis_url, socket_timeout=socket_timeout)
+                 socket_timeout: float = 0.2, clock: Callable[[], float] | None = None, cluster: bool = False):
+        self.store = RedisStore(redis_url, socket_timeout=socket_timeout, cluster=cluster)
         self.kafka_bootstrap = kafka_bootstrap
         self.topic = topic
         self.poll_interval_s = poll_interval_s if not kafka_bootstrap else resync_s
@@ -256,7 +258,7 @@ class Gateway:
                 allowed, retry_after_ms = await self._bucket(keys=[bucket_key(port)], args=[rate, burst])
                 self.redis_ok = True
                 return allowed, retry_after_ms
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
                 if self.redis_ok:
                     log.warning("gateway: redis unavailable, throttling in this process only: %s", exc)
                 self.redis_ok = False

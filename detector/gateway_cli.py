@@ -38,7 +38,8 @@ def _port_of(line: str) -> str | None:
 
 
 @click.command("gateway")
-@click.option("--redis-url", default=None, help="Default: SMSGUARD_REDIS_URL.")
+@click.option("--redis-url", default=None,
+              help="Default: SMSGUARD_REDIS_URL (a cluster node with SMSGUARD_REDIS_CLUSTER).")
 @click.option("--bootstrap", default=None, help="Kafka to follow port actions on. Default: SMSGUARD_KAFKA_BOOTSTRAP.")
 @click.option("--poll", "poll_s", type=float, default=None,
               help="Poll Redis every this many seconds instead of following the Kafka topic.")
@@ -59,14 +60,15 @@ def gateway_cmd(redis_url: str | None, bootstrap: str | None, poll_s: float | No
     asyncio.run(_run_gateway(redis_url or settings.redis_url,
                              None if poll_s else (bootstrap or settings.kafka_bootstrap),
                              settings.topic(TOPIC_PORT_ACTIONS), poll_s or 2.0, show_states, source,
-                             ready_timeout))
+                             ready_timeout, cluster=settings.redis_cluster))
 
 
 async def _run_gateway(redis_url: str, bootstrap: str | None, topic: str, poll_s: float, show_states: bool,
-                       source: TextIO, ready_timeout: float = 60.0) -> None:
+                       source: TextIO, ready_timeout: float = 60.0, *, cluster: bool = False) -> None:
     from detector.gateway import Gateway
 
-    async with Gateway(redis_url, kafka_bootstrap=bootstrap, topic=topic, poll_interval_s=poll_s) as gw:
+    async with Gateway(redis_url, kafka_bootstrap=bootstrap, topic=topic, poll_interval_s=poll_s,
+                       cluster=cluster) as gw:
         # answering before then would let a blocked port through when Redis was down or empty at start
         if not await gw.ready(ready_timeout):
             click.secho(f"smsguard gateway: port states not fully read after {ready_timeout:g} s "
@@ -96,18 +98,21 @@ def _state_row(action: PortAction) -> dict:
 
 # -- bench ------------------------------------------------------------------------------------------------
 @click.command("gateway")
-@click.option("--redis-url", default=None, help="Default: SMSGUARD_REDIS_URL.")
+@click.option("--redis-url", default=None,
+              help="Default: SMSGUARD_REDIS_URL (a cluster node with SMSGUARD_REDIS_CLUSTER).")
 @click.option("--start-redis", is_flag=True, help="Start a private redis-server for the run.")
 @click.option("-n", "calls", type=int, default=20_000, show_default=True, help="Calls per case.")
 def bench_gateway_cmd(redis_url: str | None, start_redis: bool, calls: int) -> None:
     """Gateway.allow() latency per port state, against a raw Redis PING round trip in the same run."""
     server = None
+    settings = Settings.from_env()
+    cluster = settings.redis_cluster
     if start_redis:
         from detector.services import start_redis as start
         server = start()
-        redis_url = server.url
+        redis_url, cluster = server.url, False
     try:
-        rows = asyncio.run(_bench(redis_url or Settings.from_env().redis_url, calls))
+        rows = asyncio.run(_bench(redis_url or settings.redis_url, calls, cluster=cluster))
     finally:
         if server is not None:
             server.stop()
@@ -131,10 +136,10 @@ async def _timed(calls: int, call: Callable[[], Awaitable[object]]) -> list[int]
     return samples
 
 
-async def _bench(redis_url: str, calls: int) -> list[tuple[str, list[int]]]:
+async def _bench(redis_url: str, calls: int, *, cluster: bool = False) -> list[tuple[str, list[int]]]:
     from detector.gateway import Gateway
 
-    gw = Gateway(redis_url)
+    gw = Gateway(redis_url, cluster=cluster)
     now = int(time.time() * 1000)
     suffix = str(now)
     for state, rate in (("watch", None), ("block", None), ("throttle", 10_000_000), ("throttle", 1)):

@@ -64,7 +64,7 @@ def _fetch_api_ports(api: str, state: str | None, limit: int) -> list[dict[str, 
 async def _redis_port_rows(settings: Settings, state: str | None) -> list[dict[str, Any]]:
     from detector.state.redis import RedisStore
 
-    store = RedisStore(settings.redis_url)
+    store = RedisStore.from_settings(settings)
     try:
         states = await store.all_port_states()
     finally:

@@ -155,6 +155,14 @@ def replay_records(records: list[dict], settings: Settings, *, scorer: Scorer | 
                    policy: Policy | None = None, batch_size: int = 200,
                    store: StateStore | None = None) -> tuple[ReplayStats, list[dict]]:
     """Replay in memory (for tests): returns the stats and every output record."""
+    return asyncio.run(areplay_records(records, settings, scorer=scorer, policy=policy, batch_size=batch_size,
+                                       store=store))
+
+
+async def areplay_records(records: list[dict], settings: Settings, *, scorer: Scorer | None = None,
+                          policy: Policy | None = None, batch_size: int = 200,
+                          store: StateStore | None = None) -> tuple[ReplayStats, list[dict]]:
+    """:func:`replay_records` on the running event loop, where ``store``'s connections live (and can be closed)."""
     import io
     parser = EventParser(RecipientHasher(settings.recipient_secret))
     stats = ReplayStats()
@@ -162,5 +170,5 @@ def replay_records(records: list[dict], settings: Settings, *, scorer: Scorer | 
     events = read_events((json.dumps(r, ensure_ascii=False) for r in records), parser, stats, rejects)
     engine = Engine(_offline(settings), store or MemoryStore(), scorer, policy)
     buf = io.BytesIO()
-    asyncio.run(replay_events(events, engine, buf, stats, batch_size))
+    await replay_events(events, engine, buf, stats, batch_size)
     return stats, rejects + [json.loads(line) for line in buf.getvalue().splitlines()]

@@ -1,4 +1,4 @@
-"""Real local services for the demo and the tests: tansu (Kafka protocol) and redis-server.
+"""Real local services for the demo and the tests: tansu (Kafka protocol), redis-server and a Redis Cluster.
 
 Each service runs as its own process group on a free loopback port, is probed until it
 really answers (a Kafka Metadata request, a Redis PING) and is stopped by SIGTERM then
@@ -49,6 +49,10 @@ STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 _PORT_RETRIES = 3
 _LOG_TAIL_BYTES = 4_000
+#: How long a cluster node may not answer before the others mark it failing (redis default 15 s; tests stop nodes).
+CLUSTER_NODE_TIMEOUT_MS = 2_000
+#: A cluster node also listens on its port + 10000 (the cluster bus); the port must leave room for it.
+CLUSTER_BUS_PORT_OFFSET = 10_000
 _RUNNING: "set[Service]" = set()     # strong refs: a dropped Service is still stopped at exit
 
 
@@ -356,8 +360,19 @@ def _redis_argv(port: int, workdir: Path) -> list[str]:
             "--daemonize", "no", "--dir", str(workdir)]
 
 
+def _redis_cluster_node_argv(port: int, workdir: Path) -> list[str]:
+    # nodes.conf lives in the node's workdir, so restart() brings the node back with its identity and slots
+    return [*_redis_argv(port, workdir), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)]
+
+
+def _redis_url(port: int) -> str:
+    return f"redis://{service_addr(port)}/0"
+
+
 BROKER = _Kind("tansu", _broker_argv, _kafka_answers, service_addr)
-REDIS = _Kind("redis", _redis_argv, _redis_answers, lambda port: f"redis://{service_addr(port)}/0")
+REDIS = _Kind("redis", _redis_argv, _redis_answers, _redis_url)
+REDIS_CLUSTER_NODE = _Kind("redis-cluster-node", _redis_cluster_node_argv, _redis_answers, _redis_url)
 
 
 def start_broker(port: int | None = None, *, log_path: str | os.PathLike | None = None) -> Service:
@@ -370,14 +385,117 @@ def start_redis(port: int | None = None, *, log_path: str | os.PathLike | None =
     return Service(REDIS, port, log_path=log_path).start()
 
 
+def _cluster_state_ok(port: int) -> bool:
+    """True when the node answers CLUSTER INFO with cluster_state:ok (every slot covered, no node failing)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n")
+            reply = b""
+            while b"cluster_state:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                reply += chunk
+    except OSError:
+        return False
+    return b"cluster_state:ok" in reply
+
+
+def free_cluster_port() -> int:
+    """A free port for a cluster node whose bus port (port + 10000, at most 65535) is free too."""
+    while True:
+        port = free_port()
+        if port <= 65_535 - CLUSTER_BUS_PORT_OFFSET and port_is_free(port + CLUSTER_BUS_PORT_OFFSET):
+            return port
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of ``primaries`` redis-server processes, each with ``replicas`` replicas, on free loopback ports.
+
+    Each node is a :class:`Service` with its own temp dir (and nodes.conf); ``redis-cli --cluster create``
+    spreads the 16,384 slots over them. :attr:`url` names one node, which is all a cluster client needs.
+    """
+
+    def __init__(self, primaries: int = 3, *, replicas: int = 0, log_dir: str | os.PathLike | None = None):
+        if primaries < 3:
+            raise ServiceError("redis-cli --cluster create needs at least 3 primaries")
+        self._primaries, self._replicas = primaries, replicas
+        self._logs = Path(log_dir) if log_dir else None
+        self.nodes: list[Service] = []
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def running(self) -> bool:
+        return bool(self.nodes) and all(node.running for node in self.nodes)
+
+    def start(self) -> "LocalRedisCluster":
+        """Start the nodes and join them into one cluster; a no-op on a running cluster (``with`` after start)."""
+        if self.running:
+            return self
+        try:
+            # fixed ports (a node that cannot bind its bus port exits after answering PING for a moment)
+            self.nodes = []
+            for i in range(self._primaries * (1 + self._replicas)):
+                log_path = self._logs / f"redis-cluster-{i}.log" if self._logs else None
+                self.nodes.append(Service(REDIS_CLUSTER_NODE, free_cluster_port(), log_path=log_path).start())
+            self._create()
+            self.wait_until_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _create(self) -> None:
+        binary = shutil.which("redis-cli")
+        if not binary:
+            raise ServiceError("redis-cli is not installed: apt-get install -y redis-tools")
+        command = [binary, "--cluster", "create", *(node.bootstrap for node in self.nodes),
+                   "--cluster-replicas", str(self._replicas), "--cluster-yes"]
+        created = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=STARTUP_TIMEOUT_S)
+        if created.returncode != 0:
+            raise ServiceError(f"redis-cli --cluster create failed:\n{created.stdout[-_LOG_TAIL_BYTES:]}"
+                               f"{created.stderr[-_LOG_TAIL_BYTES:]}")
+
+    def wait_until_ok(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Wait until every running node says cluster_state:ok (after create, a node that came back, a failover)."""
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_state_ok(node.port) for node in self.nodes if node.running):
+            if time.monotonic() > deadline:
+                ports = [node.port for node in self.nodes]
+                raise ServiceError(f"redis cluster on ports {ports} not ok within {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> "LocalRedisCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_redis_cluster(primaries: int = 3, *, replicas: int = 0,
+                        log_dir: str | os.PathLike | None = None) -> LocalRedisCluster:
+    """Start a Redis Cluster of ``primaries`` primaries (and ``replicas`` replicas of each) without persistence;
+    returns once its state is ok."""
+    return LocalRedisCluster(primaries, replicas=replicas, log_dir=log_dir).start()
+
+
 @dataclass
 class LocalStack:
     broker: Service
     redis: Service
 
     def env(self) -> dict[str, str]:
-        """The settings that point a component (or a child process) at this stack."""
-        return {"SMSGUARD_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SMSGUARD_REDIS_URL": self.redis.url}
+        """The settings that point a component (or a child process) at this stack (its Redis is no cluster)."""
+        return {"SMSGUARD_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SMSGUARD_REDIS_URL": self.redis.url,
+                "SMSGUARD_REDIS_CLUSTER": "false"}
 
 
 @contextlib.contextmanager

@@ -49,6 +49,11 @@ SETTINGS: list[Setting] = [
             "(operator actions are refused).", choices=("development", "production")),
     Setting("SMSGUARD_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."),
     Setting("SMSGUARD_REDIS_URL", "redis://localhost:6379/0", "Redis URL for port signals, port states and the gateway buckets."),
+    Setting("SMSGUARD_REDIS_CLUSTER", False,
+            "true: SMSGUARD_REDIS_URL names one node of a Redis Cluster (database 0), and workers, dashboard, gateways "
+            "and CLIs use a cluster client. A Lua script may only touch keys of one slot, so the state store then "
+            "sends one script per op and one command per port instead of one script per micro-batch: 6-9x the "
+            "worker's client CPU per op (docs/configuration.md, Redis Cluster). Off: one standalone Redis."),
     Setting("SMSGUARD_APP_ID", "smsguard-detector", "Kafka consumer group / faust app id of the detector workers."),
     Setting("SMSGUARD_TOPIC_PREFIX", "", "Prefix added to every topic name (lets tests share one broker)."),
     Setting("SMSGUARD_PARTITIONS", 4, "Partitions of the input topics when smsguard creates them.",

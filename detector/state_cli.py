@@ -18,13 +18,15 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--redis-url", default=None,
                   help="Measure an existing Redis (keys under a prefix of their own, deleted after); "
                        "default: start a redis-server of our own.")
-    def store_cmd(messages, batch_size, ports, rate, traffic, chunk_ops, redis_url):
+    @click.option("--cluster", is_flag=True,
+                  help="Also time the per-op path on a Redis Cluster of 3 primaries started for the run.")
+    def store_cmd(messages, batch_size, ports, rate, traffic, chunk_ops, redis_url, cluster):
         """µs/op and ops/s of RedisStore's per-op pipeline and batch script, with PING pipelines as a floor."""
         from detector.settings import Settings
         from detector.simulator import resolve_data_dir
         from detector.state.bench import StoreBenchConfig, render, run_store_bench
 
         cfg = StoreBenchConfig(messages=messages, batch_size=batch_size, ports=ports, rate=rate, traffic=traffic,
-                               chunk_ops=chunk_ops, redis_url=redis_url,
+                               chunk_ops=chunk_ops, redis_url=redis_url, cluster=cluster,
                                data_dir=str(resolve_data_dir(Settings.from_env().data_dir)))
         click.echo(render(run_store_bench(cfg), cfg))

@@ -361,7 +361,7 @@ def create_app(settings: Settings, *, store=None, engine_type: type[Engine] = En
         from detector.state.redis import RedisStore
 
         scorer = await asyncio.get_running_loop().run_in_executor(None, _load_scorer, watcher, settings)
-        the_engine = engine_type(settings, store if store is not None else RedisStore(settings.redis_url), scorer)
+        the_engine = engine_type(settings, store if store is not None else RedisStore.from_settings(settings), scorer)
         metrics.set_model(the_engine.model_version)
         tune_for_streaming()          # after the model is loaded: it is frozen out of the collector's walks
         log.info("engine ready", extra={"model_version": the_engine.model_version})

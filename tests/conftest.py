@@ -19,13 +19,13 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
-from detector.services import Service, free_port, start_broker, start_redis
+from detector.services import LocalRedisCluster, Service, free_port, start_broker, start_redis, start_redis_cluster
 from detector.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = (REPO.parent / "shared" / "data" / "sms_zh").resolve()
 
-_SERVICE_FIXTURES = {"broker", "redis_server", "own_broker", "own_redis", "settings"}
+_SERVICE_FIXTURES = {"broker", "redis_server", "redis_cluster", "own_broker", "own_redis", "settings"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,6 +53,14 @@ def redis_server(service_logs: Path) -> Iterator[Service]:
     """A running redis-server shared by the session. Do not stop or restart it: use own_redis."""
     with start_redis(log_path=service_logs / "redis.log") as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(service_logs: Path) -> Iterator[LocalRedisCluster]:
+    """A Redis Cluster of 3 primaries shared by the session (~2 s to start). Tests keep apart by key names;
+    do not stop its nodes or flush its data."""
+    with start_redis_cluster(3, log_dir=service_logs) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from detector.errors import ServiceError
 from detector.services import (
     acreate_topics, create_topics, free_port, local_stack, start_redis,
 )
+from detector.settings import Settings
 
 
 def _gone(pid: int) -> bool:
@@ -150,6 +151,8 @@ def test_local_stack_env_points_at_both(tmp_path):
         env = stack.env()
         assert env["SMSGUARD_KAFKA_BOOTSTRAP"] == stack.broker.bootstrap
         assert redis.Redis.from_url(env["SMSGUARD_REDIS_URL"]).ping()
+        # a child given this env over a cluster deployment's (SMSGUARD_REDIS_CLUSTER=true) still talks to one server
+        assert Settings.from_env({"SMSGUARD_REDIS_CLUSTER": "true", **env}).redis_cluster is False
         pids = [stack.broker.pid, stack.redis.pid]
     assert all(_gone(p) for p in pids)
     assert (tmp_path / "tansu.log").exists() and (tmp_path / "redis.log").exists()

@@ -3,7 +3,8 @@
 MemoryStore's semantics are the spec. Each test runs against both backends (``store`` is
 parametrised); the hypothesis tests run random sequences (event-time windows, out-of-order
 timestamps, event-time expiry) through both and compare every answer. Redis is a real
-redis-server; each test works under its own key namespace, so tests share one server.
+redis-server, in batch and per-op mode, and a real 3-node Redis Cluster (``redis-cluster``); each test
+works under its own key namespace, so tests share one server and one cluster.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import binascii
 import re
 import uuid
+from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,14 +34,27 @@ def namespace() -> str:
     return "t" + uuid.uuid4().hex[:10]
 
 
-@pytest.fixture(params=["memory", "redis", "redis-per-op"])
-async def store(request, redis_server):
+@pytest.fixture(params=["memory", "redis", "redis-per-op", "redis-cluster"])
+async def store(request):
     if request.param == "memory":
         yield MemoryStore()
         return
-    s = RedisStore(redis_server.url, batch_script=request.param == "redis")
+    if request.param == "redis-cluster":
+        s = RedisStore(request.getfixturevalue("redis_cluster").url, cluster=True)
+    else:
+        s = RedisStore(request.getfixturevalue("redis_server").url, batch_script=request.param == "redis")
     yield s
     await s.close()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_backend(request) -> Callable[..., RedisStore]:
+    """``make(**options) -> RedisStore`` on the session's Redis, and again on its Redis Cluster."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        return lambda **options: RedisStore(url, cluster=True, **options)
+    url = request.getfixturevalue("redis_server").url
+    return lambda **options: RedisStore(url, **options)
 
 
 @pytest.fixture
@@ -167,9 +182,9 @@ async def test_field_counters_keep_a_fixed_window_per_field(store, ns):
     assert got == [(0, 0), (1, 1), (3, 2), (3, 1), (1, 3), (0, 0, 0)]
 
 
-async def test_field_counters_sweep_ended_fields(redis_server, ns):
+async def test_field_counters_sweep_ended_fields(redis_backend, ns):
     """A recipient who gets a new content every day keeps a small hash: ended fields go when it grows."""
-    store = RedisStore(redis_server.url)
+    store = redis_backend()
     k = tag(ns, "r_sweep", "24h")
     try:
         for day in range(40):
@@ -181,9 +196,9 @@ async def test_field_counters_sweep_ended_fields(redis_server, ns):
     assert fields <= 34          # 41 fields were written, each day ending the day before's windows
 
 
-async def test_field_counters_do_not_rescan_a_hash_of_live_windows_on_every_add(redis_server, ns):
+async def test_field_counters_do_not_rescan_a_hash_of_live_windows_on_every_add(redis_backend, ns):
     """A sweep that finds every window live sets the next one at twice the live fields: amortised O(1)."""
-    store = RedisStore(redis_server.url)
+    store = redis_backend()
     k = tag(ns, "r_busy", "24h")
     try:
         for i in range(40):         # one day, 40 different contents: every window is live
@@ -264,13 +279,16 @@ async def test_a_conditional_port_state_write_stores_only_over_the_record_it_rep
 
 
 async def test_signature_registry(store, ns):
-    p1, p2 = f"1069{ns}", f"1065{ns}"
+    p1, p2, p3 = f"1069{ns}", f"1065{ns}", f"1066{ns}"
     await store.register_signatures(p1, ["【京东】", "淘宝 "])
     await store.register_signatures(p1, ["[拼多多]"])
     await store.register_signatures(p2, ["京东"])
     await store.register_signatures(p2, [], replace=True)     # registered, with nothing allowed
-    got = await store.registered_signatures([p1, p2, "nope"])
-    assert got == {p1: frozenset({"京东", "淘宝", "拼多多"}), p2: frozenset()}
+    await store.register_signatures(p3, ["京东", "淘宝"])
+    await store.register_signatures(p3, ["顺丰", "淘宝"], replace=True)
+    got = await store.registered_signatures([p1, p2, p3, "nope"])
+    assert got == {p1: frozenset({"京东", "淘宝", "拼多多"}), p2: frozenset(),
+                   p3: frozenset({"顺丰", "淘宝"})}
 
 
 # -- random sequences: Redis answers exactly like memory (HLL within tolerance) ------------------------------
@@ -332,12 +350,12 @@ def assert_same(op, mem, red, newest_bucket: dict) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=st.data())
-def test_random_sequences_agree(redis_server, data):
+def test_random_sequences_agree(redis_backend, data):
     ns = namespace()
     batches = data.draw(batches_strategy(ns))
 
     async def compare() -> None:
-        memory, redis = MemoryStore(), RedisStore(redis_server.url)
+        memory, redis = MemoryStore(), redis_backend()
         newest_bucket: dict[str, int] = {}
         try:
             for batch in batches:
@@ -349,15 +367,15 @@ def test_random_sequences_agree(redis_server, data):
     asyncio.run(compare())
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(st.tuples(st.integers(0, 15 * 60_000), st.integers(0, 3)), min_size=1, max_size=80))
-def test_dense_out_of_order_windows_agree(redis_server, events):
+def test_dense_out_of_order_windows_agree(redis_backend, events):
     """Many buckets on one key, in any order: pruning of old buckets must match too."""
     key = tag(namespace(), "1069", "w")
     ops = [Window(key, T0 + t, amount, 60, (60, 180)) for t, amount in events]
 
     async def both() -> tuple[list, list]:
-        redis = RedisStore(redis_server.url)
+        redis = redis_backend()
         try:
             return await MemoryStore().run(ops), await redis.run(ops)
         finally:
@@ -386,8 +404,8 @@ async def keys_of(store: RedisStore, ns: str) -> list[str]:
     return [k async for k in store.redis.scan_iter(match=f"sg:{ns}:*", count=1000)]
 
 
-async def test_every_key_an_op_touches_hashes_to_its_tags_slot(redis_server, ns):
-    store = RedisStore(redis_server.url)
+async def test_every_key_an_op_touches_hashes_to_its_tags_slot(redis_backend, ns):
+    store = redis_backend()
     partitions = ["10690001", "r_0f3a", "tpl:9c1"]
     try:
         await store.run([op for p in partitions for op in every_op(ns, p, T0)])
@@ -401,8 +419,8 @@ async def test_every_key_an_op_touches_hashes_to_its_tags_slot(redis_server, ns)
         assert key_slot(key.encode()) == binascii.crc_hqx(partition.encode(), 0) % 16384, key
 
 
-async def test_every_key_has_a_ttl(redis_server, ns):
-    store = RedisStore(redis_server.url)
+async def test_every_key_has_a_ttl(redis_backend, ns):
+    store = redis_backend()
     try:
         await store.run([op for i in range(20) for op in every_op(ns, f"p{i}", T0 + i * 3_600_000)])
         keys = await keys_of(store, ns)

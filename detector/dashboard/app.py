@@ -558,10 +558,11 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(settings: Settings, store: StateStore | None = None, *, lookback: int = 20_000) -> web.Application:
-    """The aiohttp application; ``store`` defaults to a RedisStore on ``settings.redis_url``."""
+    """The aiohttp application; ``store`` defaults to a RedisStore on ``settings.redis_url`` (a cluster's, with
+    ``settings.redis_cluster``)."""
     if store is None:
         from detector.state.redis import RedisStore
-        store = RedisStore(settings.redis_url)
+        store = RedisStore.from_settings(settings)
     dashboard = Dashboard(settings, store, lookback=lookback)
     app = web.Application(middlewares=[_errors_and_headers], client_max_size=64 * 1024)
     app[DASHBOARD] = dashboard

@@ -11,10 +11,12 @@ in the same process against the same redis-server, through
 * ``RedisStore(url)``: one EVALSHA of batch.lua per batch (chunks of ``--chunk-ops``),
 
 each under a key prefix of its own, so both start from an empty state and must give the same
-answers (the command says whether they did). Floors, same server: PING pipelined on a raw socket
-(the server and the socket, no client library), the same PINGs through redis-py's pipeline (the
-client library's cost per command, which the per-op mode pays per op) and, when installed,
-``redis-benchmark -c 1 -P 500 -t ping``.
+answers (the command says whether they did). With ``--cluster`` the per-op path also runs against a
+Redis Cluster of 3 primaries started for the run (``RedisStore(url, cluster=True)``, what
+SMSGUARD_REDIS_CLUSTER selects; its redis CPU is summed over the primaries). Floors, same server:
+PING pipelined on a raw socket (the server and the socket, no client library), the same PINGs
+through redis-py's pipeline (the client library's cost per command, which the per-op mode pays
+per op) and, when installed, ``redis-benchmark -c 1 -P 500 -t ping``.
 
 Figures per path: wall µs per op and ops/s, the client's CPU µs per op (this process) and the
 server's (``INFO cpu``), and msgs/s: messages per second the store alone would allow a worker.
@@ -22,6 +24,7 @@ server's (``INFO cpu``), and msgs/s: messages per second the store alone would a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -168,8 +171,14 @@ def with_prefix(batches: list[list[Op]], prefix: str) -> list[list[Op]]:
 
 
 async def _server_cpu(redis: Any) -> float:
-    info = await redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    """CPU seconds the server has used (every primary's, summed, for a cluster client)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(redis, RedisCluster):
+        infos = list((await redis.info("cpu", target_nodes=RedisCluster.PRIMARIES)).values())
+    else:
+        infos = [await redis.info("cpu")]
+    return sum(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]) for info in infos)
 
 
 async def time_store(path: str, url: str, batches: list[list[Op]], *, warmup: int, messages: int,
@@ -254,6 +263,7 @@ class StoreBenchConfig:
     warmup_batches: int = 4
     data_dir: str = ""
     redis_url: str | None = None      # an existing server; default: start our own redis-server
+    cluster: bool = False             # also time the per-op path on a Redis Cluster of 3 primaries started here
 
 
 @dataclass
@@ -268,7 +278,7 @@ class StoreBenchResult:
     load_average: float = 0.0       # 1-minute load average when the timing started (other processes compete)
 
 
-async def _measure(cfg: StoreBenchConfig, url: str) -> StoreBenchResult:
+async def _measure(cfg: StoreBenchConfig, url: str, cluster_url: str | None = None) -> StoreBenchResult:
     from urllib.parse import urlsplit
 
     if cfg.traffic == "engine":
@@ -297,6 +307,13 @@ async def _measure(cfg: StoreBenchConfig, url: str) -> StoreBenchResult:
                                             with_prefix(batches, f"sgb{run_id}b"), warmup=warmup,
                                             messages=messages, batch_ops=cfg.chunk_ops)
     differing = sum(a != b for x, y in zip(per_op_answers, batch_answers) for a, b in zip(x, y))
+    on_cluster = []
+    if cluster_url:
+        cluster, cluster_answers = await time_store("Redis Cluster, 3 primaries (per-op, cluster=True)", cluster_url,
+                                                    with_prefix(batches, f"sgb{run_id}c"), warmup=warmup,
+                                                    messages=messages, cluster=True)
+        differing += sum(a != b for x, y in zip(per_op_answers, cluster_answers) for a, b in zip(x, y))
+        on_cluster.append(cluster)
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
@@ -308,7 +325,8 @@ async def _measure(cfg: StoreBenchConfig, url: str) -> StoreBenchResult:
         floors.append(benchmark)
     if cfg.redis_url:
         await _delete_prefixed(url, f"sgb{run_id}*")
-    return StoreBenchResult([per_op, batch, *floors], len(batches), total_ops, total_ops / cfg.messages, kinds,
+    return StoreBenchResult([per_op, batch, *on_cluster, *floors], len(batches), total_ops,
+                            total_ops / cfg.messages, kinds,
                             differing == 0, differing, load_average)
 
 
@@ -325,12 +343,14 @@ async def _delete_prefixed(url: str, pattern: str) -> None:
 
 
 def run_store_bench(cfg: StoreBenchConfig) -> StoreBenchResult:
-    """Measure against ``cfg.redis_url`` or a redis-server of our own (started and stopped here)."""
-    if cfg.redis_url:
-        return asyncio.run(_measure(cfg, cfg.redis_url))
-    from detector.services import start_redis
-    with start_redis() as service:
-        return asyncio.run(_measure(cfg, service.url))
+    """Measure against ``cfg.redis_url`` or a redis-server of our own (started and stopped here), and with
+    ``cfg.cluster`` a Redis Cluster of our own too."""
+    from detector.services import start_redis, start_redis_cluster
+
+    with contextlib.ExitStack() as services:
+        cluster_url = services.enter_context(start_redis_cluster()).url if cfg.cluster else None
+        url = cfg.redis_url or services.enter_context(start_redis()).url
+        return asyncio.run(_measure(cfg, url, cluster_url))
 
 
 def render(result: StoreBenchResult, cfg: StoreBenchConfig) -> str:
@@ -345,7 +365,7 @@ def render(result: StoreBenchResult, cfg: StoreBenchConfig) -> str:
         f"{cfg.messages:,} messages ({cfg.traffic} traffic, {cfg.ports} ports, {cfg.rate:,.0f} msgs/s of event time) "
         f"in batches of {cfg.batch_size}: {result.batches} op lists, {result.ops:,} ops "
         f"({result.ops_per_message:.1f} per message): {mix}.",
-        "Per-op and batch answers identical: " + ("yes" if result.same_answers else f"NO ({result.differing} differ)"),
+        "Answers identical on every path: " + ("yes" if result.same_answers else f"NO ({result.differing} differ)"),
         f"Load average when timing started: {result.load_average:.1f} on {os.cpu_count()} cores "
         "(wall times include waiting for the CPU; the CPU columns do not).",
         "",

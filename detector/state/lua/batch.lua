@@ -20,8 +20,8 @@
 -- assembled by detector/state/redis.py, so the two modes cannot drift apart. Each op is applied exactly as
 -- if its own script had run; the whole batch is one atomic script, so other clients see it all or nothing.
 -- Distinct derives its bucket HyperLogLog keys from its KEYS entry (same hash tag), which a standalone
--- Redis allows; Redis Cluster refuses a script whose keys span slots, so cluster deployments use the
--- per-op pipeline (RedisStore(url, batch_script=False)).
+-- Redis allows; Redis Cluster refuses a script whose keys span slots, so on a cluster the store uses the
+-- per-op pipeline (RedisStore(url, cluster=True), SMSGUARD_REDIS_CLUSTER).
 local run = {window, baseline, distinct, counter, claim, hash_get, hash_set, field_counters}
 local ops = cjson.decode(ARGV[1])
 local replies = {}

@@ -8,8 +8,8 @@
 --
 -- Why a script: the engine reads the state of every port of a micro-batch (often 150-200 ports), and one
 -- pipelined HGET per port cost the worker ~18 µs of client CPU each; one call with the ports as KEYS costs
--- a fraction of that. The keys span slots, so Redis Cluster deployments use the per-port pipeline
--- (RedisStore(url, batch_script=False)), as they do for batch.lua.
+-- a fraction of that. The keys span slots, so on a Redis Cluster the store uses the per-port pipeline
+-- (RedisStore(url, cluster=True)), as it does instead of batch.lua.
 local states = {}
 for i = 1, #KEYS do
   states[i] = redis.call('HGET', KEYS[i], 'json')   -- false when absent: keeps its place, answered as nil
