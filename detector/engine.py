@@ -29,7 +29,7 @@ from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
-from detector.signals.content import scam_lure
+from detector.signals.content import prohibited_offer, scam_lure
 from detector.signals.feeds import DAY_S, FEEDS, ONLY_FOR, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
@@ -185,7 +185,8 @@ class _TemplateFeatures:
     """Per-template work (normalisation, MinHash, text rules) done once per template, LRU-cached.
 
     Value: ``[template id, MinHash band keys (None until asked for), has unsubscribe text, marketing cues
-    (0, 1, 2, 3), scam lure or None, worded as a one-time code, the text the band keys are made of]``.
+    (0, 1, 2, 3), scam lure or None, worded as a one-time code, the text the band keys are made of, prohibited offer
+    or None]``.
     """
 
     def __init__(self, size: int = 50_000):
@@ -200,7 +201,7 @@ class _TemplateFeatures:
         folded = _rule_text(content)
         body = textnorm.normalize(content)
         value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(body, folded),
-                 _worded_as_code(folded), body or key]
+                 _worded_as_code(folded), body or key, prohibited_offer(body, folded)]
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -557,7 +558,7 @@ class Engine:
         for event, key, may_mask, score in zip(events, keys, masks,
                                                scores.tolist() if hasattr(scores, "tolist") else scores):
             features = self._templates.get(key, event.content)
-            template_id, _, has_unsub, cues, lure, code_words, _ = features
+            template_id, _, has_unsub, cues, lure, code_words, _, offer = features
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
             # Undeclared: unsubscribe text or any cue makes it marketing, except that a text worded as a one-time
@@ -566,7 +567,7 @@ class Engine:
             # must not stop them); wording that sells hard, or promotional wording with unsubscribe text, reads
             # as marketing whatever it says it is (leaving the unsubscribe line out must not make a campaign look
             # more legitimate, nor a code wrapped around a sign-up gift).
-            if declared == "marketing" or is_spam or lure:
+            if declared == "marketing" or is_spam or lure or offer:
                 marketing = True
             elif declared is None and not code_words:
                 marketing = bool(has_unsub or cues)
@@ -578,7 +579,7 @@ class Engine:
             # The explanation stays empty until the action is known: only flagged/blocked messages need one.
             contexts.append(MessageContext(
                 event, score, is_spam, marketing, has_unsub, hour, key, template_id, _short_hash(event.content),
-                self._templates.bands(features) if marketing else (), None, (), lure, is_code, may_mask))
+                self._templates.bands(features) if marketing else (), None, (), lure, is_code, may_mask, offer))
         return contexts
 
     def _explain_all(self, flagged: list[tuple[MessageContext, Decision]]) -> None:

@@ -258,6 +258,19 @@ def test_an_undeclared_code_that_also_sells_with_an_unsubscribe_line_is_marketin
     assert by_id["m20001"].action == "allow", by_id["m20001"]
 
 
+def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_abusive_spam_for_its_port():
+    """Red team case 5: a signature and 回T退订 pull the model's score down (FixedScorer: not spam here), and the
+    message went out allowed with its port normal. A prohibited offer flags on its own and counts as spam."""
+    ad = [sms(i, content="【优品汇】真人娱乐城上线，注册即送88彩金，www.vns88.com 回T退订", category="marketing")
+          for i in range(25)]
+    result = run(engine().process(ad))
+    first = result.decisions[0]
+    assert first.action == "flag" and [r.signal for r in first.reasons][0] == "prohibited_offer", first
+    assert any(a.state != "normal" and any(r.signal == "spam_share" for r in a.reasons) for a in result.port_actions)
+    news = run(engine().process([sms(100, content="【新闻】警方打掉一个跨境赌场团伙，涉案网址已关停")])).decisions[0]
+    assert news.action == "allow", news
+
+
 def test_an_optout_naming_an_odd_signature_does_not_stop_unsigned_marketing_from_other_ports():
     """The unsigned lookup once read the field "s:-", which an opt-out with signature "-" also writes."""
     optout = parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": "10690099", "signature": "-"})
@@ -508,7 +521,7 @@ def test_the_records_the_engine_builds_positionally_keep_their_field_order():
     from detector.signals.base import MessageContext
     assert [f.name for f in fields(MessageContext)] == [
         "event", "score", "is_spam", "marketing", "has_unsubscribe", "local_hour", "template_key", "template_id",
-        "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "state"]
+        "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "offer", "state"]
     assert [f.name for f in fields(Decision)] == [
         "msg_id", "port", "ts_ms", "action", "score", "risk", "reasons", "port_state", "model_version", "recipient",
         "content", "signature", "sp_id", "category", "encoded", "may_mask"]

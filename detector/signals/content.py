@@ -60,6 +60,49 @@ class ContentSpam(Signal):
         return Fired(ctx.score, detail)
 
 
+# Offers no carrier may carry however they are wrapped (a signature and 回T退订 pull the model's score down: red team
+# case 5, docs/redteam.md): online gambling with a way in (a link, number, QQ / WeChat, 网址, 注册), and invoices for
+# sale (代开发票). On the two data files' normal rows this fires on 0 of dev.tsv's 78,684 and on 2 of raw_dev.tsv's
+# 1,745, both mislabelled ads (an invoice seller, a 百家樂 ad); on 36 + 20 of their spam rows.
+_GAMBLING = re.compile(r"彩金|百家乐|真人娱乐|娱乐城|博彩|赌场|六合彩|赌球|网投|真人视讯|电子游艺|时时彩|北京赛车|"
+                       r"澳门.{0,4}(?:赌|娱乐|葡京|威尼斯人)")
+_WAY_IN = re.compile(r"<url>|<phone>|<qq>|<wx>|网址|官网|注册|登录|微信")
+_INVOICE_FOR_SALE = re.compile(r"代开.{0,12}发票|发票.{0,8}代开|(?:出售|办理|开具).{0,4}(?:增值税)?(?:专用|普通)?发票")
+# news of a crackdown names the same words
+_REPORTING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|警方|报警|冒充|打击|打掉|查处|抓获|破获|捣毁|涉嫌|涉案|判刑|落网")
+
+
+def prohibited_offer(body: str, rule_text: str = "") -> str | None:
+    """The prohibited offer in a normalised text (gambling with a way in, invoices for sale), unless it reports on
+    them. ``rule_text`` is the engine's reading of the same message (detector.engine._rule_text), read too.
+
+    >>> prohibited_offer("【优品汇】真人娱乐城,注册即送彩金 <url> 回t退订")
+    'gambling: 真人娱乐'
+    >>> prohibited_offer("本公司代开各地正规发票,电话<phone>")
+    'invoice for sale: 代开各地正规发票'
+    >>> prohibited_offer("警方打掉一个跨境赌场团伙,涉案网址<url>") is None, prohibited_offer("彩金是什么意思") is None
+    (True, True)
+    """
+    text = f"{body}\n{rule_text.lower()}" if rule_text else body
+    if "发票" not in text and _GAMBLING.search(text) is None:
+        return None
+    if _REPORTING.search(text):
+        return None
+    gambling = _GAMBLING.search(text)
+    if gambling is not None and _WAY_IN.search(text):
+        return f"gambling: {gambling.group()}"
+    invoice = _INVOICE_FOR_SALE.search(text)
+    return None if invoice is None else f"invoice for sale: {invoice.group()}"
+
+
+class ProhibitedOffer(Signal):
+    """An offer no carrier may carry, however it is wrapped: online gambling with a way in, or invoices for sale."""
+    name = "prohibited_offer"
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        return Fired(1.0, ctx.offer) if ctx.offer else None
+
+
 class ScamLure(Signal):
     """A private-chat contact (加微信, QQ, a WeChat id) with a job or easy-money offer (刷单, 日结, 返利): a task scam."""
     name = "scam_lure"

@@ -55,7 +55,10 @@ class SenderFeed(NamedTuple):
 def _spam_units(ctx: MessageContext) -> int:
     """Abusive spam counts 4, compliant-looking marketing 1 (see spam_share). Spam is what the classifier scores
     spam, or a task-scam lure (scam_lure): the model misses short ones, and a port blasting them must not look clean.
+    A prohibited offer (gambling, invoices for sale) counts 4 however compliant it looks.
     """
+    if ctx.offer:
+        return 4
     if not (ctx.is_spam or ctx.lure):
         return 0
     return 1 if ctx.compliant_marketing else 4
@@ -64,7 +67,7 @@ def _spam_units(ctx: MessageContext) -> int:
 def _noncompliant_marketing(ctx: MessageContext) -> int:
     """1 for marketing without a signature or an unsubscribe method (what the rules require of it), else 0. Spam
     (scored, or a scam lure) is port_spam's: counted in both, a spam port would be judged twice for one thing."""
-    return 1 if ctx.marketing and not (ctx.is_spam or ctx.lure or ctx.compliant_marketing) else 0
+    return 1 if ctx.marketing and not (ctx.is_spam or ctx.lure or ctx.offer or ctx.compliant_marketing) else 0
 
 
 SENDER_FEEDS: dict[str, SenderFeed] = {
