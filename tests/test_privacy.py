@@ -42,6 +42,14 @@ def test_mask_numbers_pre_check_never_skips_a_number_the_mask_would_change(text)
     assert mask_numbers(text) == _mask_all(text)
 
 
+@settings(max_examples=1000, deadline=None)
+@given(_DIGIT_TEXT)
+def test_the_grouped_mobile_pass_is_skipped_only_where_it_would_change_nothing(text):
+    from detector.privacy import _GROUPED_MOBILE, _NUMBER_TEXT, _mask_all
+    always = _GROUPED_MOBILE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(3)}", text)
+    assert _mask_all(text) == _NUMBER_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", always)
+
+
 @pytest.mark.parametrize("text, masked", [
     # QA14: a mobile number written with the country code or in groups reached sms.decisions, the dashboard,
     # `smsguard tail flagged` and the training file `smsguard export-labels` writes as it was sent

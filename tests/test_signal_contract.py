@@ -91,11 +91,12 @@ def test_signal_survives_missing_or_empty_state(name, cls):
 @hsettings(max_examples=60, deadline=None)
 @given(data=st.data(), score=st.floats(0, 1), is_spam=st.booleans(), marketing=st.booleans(),
        unsub=st.booleans(), hour=st.integers(0, 23), registered=st.sampled_from([None, frozenset(), frozenset({"京东"})]),
-       is_code=st.booleans())
+       is_code=st.booleans(), lure=st.sampled_from([None, "加微信 + 日赚"]),
+       offer=st.sampled_from([None, "gambling: 彩金"]))
 def test_signal_value_is_bounded_and_deterministic(name, cls, data, score, is_spam, marketing, unsub, hour, registered,
-                                                   is_code):
+                                                   is_code, lure, offer):
     ctx = context(score=score, is_spam=is_spam, marketing=marketing, has_unsubscribe=unsub, local_hour=hour,
-                  registered_signatures=registered, is_code=is_code)
+                  registered_signatures=registered, is_code=is_code, lure=lure, offer=offer)
     # results shaped like this message's own ops (a code's rcpt_24h has a third field), else the usual op's
     ctx.state = {feed: data.draw(result_strategy(FEEDS[feed](ctx) or FEED_OPS[feed])) for feed in cls.feeds}
     signal = cls()

@@ -98,17 +98,19 @@ def prohibited_offer(body: str, rule_text: str = "") -> str | None:
 class ProhibitedOffer(Signal):
     """An offer no carrier may carry, however it is wrapped: online gambling with a way in, or invoices for sale."""
     name = "prohibited_offer"
+    only_for = "marketing"      # the engine reads every message with an offer as marketing
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        return Fired(1.0, ctx.offer) if ctx.offer else None
+        return Fired(1.0, ctx.offer) if ctx.offer and ctx.marketing else None
 
 
 class ScamLure(Signal):
     """A private-chat contact (加微信, QQ, a WeChat id) with a job or easy-money offer (刷单, 日结, 返利): a task scam."""
     name = "scam_lure"
+    only_for = "marketing"      # the engine reads every message with a lure as marketing
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        return Fired(1.0, ctx.lure) if ctx.lure else None
+        return Fired(1.0, ctx.lure) if ctx.lure and ctx.marketing else None
 
 
 class MissingUnsubscribe(Signal):
