@@ -39,13 +39,11 @@ def scam_lure(body: str, rule_text: str = "") -> str | None:
     (True, True)
     """
     text = f"{body}\n{rule_text.lower()}" if rule_text else body
-    if _WARNING.search(text):
+    offer = _JOB_LURE.search(text)       # first: a list of words, and most texts have none of them
+    if offer is None or _WARNING.search(text):
         return None
     contact = _PRIVATE_CONTACT.search(text)
-    if contact is None:
-        return None
-    offer = _JOB_LURE.search(text)
-    return None if offer is None else f"{contact.group()} + {offer.group()}"
+    return None if contact is None else f"{contact.group()} + {offer.group()}"
 
 
 class ContentSpam(Signal):
