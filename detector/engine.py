@@ -701,7 +701,8 @@ class Engine:
         A port's new state is stored only over the record it was decided from (``decided_from``, read at the
         start of the batch; then this batch's previous change of the port). If an operator (or another worker,
         during a rebalance) stored a record in between, that one stands: the engine's change is neither stored
-        nor announced, and the next batch judges the port from the stored record.
+        nor announced, and the next batch judges the port from the stored record. (This batch's decisions were
+        already made with the change: a block reached here has blocked the batch's messages from its time on.)
         """
         keep_s = int(self.settings.decision_replay_ttl_s)
         ops: list = [HashSet(tag("dec", d.msg_id), d.ts_ms, "d",
