@@ -141,6 +141,20 @@ def test_a_port_blocked_by_a_batch_blocks_only_the_messages_from_the_block_on():
     assert [d.action for d in singles[:first_block]] == [d.action for d in before[:first_block]]
 
 
+def test_a_batch_stamped_ahead_of_the_workers_clock_is_blocked_only_from_its_blocking_message_on():
+    """Review 14: in the live worker the time a port state is judged at is capped at the worker's clock, and the
+    batch's earlier messages were told apart by that capped time. A sender's clock 2 s ahead of the worker's put
+    every message of the batch at or after it, and a block reached on the last message blocked all 30 again."""
+    spam = [sms(i, content="加微信领红包，日赚三百", category="marketing") for i in range(30)]
+    replayed = run(Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), hair_trigger_policy()).process(spam))
+    live = run(Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), hair_trigger_policy())
+               .process(spam, clock_ms=T0 - 2_000))
+    [change] = live.port_actions
+    assert change.state == "block" and change.since_ms == T0 - 2_000        # judged at the worker's clock
+    assert [(d.action, d.port_state) for d in live.decisions] == [(d.action, d.port_state) for d in replayed.decisions]
+    assert [d.action for d in live.decisions].count("block") == 1
+
+
 class OperatorMidBatch(MemoryStore):
     """A real MemoryStore on which an operator's action lands after the engine read the port states of a batch
     and before it stores its own change (a race of the live worker with the dashboard)."""
