@@ -285,6 +285,23 @@ def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_a
     assert news.action == "allow", news
 
 
+def test_a_notice_telling_a_customer_how_to_get_an_invoice_is_not_an_invoice_for_sale():
+    """Review 14: prohibited_offer read 开具 / 办理 before 发票 as selling invoices, so a ride, an order or a phone bill
+    saying where to get its invoice was flagged, made marketing (quiet hours, opt-outs) and counted as abusive spam.
+    Sellers' wording (代开, 出售, 办理各种 / 开具正规 … 发票) still is."""
+    notices = ["【滴滴出行】行程已结束，可在App内开具发票", "【京东】您的订单已完成，如需开具发票，请在订单详情页申请",
+               "【中国移动】您可登录网上营业厅开具电子发票", "【铁路12306】如需办理发票请到车站窗口"]
+    sellers = ["本公司长期办理各种发票，联系电话:13810019936", "本公司代开各地正规发票，电话13810019936",
+               "出售增值税专用发票，点低，电话13810019936"]
+    result = run(engine().process([sms(i, content=t, category="notification")
+                                   for i, t in enumerate(notices + sellers)]))
+    by_text = {d.content: d for d in result.decisions}
+    for text in notices:
+        assert by_text[text].action == "allow" and not by_text[text].reasons, by_text[text]
+    for text in sellers:
+        assert [r.signal for r in by_text[text].reasons][:1] == ["prohibited_offer"], by_text[text]
+
+
 def test_an_optout_naming_an_odd_signature_does_not_stop_unsigned_marketing_from_other_ports():
     """The unsigned lookup once read the field "s:-", which an opt-out with signature "-" also writes."""
     optout = parser.parse_optout({"ts": T0, "recipient": "13800000001", "port": "10690099", "signature": "-"})
