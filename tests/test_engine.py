@@ -285,6 +285,17 @@ def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_a
     assert news.action == "allow", news
 
 
+def test_words_that_merely_contain_wangtou_are_not_online_gambling():
+    """Review 14: prohibited_offer took the letters 网投 (online betting) inside 官网投诉, 官网投票 and 互联网投资 for a
+    gambling offer, and 登录 / 官网 for its way in: a customer-service line was flagged and counted as spam."""
+    texts = ["【顺丰速运】您的快件已签收，如有疑问请登录官网投诉", "【央视网】年度人物评选开始，请登录官网投票",
+             "【XX银行】互联网投资理财新体验，注册手机银行即可购买"]
+    result = run(engine().process([sms(i, content=t, category="notification") for i, t in enumerate(texts)]))
+    assert all(not any(r.signal == "prohibited_offer" for r in d.reasons) for d in result.decisions), result.decisions
+    ad = run(engine().process([sms(9, content="澳门欢迎您！网投当然首选英格兰赌城 www.xxxxxx.com")])).decisions[0]
+    assert any(r.signal == "prohibited_offer" for r in ad.reasons), ad
+
+
 def test_a_notice_telling_a_customer_how_to_get_an_invoice_is_not_an_invoice_for_sale():
     """Review 14: prohibited_offer read 开具 / 办理 before 发票 as selling invoices, so a ride, an order or a phone bill
     saying where to get its invoice was flagged, made marketing (quiet hours, opt-outs) and counted as abusive spam.
