@@ -343,8 +343,8 @@ class Engine:
                                                                     clock_ms, changed_at)
         to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
-            # The port state of the message's own event time: a state this batch reached holds from the time it
-            # was judged at, so the messages before it keep the state they were decided under (else a block
+            # The port state of the message's own event time: a state this batch reached holds from the event it
+            # was judged on, so the messages before it keep the state they were decided under (else a block
             # reached on a batch's last message would block the whole batch, and replay would depend on
             # --batch-size).
             port = decision.port
@@ -661,7 +661,9 @@ class Engine:
                           clock_ms: int | None, changed_at: dict[str, int]) -> list[PortAction]:
         """Port state changes of this batch (``states`` is updated in place), judged at each message's event
         time, but never later than ``clock_ms`` (see :meth:`process`). ``changed_at`` gets, per changed port, the
-        earliest time a change was judged at: the batch's new state holds from then on."""
+        earliest event time a change was judged on: the batch's new state holds from that message (or complaint)
+        on. Event time, not the capped time: with the sender's clock ahead of the worker's, every message of a
+        batch is past the worker's clock, and the batch's earlier messages must still keep the earlier state."""
         def at(ts_ms: int) -> int:
             return ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms
 
@@ -675,7 +677,7 @@ class Engine:
             if change is not None:
                 states[port] = change
                 changes.append(change)
-                changed_at.setdefault(port, judged_at)
+                changed_at.setdefault(port, ts_ms)
         complaint_cfg = self.policy.signals["complaint_rate"]
         for event in events:
             counts = complaints.get(id(event))
@@ -685,13 +687,12 @@ class Engine:
             if fired is None:
                 continue
             reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
-            judged_at = at(event.ts_ms)
             change = self.policy.next_port_state(event.port, states.get(event.port), fired.value * reason.weight,
-                                                 [reason], judged_at, escalate_only=True)
+                                                 [reason], at(event.ts_ms), escalate_only=True)
             if change is not None:
                 states[event.port] = change
                 changes.append(change)
-                changed_at[event.port] = min(changed_at.get(event.port, judged_at), judged_at)
+                changed_at[event.port] = min(changed_at.get(event.port, event.ts_ms), event.ts_ms)
         return changes
 
     async def _persist(self, contexts: list[MessageContext], changes: list[PortAction], result: EngineResult,

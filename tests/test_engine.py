@@ -141,6 +141,20 @@ def test_a_port_blocked_by_a_batch_blocks_only_the_messages_from_the_block_on():
     assert [d.action for d in singles[:first_block]] == [d.action for d in before[:first_block]]
 
 
+def test_a_batch_stamped_ahead_of_the_workers_clock_is_blocked_only_from_its_blocking_message_on():
+    """Review 14: in the live worker the time a port state is judged at is capped at the worker's clock, and the
+    batch's earlier messages were told apart by that capped time. A sender's clock 2 s ahead of the worker's put
+    every message of the batch at or after it, and a block reached on the last message blocked all 30 again."""
+    spam = [sms(i, content="加微信领红包，日赚三百", category="marketing") for i in range(30)]
+    replayed = run(Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), hair_trigger_policy()).process(spam))
+    live = run(Engine(Settings.from_env({}), MemoryStore(), FixedScorer(), hair_trigger_policy())
+               .process(spam, clock_ms=T0 - 2_000))
+    [change] = live.port_actions
+    assert change.state == "block" and change.since_ms == T0 - 2_000        # judged at the worker's clock
+    assert [(d.action, d.port_state) for d in live.decisions] == [(d.action, d.port_state) for d in replayed.decisions]
+    assert [d.action for d in live.decisions].count("block") == 1
+
+
 class OperatorMidBatch(MemoryStore):
     """A real MemoryStore on which an operator's action lands after the engine read the port states of a batch
     and before it stores its own change (a race of the live worker with the dashboard)."""
@@ -269,6 +283,34 @@ def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_a
     assert any(a.state != "normal" and any(r.signal == "spam_share" for r in a.reasons) for a in result.port_actions)
     news = run(engine().process([sms(100, content="【新闻】警方打掉一个跨境赌场团伙，涉案网址已关停")])).decisions[0]
     assert news.action == "allow", news
+
+
+def test_words_that_merely_contain_wangtou_are_not_online_gambling():
+    """Review 14: prohibited_offer took the letters 网投 (online betting) inside 官网投诉, 官网投票 and 互联网投资 for a
+    gambling offer, and 登录 / 官网 for its way in: a customer-service line was flagged and counted as spam."""
+    texts = ["【顺丰速运】您的快件已签收，如有疑问请登录官网投诉", "【央视网】年度人物评选开始，请登录官网投票",
+             "【XX银行】互联网投资理财新体验，注册手机银行即可购买"]
+    result = run(engine().process([sms(i, content=t, category="notification") for i, t in enumerate(texts)]))
+    assert all(not any(r.signal == "prohibited_offer" for r in d.reasons) for d in result.decisions), result.decisions
+    ad = run(engine().process([sms(9, content="澳门欢迎您！网投当然首选英格兰赌城 www.xxxxxx.com")])).decisions[0]
+    assert any(r.signal == "prohibited_offer" for r in ad.reasons), ad
+
+
+def test_a_notice_telling_a_customer_how_to_get_an_invoice_is_not_an_invoice_for_sale():
+    """Review 14: prohibited_offer read 开具 / 办理 before 发票 as selling invoices, so a ride, an order or a phone bill
+    saying where to get its invoice was flagged, made marketing (quiet hours, opt-outs) and counted as abusive spam.
+    Sellers' wording (代开, 出售, 办理各种 / 开具正规 … 发票) still is."""
+    notices = ["【滴滴出行】行程已结束，可在App内开具发票", "【京东】您的订单已完成，如需开具发票，请在订单详情页申请",
+               "【中国移动】您可登录网上营业厅开具电子发票", "【铁路12306】如需办理发票请到车站窗口"]
+    sellers = ["本公司长期办理各种发票，联系电话:13810019936", "本公司代开各地正规发票，电话13810019936",
+               "出售增值税专用发票，点低，电话13810019936"]
+    result = run(engine().process([sms(i, content=t, category="notification")
+                                   for i, t in enumerate(notices + sellers)]))
+    by_text = {d.content: d for d in result.decisions}
+    for text in notices:
+        assert by_text[text].action == "allow" and not by_text[text].reasons, by_text[text]
+    for text in sellers:
+        assert [r.signal for r in by_text[text].reasons][:1] == ["prohibited_offer"], by_text[text]
 
 
 def test_an_optout_naming_an_odd_signature_does_not_stop_unsigned_marketing_from_other_ports():

@@ -139,6 +139,32 @@ async def test_a_conditional_port_state_write_survives_a_script_flush(redis_serv
         await store.close()
 
 
+async def test_a_conditional_port_state_write_compares_with_the_record_the_store_reads(redis_server):
+    """Review 14: put_port_state.lua compared ``replaces`` with the hash's flat ``ts_ms`` field, while the engine's
+    record comes from its ``json``. A hash holding one without the other (written by hand, or by a tool that wrote
+    only the json) was a record the engine read but could never replace, or no record that it could never create:
+    every batch's change was dropped as overtaken, for good. MemoryStore stores both."""
+    store = RedisStore(redis_server.url)
+    ports = ["1069" + uuid.uuid4().hex[:8] for _ in range(2)]
+    key = f"sg:portstate:{{{ports[0]}}}"
+    try:
+        read = PortAction(ports[0], T0, "watch", [], T0, T0 + 3_600_000, "engine")
+        await store.redis.hset(key, mapping={"json": json.dumps(read.as_dict()), "state": "watch"})     # no ts_ms
+        [basis] = (await store.get_port_states([ports[0]])).values()
+        assert not await store.put_port_state(PortAction(ports[0], T0 + 2, "block", [], T0, None, "engine"),
+                                              replaces=T0 + 1)
+        assert await store.put_port_state(PortAction(ports[0], T0 + 1, "throttle", [], T0, None, "engine"),
+                                          replaces=basis.ts_ms)
+        assert (await store.get_port_states([ports[0]]))[ports[0]].state == "throttle"
+        # flat fields and no json: the store reads no record there, so a write for a port without one stores
+        await store.redis.hset(f"sg:portstate:{{{ports[1]}}}", mapping={"state": "block", "ts_ms": str(T0)})
+        assert await store.get_port_states([ports[1]]) == {}
+        assert await store.put_port_state(PortAction(ports[1], T0 + 1, "watch", [], T0, None, "engine"), replaces=None)
+        assert (await store.get_port_states([ports[1]]))[ports[1]].state == "watch"
+    finally:
+        await store.close()
+
+
 async def test_a_pipeline_of_a_thousand_ops_is_one_round_trip_per_batch(redis_server):
     """Not a benchmark: guards against an accidental round trip per op (which would take far longer)."""
     store = RedisStore(redis_server.url)

@@ -16,10 +16,17 @@
 -- an operator's block stored while the batch ran must not be overwritten by an engine throttle decided without
 -- it (a plain HSET is last-write-wins). Both keys carry the port's hash tag: one slot, so Redis Cluster runs it.
 -- The ports index sg:ports (no hash tag) is updated by the client once the record is stored.
+-- The record compared is the one RedisStore reads, the json: a hash without it holds no record, and the flat ts_ms
+-- is its copy (a hash lacking the copy, written by hand or by another tool, is compared by the json's own ts_ms;
+-- else the engine could never replace what it read there).
 local condition = ARGV[1]
 if condition ~= '*' then
-  local current = redis.call('HGET', KEYS[1], 'ts_ms')
-  if (current or '') ~= condition then
+  local record = redis.call('HMGET', KEYS[1], 'json', 'ts_ms')
+  local current = ''
+  if record[1] then
+    current = record[2] or string.format('%d', cjson.decode(record[1])['ts_ms'])
+  end
+  if current ~= condition then
     return 0
   end
 end
