@@ -131,6 +131,19 @@ def _has_unsubscribe(folded: str) -> bool:
     return _UNSUBSCRIBE.search(folded) is not None
 
 
+def _recent_per_min(port_rate: Any) -> float | None:
+    """A port's sending rate per minute from its port_rate feed (messages in the last minute, 10 minutes, hour):
+    the larger of its last minute and its 10-minute average, so that a port that started seconds ago is not
+    taken for one sending a tenth of its rate.
+
+    >>> _recent_per_min((2, 19, 110)), _recent_per_min((18, 18, 18)), _recent_per_min(None)
+    (2, 18, None)
+    """
+    if not port_rate:
+        return None
+    return max(port_rate[0], port_rate[1] / 10)
+
+
 class Scorer(Protocol):
     version: str
     threshold: float
@@ -673,7 +686,7 @@ class Engine:
             reasons.sort(key=lambda r: -r.value * r.weight)
             judged_at = at(ts_ms)
             change = self.policy.next_port_state(port, states.get(port), risk, reasons, judged_at,
-                                                 recent_per_min=port_rate[1] / 10 if port_rate else None)
+                                                 recent_per_min=_recent_per_min(port_rate))
             if change is not None:
                 states[port] = change
                 changes.append(change)

@@ -16,6 +16,7 @@ x its threshold, then steps down one level. Operators' states always win until t
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from detector.errors import ConfigError
 from detector.events import PORT_STATES, PortAction, Reason
 from detector.signals import ALL_SIGNALS, Signal
 
+log = logging.getLogger(__name__)
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.default.yaml")
 LEVEL = {s: i for i, s in enumerate(PORT_STATES)}
 OPERATOR_KINDS = ("throttle", "block", "release", "allowlist")
@@ -104,8 +106,8 @@ class Policy:
         root = read.keys(config, "", {"message", "port", "signals"})
         msg = read.keys(root["message"], "message", {"flag_at", "block_at"})
         port = read.keys(root["port"], "port", {"watch_at", "throttle_at", "block_at", "hysteresis", "ttl_s",
-                                                "renew_before_s", "throttle_rate_per_min", "min_messages_for_state"},
-                         {"throttle_share"})
+                                                "renew_before_s", "throttle_rate_per_min"},
+                         {"throttle_share", "min_messages_for_state"})
         # a threshold at or below zero would flag every message / watch every port
         self.flag_at = read.number(msg, "message.flag_at", above=0)
         self.block_at = read.number(msg, "message.block_at")
@@ -128,7 +130,12 @@ class Policy:
         # optional: policies written before it throttle at the fixed rate, as they did
         self.throttle_share = read.number(port, "port.throttle_share", above=0, maximum=1) \
             if "throttle_share" in port else None
-        self.min_messages_for_state = read.number(port, "port.min_messages_for_state", whole=True, minimum=0)
+        if "min_messages_for_state" in port:
+            # Read by nothing since spam_share got its own floor (signals.spam_share.params.min_volume); older
+            # policy files still load, and say so, rather than keep a knob that looks like it works.
+            read.number(port, "port.min_messages_for_state", whole=True, minimum=0)
+            log.warning("policy %s: port.min_messages_for_state is not used; the spam-share floor is "
+                        "signals.spam_share.params.min_volume", source)
         signals = read.keys(root["signals"], "signals", set(ALL_SIGNALS), noun="signal")
         self.signals: dict[str, SignalConfig] = {name: read.signal(signals, name) for name in signals}
 
@@ -182,8 +189,8 @@ class Policy:
         if LEVEL[target] < LEVEL[cur_state] and risk < self.thresholds[cur_state] * self.hysteresis:
             if expired:
                 lower = PORT_STATES[max(LEVEL[target], LEVEL[cur_state] - 1)]
-                return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired",
-                                    recent_per_min=recent_per_min)
+                # a block stepping down throttles at the fixed rate: the port's rate under the block says nothing
+                return self._action(port, lower, reasons, now_ms, current, note=f"{cur_state} expired")
             return None
         # Still justified (at its level, or within the hysteresis band under it): renewed shortly before it
         # expires. Letting it lapse instead would leave gateways treating the port as normal (an expired
@@ -194,9 +201,10 @@ class Policy:
 
     def throttle_rate(self, recent_per_min: float | None) -> int:
         """Messages a minute gateways let through a port the engine throttles: ``throttle_share`` of the port's own
-        recent rate, at most ``throttle_rate_per_min`` and at least 1. A fixed rate alone slowed nothing that sent
-        less than it (red team: a port dripping spam at 2 a minute, or blasting at 30, was "throttled" at 60). No
-        recent rate known (a complaint, a port that was blocked), or no ``throttle_share`` in the policy: the fixed rate.
+        recent rate (the engine passes the larger of its last minute and its 10-minute average), at most
+        ``throttle_rate_per_min`` and at least 1. A fixed rate alone slowed nothing that sent less than it (red team:
+        a port dripping spam at 2 a minute, or blasting at 30, was "throttled" at 60). No recent rate known (a
+        complaint, a block stepping down to throttle), or no ``throttle_share`` in the policy: the fixed rate.
 
         >>> p = Policy.load()
         >>> p.throttle_rate(2.0), p.throttle_rate(30.0), p.throttle_rate(5000.0), p.throttle_rate(None), p.throttle_rate(0)

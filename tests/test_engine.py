@@ -117,7 +117,7 @@ def test_operator_block_blocks_every_message_and_the_engine_cannot_lift_it():
 def hair_trigger_policy() -> Policy:
     """The default policy with port thresholds a batch of spam crosses at once."""
     config = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
-    config["port"].update(watch_at=0.2, throttle_at=0.4, block_at=0.6, min_messages_for_state=5)
+    config["port"].update(watch_at=0.2, throttle_at=0.4, block_at=0.6)
     return Policy(config)
 
 

@@ -49,10 +49,24 @@ def test_an_engine_throttle_slows_a_port_below_its_own_recent_rate(policy):
     # renewed under the throttle (the port now sends at most 1 a minute): the rate is kept, not halved again
     renewed = policy.next_port_state("1069", drip, 3.0, reasons, drip.expires_at_ms - MIN, recent_per_min=1.0)
     assert renewed.since_ms == drip.since_ms and renewed.rate_limit_per_min == 1
+    # a block stepping down throttles at the fixed rate: the rate measured under the block says nothing (review)
+    block = policy.next_port_state("1069", None, 5.0, reasons, 0, recent_per_min=400.0)
+    step = policy.next_port_state("1069", block, 0.0, [], block.expires_at_ms + 1, recent_per_min=1.0)
+    assert step.state == "throttle" and step.rate_limit_per_min == policy.throttle_rate_per_min
     # a policy written before throttle_share throttles at its fixed rate, as it did
     older = raw_config()
     del older["port"]["throttle_share"]
     assert Policy(older).next_port_state("1069", None, 3.0, reasons, 0, recent_per_min=2.0).rate_limit_per_min == 60
+
+
+def test_a_policy_naming_the_unused_min_messages_for_state_loads_and_says_it_is_not_used(caplog):
+    """It was read and never used (spam_share's min_volume is the floor): the default file no longer has it."""
+    assert "min_messages_for_state" not in raw_config()["port"]
+    older = raw_config()
+    older["port"]["min_messages_for_state"] = 20
+    with caplog.at_level("WARNING", logger="detector.policy"):
+        Policy(older)
+    assert "min_messages_for_state is not used" in caplog.text
 
 
 def test_state_holds_until_expiry_then_steps_down_one_level(policy):
