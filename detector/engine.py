@@ -742,11 +742,14 @@ class Engine:
                     stored.append(change)
                 else:
                     overtaken.add(change.port)
-            if overtaken:
-                log.info("port state changed while a batch was decided (an operator?); kept the stored record "
-                         "of %d port(s) and dropped the engine's change", len(overtaken))
-                self._port_cache.update(await self.store.get_port_states(overtaken))
         except StateUnavailable:
             result.degraded = True          # the changes not stored are neither announced nor cached
         self._port_cache.update({c.port: c for c in stored})
         result.port_actions.extend(stored)
+        if overtaken:       # after the stored changes: a port's first change may be stored and its second overtaken
+            log.info("port state changed while a batch was decided (an operator?); kept the stored record "
+                     "of %d port(s) and dropped the engine's change", len(overtaken))
+            try:
+                self._port_cache.update(await self.store.get_port_states(overtaken))
+            except StateUnavailable:
+                result.degraded = True

@@ -157,15 +157,18 @@ def test_a_batch_stamped_ahead_of_the_workers_clock_is_blocked_only_from_its_blo
 
 class OperatorMidBatch(MemoryStore):
     """A real MemoryStore on which an operator's action lands after the engine read the port states of a batch
-    and before it stores its own change (a race of the live worker with the dashboard)."""
-    def __init__(self, action):
+    and before it stores its own change (its ``before_write``-th of the batch, counting from 0: a race of the live
+    worker with the dashboard)."""
+    def __init__(self, action, before_write=0):
         super().__init__(outlives_process=True)
-        self.operator_action = action
+        self.operator_action, self.countdown = action, before_write
 
     async def put_port_state(self, action, history_limit=200, **kw):
-        if self.operator_action is not None:
-            operator, self.operator_action = self.operator_action, None
-            await super().put_port_state(operator)
+        if self.operator_action is not None and "replaces" in kw:
+            if self.countdown == 0:
+                operator, self.operator_action = self.operator_action, None
+                await super().put_port_state(operator)
+            self.countdown -= 1
         return await super().put_port_state(action, history_limit, **kw)
 
 
@@ -181,6 +184,22 @@ def test_an_operators_action_stored_while_a_batch_is_decided_is_not_overwritten_
     assert run(store.get_port_states(["10690001"]))["10690001"].as_dict() == pinned.as_dict()
     after = run(eng.process([sms(40, content="加微信领红包，日赚三百", category="marketing")]))
     assert after.decisions[0].port_state == "throttle" and not after.port_actions     # the operator's, standing
+
+
+def test_when_a_ports_second_change_of_a_batch_is_overtaken_the_engine_remembers_the_operators_record():
+    """Review: the first change was stored, the second refused; the engine's cache of port states then kept the
+    first change (written after the re-read of the operator's record), so a degraded batch would judge from it."""
+    from detector.engine import EngineResult
+    pinned = operator_action("10690001", "throttle", "ops-li", "checking with the SP", now_ms=T0 + 20_000,
+                             expires_in_s=3600, rate_limit_per_min=30)
+    store = OperatorMidBatch(pinned, before_write=1)
+    eng = Engine(Settings.from_env({}), store, FixedScorer())
+    watch = eng.policy.next_port_state("10690001", None, 1.2, [], T0)
+    block = eng.policy.next_port_state("10690001", watch, 5.0, [], T0 + 1_000)    # a complaint, later in the batch
+    result = EngineResult()
+    run(eng._persist([], [watch, block], result, {}))
+    assert result.port_actions == [watch] and store.operator_action is None
+    assert eng._port_cache["10690001"].as_dict() == pinned.as_dict()
 
 
 def test_a_message_stamped_hours_ahead_cannot_lift_an_operators_block_in_the_live_worker():

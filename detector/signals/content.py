@@ -18,8 +18,9 @@ from detector.signals.base import Fired, MessageContext, Signal
 # Job / task scams (刷单返利, 兼职日结) ask the reader to move to a private chat. Read on the normalised text
 # (detector.textnorm.normalize: lower case, de-obfuscated, WeChat / QQ ids typed as <wx> / <qq>). The
 # classifier misses the short ones (neither data file has many: docs/model.md, "Known blind spot").
-_PRIVATE_CONTACT = re.compile(r"(?:加|\+)\s*(?:个|我)?\s*(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
-                              r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v\s*[:：]\s*[a-z0-9_]{2,}")
+# (Spaces, not \s: scam_lure joins the normalised text and the rule text with a newline, not to be read across.)
+_PRIVATE_CONTACT = re.compile(r"(?:加|\+) *(?:个|我)? *(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
+                              r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v *[:：] *[a-z0-9_]{2,}")
 _JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚")
 # anti-fraud notices from banks, platforms and the police name the same words
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")

@@ -79,6 +79,7 @@ import functools
 import hashlib
 import itertools
 import json
+import uuid
 from importlib import resources
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -585,10 +586,10 @@ class RedisStore(StateStore):
             if self.cluster and replace:
                 # redis-py's cluster MULTI/EXEC runs its commands on an event loop of its own (in a thread), which
                 # breaks the client's connections; a set built beside the entry (same slot, same node) and renamed
-                # over it replaces it just as atomically: readers see the old set or the new one
-                building = f"{key}:replacing"
+                # over it replaces it just as atomically: readers see the old set or the new one. The building set's
+                # name is this call's own, so two replaces at once cannot mix their members.
+                building = f"{key}:replacing:{uuid.uuid4().hex}"
                 pipe = self._redis.pipeline(transaction=False)
-                pipe.delete(building)
                 pipe.sadd(building, *members)
                 pipe.execute_command("RENAME", building, key)    # rename() is refused in a cluster pipeline, as
                                                                  # keys may span slots; these two share the tag
