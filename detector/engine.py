@@ -131,6 +131,22 @@ def _has_unsubscribe(folded: str) -> bool:
     return _UNSUBSCRIBE.search(folded) is not None
 
 
+def _state_at(record: PortAction | None, ts_ms: int, clock_ms: int | None) -> str:
+    """A port's state at a message's event time (never later than the live worker's clock, as Engine.process
+    says): an expired record is no state at all, as gateways read it, until the batch judges the port again.
+
+    >>> block = PortAction("1069", 0, "block", [], 0, 60_000, "ops-li")
+    >>> _state_at(block, 59_999, None), _state_at(block, 60_000, None), _state_at(block, 70_000, 30_000)
+    ('block', 'normal', 'block')
+    """
+    if record is None:
+        return "normal"
+    expires = record.expires_at_ms
+    if expires is not None and expires <= (ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms):
+        return "normal"
+    return record.state
+
+
 def _recent_per_min(port_rate: Any) -> float | None:
     """A port's sending rate per minute from its port_rate feed (messages in the last minute, 10 minutes, hour):
     the larger of its last minute and its 10-minute average, so that a port that started seconds ago is not
@@ -349,7 +365,7 @@ class Engine:
             ctx.registered_signatures = registry.get(ctx.event.port)
         self._port_cache.update(states)
 
-        port_reasons = self._decide(contexts, states, result, last_of_port)
+        port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms)
         held_before = dict(states)
         changed_at: dict[str, int] = {}
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states,
@@ -363,7 +379,7 @@ class Engine:
             port = decision.port
             since = changed_at.get(port)
             current = states.get(port) if since is None or decision.ts_ms >= since else held_before.get(port)
-            decision.port_state = current.state if current is not None else "normal"
+            decision.port_state = _state_at(current, decision.ts_ms, clock_ms)
             if decision.port_state == "block" and decision.action != "block":     # blocked by this batch
                 decision.action = "block"
                 decision.reasons.append(_port_blocked())
@@ -617,7 +633,8 @@ class Engine:
                     reason.detail = fired.detail if fired else reason.detail
 
     def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction], result: EngineResult,
-                last_of_port: dict[str, MessageContext]) -> dict[str, tuple[int, list[Reason]]]:
+                last_of_port: dict[str, MessageContext],
+                clock_ms: int | None) -> dict[str, tuple[int, list[Reason], Any]]:
         """Message decisions; returns each port's latest port-level reasons, with the event time they hold at and the
         port's volume feed (port_rate: its messages over the last minute, 10 minutes and hour).
 
@@ -655,8 +672,7 @@ class Engine:
                     p_reasons.append(Reason(name, fired.value, port_weight, fired.detail))
             if skipped:
                 reasons.append(Reason("degraded", 1.0, 0.0, "state store unavailable; skipped: " + ", ".join(skipped)))
-            current = states.get(event.port)
-            port_state = current.state if current else "normal"
+            port_state = _state_at(states.get(event.port), event.ts_ms, clock_ms)
             action, risk = message_action(reasons, port_state, hard_block)
             if len(reasons) > 1:
                 reasons.sort(key=_reason_strength)

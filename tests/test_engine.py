@@ -202,6 +202,21 @@ def test_when_a_ports_second_change_of_a_batch_is_overtaken_the_engine_remembers
     assert eng._port_cache["10690001"].as_dict() == pinned.as_dict()
 
 
+def test_messages_after_a_blocks_expiry_are_not_blocked_by_it():
+    """Review (older than session 14): a batch's messages after an operator's block had expired were still
+    blocked, though gateways read an expired record as normal and let them through."""
+    store = MemoryStore()
+    run(store.put_port_state(operator_action("10690001", "block", "ops-li", "fraud", now_ms=T0, expires_in_s=5)))
+    result = run(engine(store).process([sms(i) for i in range(10)]))     # one a second from T0
+    assert [d.action for d in result.decisions] == ["block"] * 5 + ["allow"] * 5
+    assert [d.port_state for d in result.decisions] == ["block"] * 5 + ["normal"] * 5
+    # the live worker judges no later than its clock: an expiry ahead of it has not come yet
+    store = MemoryStore()
+    run(store.put_port_state(operator_action("10690001", "block", "ops-li", "fraud", now_ms=T0, expires_in_s=5)))
+    live = run(engine(store).process([sms(i) for i in range(10)], clock_ms=T0 + 3_000))
+    assert {d.action for d in live.decisions} == {"block"}
+
+
 def test_a_message_stamped_hours_ahead_cannot_lift_an_operators_block_in_the_live_worker():
     """QA: one message dated 3 h ahead (inside SMSGUARD_MAX_CLOCK_SKEW_S) expired an operator's 2-hour block at
     once, because port states were judged at the message's event time. The worker caps it at its own clock."""
