@@ -247,6 +247,27 @@ def register(main: click.Group, bench: click.Group) -> None:
                 await store.close()
         click.echo(f"{port}: {', '.join(sorted(asyncio.run(run())))}")
 
+    @signatures.command("respell")
+    @click.option("--dry-run", is_flag=True, help="Count what would move; change nothing.")
+    def signatures_respell(dry_run):
+        """Move stored opt-outs and registry entries to today's spelling of their signatures.
+
+        Run once after an upgrade that changed how signatures are spelled (session 14: inner spaces dropped, so
+        【优 品 汇】 is 优品汇): an opt-out stored under the old spelling would no longer stop that merchant's
+        marketing. Safe while workers run, and to run again."""
+        import asyncio
+
+        async def run():
+            store = _store()
+            try:
+                return await store.respell_signatures(dry_run=dry_run)
+            finally:
+                await store.close()
+        counts = asyncio.run(run())
+        verb = "would move" if dry_run else "moved"
+        click.echo(f"scanned {counts['keys']} keys; {verb} {counts['optouts']} opt-out and "
+                   f"{counts['registry']} registry spellings")
+
     @signatures.command("show")
     @click.argument("port", nargs=-1, required=True)
     def signatures_show(port):

@@ -413,3 +413,52 @@ async def test_distinct_refreshes_a_bucket_ttl_only_when_the_member_changed_it(r
     finally:
         await store.close()
     assert 0 < kept <= 100 and 4100 < renewed <= 4200
+
+
+async def test_signatures_respell_moves_opt_outs_and_registry_entries_stored_under_an_old_spelling(redis_server,
+                                                                                                    monkeypatch):
+    """Review (session 14): canonical_signature now drops a signature's inner spaces, so an opt-out stored before
+    as s:优 品 汇 no longer stopped 【优 品 汇】's marketing, now read as 优品汇. `smsguard signatures respell` moves it."""
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    from detector.engine import Engine
+    from detector.events import EventParser
+    from detector.privacy import RecipientHasher
+    from detector.settings import Settings
+    from detector.state.redis import signature_registry_key
+
+    parser = EventParser(RecipientHasher("test-secret-0123456789"))
+    port = "1069" + str(uuid.uuid4().int)[:8]
+    number = "138" + str(uuid.uuid4().int)[:8]
+    recipient = parser.parse_optout({"ts": T0, "recipient": number, "port": port, "signature": "优品汇"}).recipient
+    store = RedisStore(redis_server.url)
+    try:     # what the old code stored: the spaces kept
+        await store.run([HashSet(tag("optout", recipient), T0, "s:优 品 汇", str(T0), 400 * 86_400)])
+        await store.redis.sadd(signature_registry_key(port), "", "优 品 汇", "京东")
+
+        async def decide(i):
+            engine = Engine(Settings.from_env({}), store)
+            event = parser.parse_sms({"msg_id": f"{port}-{i}", "ts": T0 + 3_600_000 + i, "port": port,
+                                      "recipient": number, "content": "【优 品 汇】双11大促，全场5折，回T退订",
+                                      "category": "marketing"})
+            return (await engine.process([event])).decisions[0]
+
+        before = await decide(1)
+        assert before.action != "block" and {"unregistered_signature"} <= {r.signal for r in before.reasons}
+        monkeypatch.setenv("SMSGUARD_REDIS_URL", redis_server.url)
+        dry = await asyncio.to_thread(CliRunner().invoke, main, ["signatures", "respell", "--dry-run"])
+        assert dry.exit_code == 0 and "would move" in dry.output, dry.output
+        assert await store.redis.sismember(signature_registry_key(port), "优 品 汇")      # nothing changed
+        result = await asyncio.to_thread(CliRunner().invoke, main, ["signatures", "respell"])
+        assert result.exit_code == 0, result.output
+        assert await store.redis.smembers(signature_registry_key(port)) == {"", "优品汇", "京东"}
+        assert await store.redis.hget(tag("optout", recipient), "s:优品汇") == str(T0)
+        assert not await store.redis.hexists(tag("optout", recipient), "s:优 品 汇")
+        after = await decide(2)
+        assert after.action == "block" and "opted_out" in {r.signal for r in after.reasons}, after
+        assert "unregistered_signature" not in {r.signal for r in after.reasons}
+        again = await asyncio.to_thread(CliRunner().invoke, main, ["signatures", "respell"])
+        assert "moved 0 opt-out and 0 registry" in again.output, again.output
+    finally:
+        await store.close()

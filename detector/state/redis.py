@@ -137,7 +137,7 @@ OP_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_get", "h
 #: Scripts that read one key per port of a micro-batch in one call (batch mode; Redis Cluster: one command per port).
 PORT_READ_SCRIPTS = ("port_states", "port_registries")
 #: Scripts of one port's keys: a port state record stored only if the record it replaces is still there.
-PORT_WRITE_SCRIPTS = ("put_port_state",)
+PORT_WRITE_SCRIPTS = ("put_port_state", "respell_signatures")
 #: Op kinds the per-op mode runs as their own script (HashGet is a plain HMGET there).
 SCRIPTED_KINDS = ("window", "baseline", "distinct", "counter", "claim", "hash_set", "field_counters")
 
@@ -544,20 +544,25 @@ class RedisStore(StateStore):
         keys = (port_state_key(action.port), port_history_key(action.port))
         args = [condition, max(history_limit, 1), fields["json"], *itertools.chain.from_iterable(fields.items())]
         async with self._reachable():
-            for attempt in range(_MAX_SCRIPT_RELOADS + 1):
-                pipe = await self._script_pipeline(attempt)
-                pipe.script("put_port_state", keys, args)
-                [reply] = await pipe.execute()
-                if isinstance(reply, NoScriptError):
-                    self._scripts_loaded = False        # it never ran: simply sent again once it is back
-                    continue
-                if isinstance(reply, Exception):
-                    raise reply
-                if not reply:
-                    return False
-                # sg:ports spans all ports (no hash tag), so it cannot be in the script's keys
-                await self._redis.zadd(PORTS_INDEX, {action.port: action.ts_ms})
-                return True
+            if not await self._call_script("put_port_state", keys, args):
+                return False
+            # sg:ports spans all ports (no hash tag), so it cannot be in the script's keys
+            await self._redis.zadd(PORTS_INDEX, {action.port: action.ts_ms})
+            return True
+
+    async def _call_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One call of script ``name`` on keys of one slot, its reply; after a NOSCRIPT (it never ran) it is sent
+        again once the scripts are loaded again. Call inside :meth:`_reachable`."""
+        for attempt in range(_MAX_SCRIPT_RELOADS + 1):
+            pipe = await self._script_pipeline(attempt)
+            pipe.script(name, keys, args)
+            [reply] = await pipe.execute()
+            if isinstance(reply, NoScriptError):
+                self._scripts_loaded = False
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         raise AssertionError("unreachable: the last attempt runs the script by source")
 
     async def port_history(self, port: str, limit: int = 100) -> list[PortAction]:
@@ -600,6 +605,34 @@ class RedisStore(StateStore):
                 pipe.delete(key)
             pipe.sadd(key, *members)
             await pipe.execute()
+
+    async def respell_signatures(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Move stored opt-outs and registry entries to today's spelling of their signatures
+        (:func:`~detector.events.canonical_signature`), after it changed: an opt-out kept as ``s:优 品 汇`` would
+        no longer stop a message signed 【优 品 汇】, now read as 优品汇. Returns counts: keys scanned, spellings moved
+        (or, with ``dry_run``, that would be). Scans every ``sg:optout:*`` and ``sg:sigreg:*`` key (on every
+        primary of a cluster); safe to run while workers run, and again."""
+        counts = {"keys": 0, "optouts": 0, "registry": 0}
+        async with self._reachable():
+            for kind, pattern, counter in (("hash", "sg:optout:*", "optouts"), ("set", "sg:sigreg:*", "registry")):
+                async for key in self._redis.scan_iter(match=pattern, count=1000):
+                    counts["keys"] += 1
+                    if kind == "hash":
+                        names = [f for f in await self._redis.hkeys(key) if f.startswith("s:")]
+                        pairs = [(f, f"s:{canonical_signature(f[2:])}") for f in names
+                                 if canonical_signature(f[2:]) and canonical_signature(f[2:]) != f[2:]]
+                    else:
+                        members = [m for m in await self._redis.smembers(key) if m != _SIGREG_PRESENT]
+                        pairs = [(m, canonical_signature(m)) for m in members
+                                 if canonical_signature(m) and canonical_signature(m) != m]
+                    if not pairs:
+                        continue
+                    if dry_run:
+                        counts[counter] += len(pairs)
+                        continue
+                    counts[counter] += int(await self._call_script(
+                        "respell_signatures", (key,), [kind, *itertools.chain.from_iterable(pairs)]))
+        return counts
 
     async def close(self) -> None:
         await self._redis.aclose()
