@@ -29,7 +29,7 @@ from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
-from detector.signals.content import prohibited_offer, scam_lure
+from detector.signals.content import disguised_contact, prohibited_offer, scam_lure
 from detector.signals.feeds import DAY_S, FEEDS, ONLY_FOR, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
@@ -215,7 +215,7 @@ class _TemplateFeatures:
 
     Value: ``[template id, MinHash band keys (None until asked for), has unsubscribe text, marketing cues
     (0, 1, 2, 3), scam lure or None, worded as a one-time code, the text the band keys are made of, prohibited offer
-    or None]``.
+    or None, disguised link or number or None]``.
     """
 
     def __init__(self, size: int = 50_000):
@@ -230,7 +230,8 @@ class _TemplateFeatures:
         folded = _rule_text(content)
         body = textnorm.normalize(content)
         value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(body, folded),
-                 _worded_as_code(folded), body or key, prohibited_offer(body, folded)]
+                 _worded_as_code(folded), body or key, prohibited_offer(body, folded),
+                 disguised_contact(folded.lower(), content)]
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -587,7 +588,7 @@ class Engine:
         for event, key, may_mask, score in zip(events, keys, masks,
                                                scores.tolist() if hasattr(scores, "tolist") else scores):
             features = self._templates.get(key, event.content)
-            template_id, _, has_unsub, cues, lure, code_words, _, offer = features
+            template_id, _, has_unsub, cues, lure, code_words, _, offer, disguised = features
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
             # Undeclared: unsubscribe text or any cue makes it marketing, except that a text worded as a one-time
@@ -608,7 +609,8 @@ class Engine:
             # The explanation stays empty until the action is known: only flagged/blocked messages need one.
             contexts.append(MessageContext(
                 event, score, is_spam, marketing, has_unsub, hour, key, template_id, _short_hash(event.content),
-                self._templates.bands(features) if marketing else (), None, (), lure, is_code, may_mask, offer))
+                self._templates.bands(features) if marketing else (), None, (), lure, is_code, may_mask, offer,
+                disguised))
         return contexts
 
     def _explain_all(self, flagged: list[tuple[MessageContext, Decision]]) -> None:

@@ -597,7 +597,7 @@ def test_the_records_the_engine_builds_positionally_keep_their_field_order():
     from detector.signals.base import MessageContext
     assert [f.name for f in fields(MessageContext)] == [
         "event", "score", "is_spam", "marketing", "has_unsubscribe", "local_hour", "template_key", "template_id",
-        "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "offer", "state"]
+        "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "offer", "disguised", "state"]
     assert [f.name for f in fields(Decision)] == [
         "msg_id", "port", "ts_ms", "action", "score", "risk", "reasons", "port_state", "model_version", "recipient",
         "content", "signature", "sp_id", "category", "encoded", "may_mask"]

@@ -117,3 +117,26 @@ def test_a_port_dripping_spam_under_the_ten_minute_volume_floor_is_judged_on_its
     # and the throttle slows it (case 14): half its ~1.9 a minute, where the fixed 60 a minute slowed nothing
     assert rates["10690001"][0] == 1, rates
     assert "10690002" not in states and "10690003" not in states, states
+
+
+@pytest.mark.parametrize("text", [
+    "🎰🎰🎰澳门🎲线上🎲娱乐🎰注册送💰88💰彩金👉vns88点com",          # the model scored it 0.29: allowed
+    "【鑫融贷】无抵押信用贷款，当天放款，最高50万，dk88点com，回T退订",
+    "无抵押信用贷款，当天放款，详见 dk88【.】com",
+    "无抵押信用贷款，当天放款，联系王经理⑴⑶⑻⑴⑵⑶⑷⑸⑹⑺⑻",
+    "无抵押信用贷款，当天放款，联系王经理❶❸❽❶❷❸❹❺❻❼❽",
+])
+def test_a_link_or_number_written_to_slip_past_filters_is_flagged_by_itself(text):
+    """Red team, text tricks (case 13): links and numbers disguised from the normaliser (vns88点com, ⑴⑶⑻…) also
+    hide them from the model's <url> / <phone> features. Disguising them is the tell: disguised_contact flags."""
+    [d] = decide([parser.parse_sms({"msg_id": "m1", "ts": T0, "port": "10690001", "recipient": "13800000001",
+                                    "content": text})])
+    assert d.action in ("flag", "block") and "disguised_contact" in {r.signal for r in d.reasons}, d
+
+
+def test_links_and_numbers_written_plainly_are_no_disguise():
+    texts = ["【京东】您的订单已发货，详见 www.jd.com 或拨打950618", "【12306】您的车票已出票，详见12306.cn",
+             "【招商银行】您尾号1234的账户于11月11日消费100元", "会议室在三楼。COM项目组请准时参加"]
+    events = [parser.parse_sms({"msg_id": f"m{i}", "ts": T0, "port": "10690001", "recipient": f"1380000000{i}",
+                                "content": t}) for i, t in enumerate(texts)]
+    assert all("disguised_contact" not in {r.signal for r in d.reasons} for d in decide(events))

@@ -35,6 +35,7 @@ class MessageContext:
     is_code: bool = False           # a one-time code: declared "verification", or undeclared and worded as one
     may_mask: bool = True           # the content may hold a phone-like number to mask for display (privacy.may_mask)
     offer: str | None = None        # a prohibited offer in the text (detector.signals.content.prohibited_offer), or None
+    disguised: str | None = None    # a link or number in a disguise (detector.signals.content.disguised_contact), or None
     state: dict[str, Any] = field(default_factory=dict)   # feed name -> op result (absent when degraded)
 
     @property
