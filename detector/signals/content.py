@@ -113,6 +113,7 @@ class ProhibitedOffer(Signal):
 # 1,745), on 3 spam rows of dev.tsv.
 _DISGUISED_LINK = re.compile(r"[a-z0-9][a-z0-9\-]+ *(?:点|【\.】|\(\.\)|\[\.\]|〔\.〕|。|丶|d0t|dot) *"
                              r"(?:com|cn|net|org|cc|vip|top|xyz)(?![a-z])")
+_DISGUISED_DIGIT = re.compile(r"[❶-❿➀-➓⑴-⒇⒈-⒛]")       # one, first: a third of the cost of looking for five
 _DISGUISED_DIGITS = re.compile(r"[❶-❿➀-➓⑴-⒇⒈-⒛]{5,}")
 _TOP_LEVEL_DOMAINS = ("com", "cn", "net", "org", "cc", "vip", "top", "xyz")
 
@@ -130,6 +131,8 @@ def disguised_contact(folded: str, raw: str) -> str | None:
         link = _DISGUISED_LINK.search(folded)
         if link is not None:
             return link.group()
+    if _DISGUISED_DIGIT.search(raw) is None:
+        return None
     digits = _DISGUISED_DIGITS.search(raw)
     return None if digits is None else digits.group()
 
