@@ -1,4 +1,4 @@
-"""End to end on real processes: tansu, redis-server and a `smsguard worker` subprocess.
+"""End to end on real processes: tansu, redis-server (or a Redis Cluster) and a `smsguard worker` subprocess.
 
 2,000 valid and 50 malformed events go in; exactly 2,000 decisions (one per msg_id) and 50
 dead letters (each with a reason) come out, and no raw MSISDN is found in any output topic,
@@ -196,3 +196,37 @@ def test_decisions_survive_a_worker_killed_mid_stream(settings, tmp_path):
         assert len({(c["action"], c["score"], c["risk"]) for c in copies}) == 1, copies
     print(f"decided before the kill: {decided_before_kill}; decisions in all: {len(decisions)} "
           f"for {len(wanted)} msg_ids ({len(decisions) - len(wanted)} re-sent)")
+
+
+def test_a_worker_on_a_redis_cluster_decides_every_event_once_and_keeps_its_state_on_every_node(
+        settings, redis_cluster, tmp_path):
+    """SMSGUARD_REDIS_CLUSTER on a running worker (session 14 left it tested only below the worker): every event
+    decided once, the worker healthy and ready, and the port signals' state spread over the cluster's nodes."""
+    import redis
+
+    s = settings(env={"SMSGUARD_REDIS_URL": redis_cluster.url, "SMSGUARD_REDIS_CLUSTER": "true"},
+                 batch_size=100, broker_session_timeout_s=3.0)
+    create_smsguard_topics(s)
+    now = int(time.time() * 1000)
+    sim = TrafficSimulator(s.data_dir, seed=7)
+    ports = [PortProfile(f"1069{n:04d}", kind, 120) for n, kind in
+             enumerate(("verification", "notification", "marketing", "spam") * 5)]
+    valid = list(sim.events(ports, now - 5 * 60_000, 300))[:400]
+    before = [redis.Redis.from_url(node.url).dbsize() for node in redis_cluster.nodes]
+    log_path = tmp_path / "worker.log"
+    worker = start_worker(s, log_path)
+    try:
+        assert asyncio.run(publish(s.kafka_bootstrap, s.topic(TOPIC_OUTBOUND), valid)) == len(valid)
+        topic = s.topic(TOPIC_DECISIONS)
+        asyncio.run(read_topics(s.kafka_bootstrap, [topic], timeout_s=120, until=lambda g: len(g[topic]) >= len(valid)))
+        late = asyncio.run(read_topics(s.kafka_bootstrap, [topic], timeout_s=4, until=lambda g: False))
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{s.worker_web_port}/health", timeout=10).read())
+    finally:
+        rc = stop_worker(worker)
+    log_text = log_path.read_text(errors="replace")
+    decisions = [json.loads(v) for v in late[topic]]
+    assert sorted(d["msg_id"] for d in decisions) == sorted(e["msg_id"] for e in valid), log_text[-3000:]
+    assert not any(r["signal"] == "degraded" for d in decisions for r in d["reasons"]), log_text[-3000:]
+    assert health["ready"] is True and rc == 0, log_text[-2000:]
+    after = [redis.Redis.from_url(node.url).dbsize() for node in redis_cluster.nodes]
+    assert all(a > b for a, b in zip(after, before)), (before, after)      # state written on every node
