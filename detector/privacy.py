@@ -22,10 +22,11 @@ import re
 # Mainland mobile numbers with an optional +86 / 86 / 0086 prefix, and other long digit runs.
 _MSISDN_BYTES = re.compile(rb"(?<!\d)(?:(?:\+?86|0086)[ \-]?)?(1[3-9]\d[ \-]?\d{4}[ \-]?\d{4})(?!\d)")
 _NUMBER_TEXT = re.compile(r"(?<!\d)(\d{3}-?|\d{4}-)(\d{2,4})(\d{4})(?!\d)")
-# A mobile number in 3-4-4 groups (138 1234 5678, 138-1234-5678) or after a country code (+86, 86, 0086, with
-# or without a separator): its second group is masked. _NUMBER_TEXT alone saw none of these (too many digits,
+# A mobile number in 3-4-4 groups (138 1234 5678, 138-1234-5678) or after China's country code (+86, 86, 0086,
+# with or without a separator; any other 13 digits, a waybill or order number, is left alone): its second group
+# is masked. _NUMBER_TEXT alone saw none of these (too many digits,
 # or spaces). Like _NUMBER_TEXT, it looks at where the digits are, never at which digits they are (may_mask).
-_GROUPED_MOBILE = re.compile(r"(?<!\d)((?:\+|00)?\d{2}[ \-]?)?(\d{3}[ \-]?)\d{4}([ \-]?\d{4})(?!\d)")
+_GROUPED_MOBILE = re.compile(r"(?<!\d)((?:\+|00)?86[ \-]?)?(\d{3}[ \-]?)\d{4}([ \-]?\d{4})(?!\d)")
 # Where _GROUPED_MOBILE can mask what _NUMBER_TEXT does not: a separator before a group of 4 digits, or a country code
 # glued to the number (12 digits or more). Elsewhere its only match is a plain 11-digit number, which _NUMBER_TEXT
 # masks the same way; and its optional prefix makes it try hard at every digit (2.5x _NUMBER_TEXT's time).
