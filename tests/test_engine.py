@@ -335,9 +335,11 @@ def test_a_notice_telling_a_customer_how_to_get_an_invoice_is_not_an_invoice_for
     saying where to get its invoice was flagged, made marketing (quiet hours, opt-outs) and counted as abusive spam.
     Sellers' wording (代开, 出售, 办理各种 / 开具正规 … 发票) still is."""
     notices = ["【滴滴出行】行程已结束，可在App内开具发票", "【京东】您的订单已完成，如需开具发票，请在订单详情页申请",
-               "【中国移动】您可登录网上营业厅开具电子发票", "【铁路12306】如需办理发票请到车站窗口"]
+               "【中国移动】您可登录网上营业厅开具电子发票", "【铁路12306】如需办理发票请到车站窗口",
+               # the tax office's own service: a taxpayer may apply to it to issue an invoice (申请代开)
+               "【电子税务局】您可通过办税服务厅申请代开增值税发票"]
     sellers = ["本公司长期办理各种发票，联系电话:13810019936", "本公司代开各地正规发票，电话13810019936",
-               "出售增值税专用发票，点低，电话13810019936"]
+               "出售增值税专用发票，点低，电话13810019936", "本公司可代开各类发票，电话13810019936"]
     result = run(engine().process([sms(i, content=t, category="notification")
                                    for i, t in enumerate(notices + sellers)]))
     by_text = {d.content: d for d in result.decisions}

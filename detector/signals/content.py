@@ -69,7 +69,9 @@ _GAMBLING = re.compile(r"彩金|百家乐|真人娱乐|娱乐城|博彩|赌场|�
 _WAY_IN = re.compile(r"<url>|<phone>|<qq>|<wx>|网址|官网|注册|登录|微信")
 # 开具 / 办理 发票 alone is how a ride, an order or a bill tells its customer where to get the invoice (可在App内开具
 # 发票, 如需办理发票请到车站窗口): a seller's only with a seller's words (办理各种发票, 开具正规发票).
-_INVOICE_FOR_SALE = re.compile(r"代开.{0,12}发票|发票.{0,8}代开|出售.{0,4}(?:增值税)?(?:专用|普通)?发票|"
+# (申请代开 is the tax office's own service: taxpayers may apply to it to issue an invoice for them)
+_INVOICE_FOR_SALE = re.compile(r"(?<!申请)代开.{0,12}发票|发票.{0,8}(?<!申请)代开|"
+                               r"出售.{0,4}(?:增值税)?(?:专用|普通)?发票|"
                                r"(?:办理|开具)(?:各种|各类|各地|各行业|各行各业|正规|机打).{0,4}发票")
 # news of a crackdown names the same words
 _REPORTING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|警方|报警|冒充|打击|打掉|查处|抓获|破获|捣毁|涉嫌|涉案|判刑|落网")
