@@ -131,18 +131,25 @@ def _has_unsubscribe(folded: str) -> bool:
     return _UNSUBSCRIBE.search(folded) is not None
 
 
+def _judged_at(ts_ms: int, clock_ms: int | None) -> int:
+    """The time an event is judged at: its event time, but never later than the live worker's clock (see
+    Engine.process; replay passes no clock).
+
+    >>> _judged_at(70_000, None), _judged_at(70_000, 30_000), _judged_at(20_000, 30_000)
+    (70000, 30000, 20000)
+    """
+    return ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms
+
+
 def _state_at(record: PortAction | None, ts_ms: int, clock_ms: int | None) -> str:
-    """A port's state at a message's event time (never later than the live worker's clock, as Engine.process
-    says): an expired record is no state at all, as gateways read it, until the batch judges the port again.
+    """A port's state at a message's event time, judged at :func:`_judged_at`: an expired record is no state at all,
+    as gateways read it, until the batch judges the port again.
 
     >>> block = PortAction("1069", 0, "block", [], 0, 60_000, "ops-li")
     >>> _state_at(block, 59_999, None), _state_at(block, 60_000, None), _state_at(block, 70_000, 30_000)
     ('block', 'normal', 'block')
     """
-    if record is None:
-        return "normal"
-    expires = record.expires_at_ms
-    if expires is not None and expires <= (ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms):
+    if record is None or record.lapsed_by(_judged_at(ts_ms, clock_ms)):
         return "normal"
     return record.state
 
@@ -695,15 +702,11 @@ class Engine:
         earliest event time a change was judged on: the batch's new state holds from that message (or complaint)
         on. Event time, not the capped time: with the sender's clock ahead of the worker's, every message of a
         batch is past the worker's clock, and the batch's earlier messages must still keep the earlier state."""
-        def at(ts_ms: int) -> int:
-            return ts_ms if clock_ms is None or ts_ms <= clock_ms else clock_ms
-
         changes: list[PortAction] = []
         for port, (ts_ms, reasons, port_rate) in port_reasons.items():
             risk = sum(r.value * r.weight for r in reasons)
             reasons.sort(key=lambda r: -r.value * r.weight)
-            judged_at = at(ts_ms)
-            change = self.policy.next_port_state(port, states.get(port), risk, reasons, judged_at,
+            change = self.policy.next_port_state(port, states.get(port), risk, reasons, _judged_at(ts_ms, clock_ms),
                                                  recent_per_min=_recent_per_min(port_rate))
             if change is not None:
                 states[port] = change
@@ -719,7 +722,7 @@ class Engine:
                 continue
             reason = Reason("complaint_rate", fired.value, complaint_cfg.port_weight, fired.detail)
             change = self.policy.next_port_state(event.port, states.get(event.port), fired.value * reason.weight,
-                                                 [reason], at(event.ts_ms), escalate_only=True)
+                                                 [reason], _judged_at(event.ts_ms, clock_ms), escalate_only=True)
             if change is not None:
                 states[event.port] = change
                 changes.append(change)

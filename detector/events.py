@@ -339,6 +339,16 @@ class PortAction:
     previous_state: str | None = None
     note: str | None = None           # an operator's reason, free text
 
+    def lapsed_by(self, now_ms: int) -> bool:
+        """Whether the record has expired by ``now_ms``: then it is no state at all (gateways, the engine and the
+        policy read it as normal until the port is judged again).
+
+        >>> a = PortAction("1069", 0, "block", [], 0, 60_000, "ops-li")
+        >>> a.lapsed_by(59_999), a.lapsed_by(60_000), PortAction("1069", 0, "block", [], 0, None, "x").lapsed_by(10**15)
+        (False, True, False)
+        """
+        return self.expires_at_ms is not None and self.expires_at_ms <= now_ms
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "v": SCHEMA_VERSION, "type": "port_action", "port": self.port, "ts": format_ts(self.ts_ms),

@@ -218,7 +218,7 @@ class Gateway:
         action = self._states.get(port)
         if action is None:
             return None
-        if action.expires_at_ms is not None and action.expires_at_ms <= self._clock():
+        if action.lapsed_by(self._clock()):
             return None
         return action
 
@@ -272,7 +272,7 @@ class Gateway:
         action = self._states.get(port)
         if action is None:
             return _OK_NORMAL
-        if action.expires_at_ms is not None and action.expires_at_ms <= self._clock():
+        if action.lapsed_by(self._clock()):
             return _OK_NORMAL
         state = action.state
         if state == "block":

@@ -173,7 +173,7 @@ class Policy:
         """The port's new state record, or ``None`` when nothing changes. ``recent_per_min``, the port's own
         recent rate, sets a new throttle's rate (:meth:`throttle_rate`)."""
         cur_state = current.state if current else "normal"
-        expired = current is not None and current.expires_at_ms is not None and current.expires_at_ms <= now_ms
+        expired = current is not None and current.lapsed_by(now_ms)
         if current is not None and current.decided_by != "engine" and not expired:
             return None                                   # an operator's decision stands until it expires
         target = self.port_level(risk)
