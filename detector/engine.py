@@ -380,17 +380,15 @@ class Engine:
                                                                     clock_ms, changed_at)
         to_explain = []
         for ctx, decision in zip(contexts, result.decisions):
-            # The port state of the message's own event time: a state this batch reached holds from the event it
-            # was judged on, so the messages before it keep the state they were decided under (else a block
-            # reached on a batch's last message would block the whole batch, and replay would depend on
-            # --batch-size).
-            port = decision.port
-            since = changed_at.get(port)
-            current = states.get(port) if since is None or decision.ts_ms >= since else held_before.get(port)
-            decision.port_state = _state_at(current, decision.ts_ms, clock_ms)
-            if decision.port_state == "block" and decision.action != "block":     # blocked by this batch
-                decision.action = "block"
-                decision.reasons.append(_port_blocked())
+            # _decide set the state the message was decided under. A state this batch reached holds from the event
+            # it was judged on, so only the messages from then on take it (else a block reached on a batch's last
+            # message would block the whole batch, and replay would depend on --batch-size).
+            since = changed_at.get(decision.port) if changed_at else None
+            if since is not None and decision.ts_ms >= since:
+                decision.port_state = _state_at(states[decision.port], decision.ts_ms, clock_ms)
+                if decision.port_state == "block" and decision.action != "block":     # blocked by this batch
+                    decision.action = "block"
+                    decision.reasons.append(_port_blocked())
             if ctx.is_spam and decision.action != "allow":
                 to_explain.append((ctx, decision))
         if to_explain:
@@ -688,7 +686,7 @@ class Engine:
             if port_state == "block":       # blocked for its port, whatever its own risk: say so
                 reasons.append(_port_blocked())
             decisions.append(Decision(       # positional, in field order (keyword arguments cost 0.6 µs more)
-                event.msg_id, event.port, event.ts_ms, action, ctx.score, risk, reasons, "normal", model_version,
+                event.msg_id, event.port, event.ts_ms, action, ctx.score, risk, reasons, port_state, model_version,
                 event.recipient, event.content, event.signature, event.sp_id, event.category, None, ctx.may_mask))
             if judge_port and not skipped:
                 port_reasons[event.port] = (event.ts_ms, p_reasons, ctx.state.get("port_rate"))
