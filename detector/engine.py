@@ -236,9 +236,10 @@ class _TemplateFeatures:
             return hit
         folded = _rule_text(content)
         body = textnorm.normalize(content)
-        value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(body, folded),
-                 _worded_as_code(folded), body or key, prohibited_offer(body, folded),
-                 disguised_contact(folded.lower(), content)]
+        lowered = folded.lower()
+        both = f"{body}\n{lowered}"        # what the lure and offer rules read: the normaliser's text and the rules'
+        value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(both),
+                 _worded_as_code(folded), body or key, prohibited_offer(both), disguised_contact(lowered, content)]
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -374,7 +375,7 @@ class Engine:
         self._port_cache.update(states)
 
         port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms)
-        held_before = dict(states)
+        decided_from = dict(states)     # the records this batch is decided from
         changed_at: dict[str, int] = {}
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states,
                                                                     clock_ms, changed_at)
@@ -394,7 +395,7 @@ class Engine:
         if to_explain:
             self._explain_all(to_explain)
         if not result.degraded:
-            await self._persist(contexts, changes, result, held_before)
+            await self._persist(contexts, changes, result, decided_from)
         return result
 
     def _build_ops(self, events: Sequence[Event], by_msg: dict[int, MessageContext],

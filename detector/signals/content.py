@@ -26,11 +26,12 @@ _JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")
 
 
-def scam_lure(body: str, rule_text: str = "") -> str | None:
+def scam_lure(text: str) -> str | None:
     """The lure in a normalised text: a private contact with a job / easy-money offer, unless it warns of them.
 
-    ``rule_text``, when given, is read too: the engine's reading of the same message with every symbol between
-    two Chinese characters dropped (detector.engine._rule_text), where the normaliser leaves some (加、微、信, 刷̲单).
+    The engine passes the normalised text and, after a newline, its lower-cased rule text: the same message with
+    every symbol between two Chinese characters dropped (detector.engine._rule_text), where the normaliser leaves
+    some (加、微、信, 刷̲单).
 
     >>> scam_lure("加微信领红包日赚三百刷单兼职")
     '加微信 + 日赚'
@@ -39,7 +40,6 @@ def scam_lure(body: str, rule_text: str = "") -> str | None:
     >>> scam_lure("警惕刷单诈骗,加微信返利都是骗局") is None, scam_lure("兼职招聘会明天9点在体育馆举行") is None
     (True, True)
     """
-    text = f"{body}\n{rule_text.lower()}" if rule_text else body
     offer = _JOB_LURE.search(text)       # first: a list of words, and most texts have none of them
     if offer is None or _WARNING.search(text):
         return None
@@ -77,9 +77,9 @@ _INVOICE_FOR_SALE = re.compile(r"(?<!申请)代开.{0,12}发票|发票.{0,8}(?<!
 _REPORTING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|警方|报警|冒充|打击|打掉|查处|抓获|破获|捣毁|涉嫌|涉案|判刑|落网")
 
 
-def prohibited_offer(body: str, rule_text: str = "") -> str | None:
+def prohibited_offer(text: str) -> str | None:
     """The prohibited offer in a normalised text (gambling with a way in, invoices for sale), unless it reports on
-    them. ``rule_text`` is the engine's reading of the same message (detector.engine._rule_text), read too.
+    them. The engine passes the same text as to :func:`scam_lure`.
 
     >>> prohibited_offer("【优品汇】真人娱乐城,注册即送彩金 <url> 回t退订")
     'gambling: 真人娱乐'
@@ -88,12 +88,9 @@ def prohibited_offer(body: str, rule_text: str = "") -> str | None:
     >>> prohibited_offer("警方打掉一个跨境赌场团伙,涉案网址<url>") is None, prohibited_offer("彩金是什么意思") is None
     (True, True)
     """
-    text = f"{body}\n{rule_text.lower()}" if rule_text else body
-    if "发票" not in text and _GAMBLING.search(text) is None:
-        return None
-    if _REPORTING.search(text):
-        return None
     gambling = _GAMBLING.search(text)
+    if (gambling is None and "发票" not in text) or _REPORTING.search(text):
+        return None
     if gambling is not None and _WAY_IN.search(text):
         return f"gambling: {gambling.group()}"
     invoice = _INVOICE_FOR_SALE.search(text)

@@ -618,13 +618,10 @@ class RedisStore(StateStore):
                 async for key in self._redis.scan_iter(match=pattern, count=1000):
                     counts["keys"] += 1
                     if kind == "hash":
-                        names = [f for f in await self._redis.hkeys(key) if f.startswith("s:")]
-                        pairs = [(f, f"s:{canonical_signature(f[2:])}") for f in names
-                                 if canonical_signature(f[2:]) and canonical_signature(f[2:]) != f[2:]]
+                        pairs = [(f"s:{old}", f"s:{new}") for old, new in _respellings(
+                            f[2:] for f in await self._redis.hkeys(key) if f.startswith("s:"))]
                     else:
-                        members = [m for m in await self._redis.smembers(key) if m != _SIGREG_PRESENT]
-                        pairs = [(m, canonical_signature(m)) for m in members
-                                 if canonical_signature(m) and canonical_signature(m) != m]
+                        pairs = _respellings(m for m in await self._redis.smembers(key) if m != _SIGREG_PRESENT)
                     if not pairs:
                         continue
                     if dry_run:
@@ -731,6 +728,20 @@ def _cluster_client(url: str, socket_timeout: float, connect_timeout: float,
                                      socket_connect_timeout=connect_timeout, retry=Retry(NoBackoff(), 0), **options)
     except RedisClusterException as exc:       # e.g. a database number: a cluster has only database 0
         raise ConfigError(f"Redis Cluster at {redacted(url)}: {exc}") from exc
+
+
+def _respellings(signatures: Iterable[str]) -> list[tuple[str, str]]:
+    """``(stored, canonical)`` for each stored signature that is no longer spelled canonically.
+
+    >>> _respellings(["优 品 汇", "京东", "-"])
+    [('优 品 汇', '优品汇')]
+    """
+    pairs = []
+    for stored in signatures:
+        canonical = canonical_signature(stored)
+        if canonical and canonical != stored:
+            pairs.append((stored, canonical))
+    return pairs
 
 
 def _convert(op: Op, reply: Any, clock: int) -> Any:
