@@ -66,14 +66,17 @@ def compile_scoring(pipeline: Any) -> "DirectScoring | None":
     idf = getattr(tfidf, "idf_", None)       # absent when use_idf=False: tf only
     idf = None if idf is None else np.asarray(idf, dtype=np.float64)
     return DirectScoring(hasher, idf, bool(tfidf.sublinear_tf), tfidf.norm == "l2", text_coef, structure_coef,
-                         float(estimator.intercept_[0]), float(classifier.slope_), float(classifier.intercept_))
+                         float(estimator.intercept_[0]), float(classifier.slope_), float(classifier.intercept_),
+                         pipeline.steps[0][1].version)
 
 
 class DirectScoring:
     """One compiled pipeline: call it for P(spam) per raw text; :meth:`contributions` for explanations."""
 
     def __init__(self, hasher: HashedTokenCounts, idf: np.ndarray | None, sublinear: bool, l2: bool,
-                 text_coef: np.ndarray, structure_coef: np.ndarray, intercept: float, slope: float, offset: float):
+                 text_coef: np.ndarray, structure_coef: np.ndarray, intercept: float, slope: float, offset: float,
+                 normalizer_version: int = 1):
+        self.normalizer_version = normalizer_version
         self.hasher, self.idf, self.sublinear, self.l2 = hasher, idf, sublinear, l2
         self.text_coef, self.structure_coef, self.intercept = text_coef, structure_coef, intercept
         self.slope, self.offset = slope, offset
@@ -101,7 +104,8 @@ class DirectScoring:
                                                                                     len(STRUCTURAL_FEATURES))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        normal = [model_text(t) for t in texts]
+        version = self.normalizer_version
+        normal = [model_text(t, version) for t in texts]
         rows, columns, values = self._text_values(normal)
         # float even when the batch has no token at all (bincount of nothing is an integer array)
         decision = np.bincount(rows, weights=values * self.text_coef[columns], minlength=len(normal)).astype(np.float64)

@@ -71,6 +71,42 @@ _QQ = re.compile(r"(qq|扣扣|企鹅|(?<![a-z])q)(号|群)?\s*[:：]?\s*0{5,11}(
 _MONEY = re.compile(r"[¥$]\s*0+(?:\.0+)?|0+(?:\.0+)?\s*(?:元|块|万元|万|亿|千元|w(?![a-z]))")
 _PHONE = re.compile(r"(?<!0)(?:0{3,4}-)?0{7,12}(?!0)")
 _NUMBER = re.compile(r"0+(?:[.:]0+)*")
+
+# --- version 2 of the normaliser (models trained from session 15 on; a model's TextNormalizer names its version).
+# Each step undoes a trick the red team (docs/redteam.md) found the version-1 model reading as other n-grams.
+#: Enclosed digits NFKC leaves as something else: ⑴ → "(1)", ⒈ → "1.", and ❶ ➀ ➊ ⓵ ⓫ ⓿, which are not compatibility
+#: characters at all (the emoji class swallowed ❶…). Folded to their digits before NFKC.
+_ENCLOSED_DIGIT_OF = {**{chr(0x2474 + i): str(i + 1) for i in range(20)},      # ⑴ … ⒇
+                      **{chr(0x2488 + i): str(i + 1) for i in range(20)},      # ⒈ … ⒛
+                      **{chr(0x2776 + i): str(i + 1) for i in range(10)},      # ❶ … ❿
+                      **{chr(0x2780 + i): str(i + 1) for i in range(10)},      # ➀ … ➉
+                      **{chr(0x278A + i): str(i + 1) for i in range(10)},      # ➊ … ➓
+                      **{chr(0x24F5 + i): str(i + 1) for i in range(10)},      # ⓵ … ⓾
+                      **{chr(0x24EB + i): str(i + 11) for i in range(10)},     # ⓫ … ⓴
+                      "\u24ff": "0"}                                          # ⓿
+_ENCLOSED_DIGITS = re.compile("[" + "".join(sorted(_ENCLOSED_DIGIT_OF)) + "]")
+#: Combining marks left after NFKC (大̶, 刷̲, 加⃝): they never compose with a Chinese character, so on one they
+#: only split n-grams. On a latin letter NFKC has already composed the ones that mean something (é).
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+#: Version 2's separators between Chinese characters: version 1's plus 、〡丨ㆍ┆│ (NFKC makes ㆍ U+119E), and one
+#: character in brackets
+#: (加(微)信). 丨 is itself in the Han block, which the look-behind accepts: 加丨微丨信 loses both.
+_SEPARATED_HAN_2 = re.compile(rf"(?<=[{_HAN}])[\s.\-_*·•~|/\\+=^`'#@&、〡丨ㆍ\u119e┆│]+(?=[{_HAN}])")
+_BRACKETED_HAN = re.compile(rf"(?<=[{_HAN}])\(([{_HAN}])\)(?=[{_HAN}])")
+#: A URL's dot written so that no URL pattern sees it: vns88点com, vns88【.】com, vns88。com, vns88(.)com, www点….
+#: Only between a latin letter or digit and a top-level domain (or a further label that ends in one).
+_TLDS = "com|cn|net|org|cc|top|xyz|vip|me|tv|info|biz|co|hk|io|la"
+_DOT_FORMS = r"\s*(?:点|。|【\.】|\[\.\]|\(\.\)|\{\.\}|dot|\.)\s*"
+_DISGUISED_DOT = re.compile(rf"(?<=[a-z0-9]){_DOT_FORMS}(?=(?:[a-z0-9][a-z0-9\-]*{_DOT_FORMS})?(?:{_TLDS})(?![a-z]))")
+_ANY_TLD = re.compile(_TLDS)
+#: A mobile number written 138.1234.5678 (digits already zeroed): 3-4-4 with dots, nothing dotted around it.
+_DOTTED_MOBILE = re.compile(r"(?<![0.])000\.0000\.0000(?![0.])")
+#: An unsubscribe instruction in normalised text (回t退订, 回复td退订, 退订回n, 拒收请回复r, [回@0td退订短信] …). Version 2
+#: models do not read it: in the training data it marks the normal class, so adding 回T退订 to spam was the
+#: cheapest way past the model. The engine's rules judge it instead (missing_unsubscribe, compliant_marketing).
+UNSUBSCRIBE_INSTRUCTION = re.compile(
+    r"[\[(]?(?:如需?退订[^。!]{0,10}?(?:回复?|发送?)\s*[\"“]?[a-z0-9]{1,5}[\"”]?(?![a-z])|(?:请|可)?(?:回复?|发送?|编辑短信|编辑)\s*[@\"“”']?\s*[a-z0-9@]{1,5}\s*[\"“”']?\s*(?:可?退订|拒收|退阅|退)"
+    r"(?:短信|本?服务|信息)?|退订(?:请)?(?:回复?|发送?)?\s*[\"“]?[a-z0-9]{1,4}[\"”]?(?![a-z])|拒收请?回复?\s*[a-z]{1,2}(?![a-z]))[\])]?")
 _SIGNATURE_END = re.compile(r"(?:【([^【】]{2,16})】|\[([^\[\]]{2,16})\])\s*$")
 _SIGNATURE_START = re.compile(r"^\s*(?:【([^【】]{2,16})】|\[([^\[\]]{2,16})\])")
 
@@ -175,7 +211,7 @@ def split_signature(text: str) -> tuple[str | None, str]:
     return signature.strip(), body
 
 
-def _typed_numbers(text: str) -> str:
+def _typed_numbers(text: str, version: int = 1) -> str:
     """Digits to one class, then typed tokens for the numbers that mean something. Each pattern is tried only
     when the text has what every match of it contains (tests/test_textnorm.py checks each such claim): most
     texts have no grouped number, QQ number, amount or phone number, and each pass costs 1–5 µs."""
@@ -187,6 +223,8 @@ def _typed_numbers(text: str) -> str:
     if _may_be_grouped_number(text):
         text = _GROUPED_NUMBER.sub(lambda m: DIGIT * (len(m.group()) - m.group().count(" ") - m.group().count("-")),
                                    text)
+    if version >= 2 and "000.0000.0000" in text:
+        text = _DOTTED_MOBILE.sub(DIGIT * 11, text)
     if _may_be_qq(text):
         text = _QQ.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{QQ}", text)
     if _may_be_money(text):
@@ -209,25 +247,41 @@ def _may_be_money(text: str) -> bool:
             or "w" in text)
 
 
-# The last texts clean() saw and what it made of them. The engine cleans each new template twice, once inside
-# the model (model_text) and once for its MinHash bands (normalize), in the same micro-batch: the second is a hit.
-_recently_cleaned: dict[str, str] = {}
+#: The normaliser's versions: 1 (models up to zh-linear-v4) and 2 (see "version 2" above). A model's
+#: TextNormalizer keeps the version it was trained with; the engine's own rules read the latest.
+VERSIONS = (1, 2)
+LATEST = VERSIONS[-1]
+
+# The last texts clean() saw and what it made of them, per version. The engine cleans each new template twice,
+# once inside the model (model_text) and once for its MinHash bands (normalize), in the same micro-batch: the
+# second is a hit when the model reads the latest version.
+_recently_cleaned: dict[int, dict[str, str]] = {version: {} for version in VERSIONS}
 _RECENT_MAX = 4096
 
 
 def forget_cleaned() -> None:
     """Forget the recently cleaned texts (a benchmark's every run starts cold)."""
-    _recently_cleaned.clear()
+    for recent in _recently_cleaned.values():
+        recent.clear()
 
 
-def clean(text: str) -> str:
-    """Normalise the whole text, signature included (the model sees both parts through this)."""
-    cleaned = _recently_cleaned.get(text)
+def clean(text: str, version: int = 1) -> str:
+    """Normalise the whole text, signature included (the model sees both parts through this).
+
+    >>> clean("加〡微〡信 vns88点com ❶❸❽❶❷❸❹❺❻❼❽", version=2)
+    '加微信 <url> <phone>'
+    >>> clean("加〡微〡信 vns88点com", version=1)
+    '加〡微〡信 vns0点com'
+    """
+    recent = _recently_cleaned.get(version)
+    if recent is None:
+        raise ValueError(f"no text normaliser version {version!r} (known: {VERSIONS})")
+    cleaned = recent.get(text)
     if cleaned is None:
-        cleaned = _clean(text)
-        if len(_recently_cleaned) >= _RECENT_MAX:
-            _recently_cleaned.clear()
-        _recently_cleaned[text] = cleaned
+        cleaned = _clean(text) if version == 1 else _clean_2(text)
+        if len(recent) >= _RECENT_MAX:
+            recent.clear()
+        recent[text] = cleaned
     return cleaned
 
 
@@ -245,10 +299,33 @@ def _clean(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def normalize(text: str) -> str:
+def _clean_2(text: str) -> str:
+    """Version 2: version 1's steps, with the tricks of docs/redteam.md undone as well (each marked *)."""
+    if _ENCLOSED_DIGITS.search(text) is not None:                                      # * ⑴ ❶ ➀ …
+        text = _ENCLOSED_DIGITS.sub(lambda m: _ENCLOSED_DIGIT_OF[m.group()], text)
+    text = to_simplified(nfkc(text)).lower()
+    if _INVISIBLE_OR_EMOJI.search(text) is not None:
+        text = _INVISIBLE.sub("", text)
+        text = _EMOJI.sub(f" {EMOJI} ", text)
+    if _COMBINING.search(text) is not None:                                            # * 大̶促̶
+        text = _COMBINING.sub("", text)
+    text = _CN_NUMERAL_RUN.sub(lambda m: m.group().translate(_CN_DIGITS), text)
+    text = _SEPARATED_HAN_2.sub("", text)                                              # * 、〡丨ㆍ┆│
+    if "(" in text:
+        text = _BRACKETED_HAN.sub(r"\1", text)                                         # * 加(微)信
+    if _ANY_TLD.search(text) is not None:                                              # * vns88点com
+        text = _DISGUISED_DOT.sub(".", text)
+    if "." in text or "http" in text:
+        text = _URL.sub(f" {URL} ", text)
+    text = _WECHAT.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{WECHAT}", text)
+    text = _typed_numbers(text, 2)                                                     # * 138.1234.5678
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalize(text: str, version: int = LATEST) -> str:
     """The canonical normalised body: typed tokens, one digit class, signature removed."""
     _, body = split_signature(text)
-    return clean(body)
+    return clean(body, version)
 
 
 _KEY_URL = re.compile(r"(?:https?://|www\.)[!-~]+|[a-z0-9\-.]+\.(?:com|cn|net|org|cc)(?:/[!-~]*)?", re.I)

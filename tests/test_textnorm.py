@@ -144,11 +144,22 @@ def _skip_claims():
     return [(tn._GROUPED_NUMBER, tn._may_be_grouped_number), (tn._QQ, tn._may_be_qq),
             (tn._MONEY, tn._may_be_money), (tn._PHONE, lambda t: "0000000" in t),
             (tn._INVISIBLE, lambda t: tn._INVISIBLE_OR_EMOJI.search(t) is not None),
-            (tn._EMOJI, lambda t: tn._INVISIBLE_OR_EMOJI.search(t) is not None)]
+            (tn._EMOJI, lambda t: tn._INVISIBLE_OR_EMOJI.search(t) is not None),
+            (tn._DOTTED_MOBILE, lambda t: "000.0000.0000" in t), (tn._BRACKETED_HAN, lambda t: "(" in t),
+            (tn._DISGUISED_DOT, lambda t: tn._ANY_TLD.search(t) is not None),
+            (tn._ENCLOSED_DIGITS, lambda t: tn._ENCLOSED_DIGITS.search(t) is not None),
+            (tn.UNSUBSCRIBE_INSTRUCTION, lambda t: _may_instruct(t))]
+
+
+def _may_instruct(text: str) -> bool:
+    from detector.model import _MAY_INSTRUCT_UNSUBSCRIBE
+    return _MAY_INSTRUCT_UNSUBSCRIBE.search(text) is not None
 
 
 _NUMBERISH = st.lists(st.sampled_from(["0", "00000", "0000000", " ", "-", ".", "q", "qq", "扣扣", "企鹅", "号", "群",
                                        ":", "：", "¥", "$", "元", "块", "万", "亿", "千元", "w", "wx", "a", "验",
+                                       "000.0000.0000", "(", ")", "点", "。", "com", "c", "n", "回", "t", "退订",
+                                       "拒收", "回复", "【.】", "加", "微",
                                        "\u200b", "\U0001f600", "\ue000"]), max_size=25).map("".join)
 
 
@@ -172,3 +183,44 @@ def test_the_skips_change_no_normalised_message_of_either_file():
     for pattern, check in _skip_claims():
         assert all(check(t) or pattern.search(t) is None for t in zeroed), pattern.pattern
     assert sum(tn._may_be_money(t) and tn._MONEY.search(t) is not None for t in zeroed) > 1_000
+
+
+# -- version 2 (models from zh-linear-v5 on): the red team's tricks against the model (docs/redteam.md) ----------
+
+@pytest.mark.parametrize("trick, plain", [
+    ("加〡微〡信领红包", "加微信领红包"), ("加、微、信领红包", "加微信领红包"), ("加丨微丨信领红包", "加微信领红包"),
+    ("加ㆍ微ㆍ信领红包", "加微信领红包"), ("加┆微┆信领红包", "加微信领红包"), ("加（微）信领红包", "加微信领红包"),
+    ("加̶微̶信̶领红包", "加微信领红包"), ("刷̲单̲日结", "刷单日结"), ("大̶促̶", "大促"),
+    ("注册送彩金 vns88点com", "注册送彩金 www.vns88.com"), ("注册送彩金 vns88【.】com", "注册送彩金 vns88.com"),
+    ("注册送彩金 vns88。com", "注册送彩金 vns88.com"), ("注册送彩金 vns88(.)com", "注册送彩金 vns88.com"),
+    ("注册送彩金 www点vns88点com", "注册送彩金 www.vns88.com"), ("注册送彩金 vns88 . com", "注册送彩金 vns88.com"),
+    ("贷款详询⑴⑶⑻⑴⑵⑶⑷⑸⑹⑺⑻", "贷款详询13812345678"), ("贷款详询❶❸❽❶❷❸❹❺❻❼❽", "贷款详询13812345678"),
+    ("贷款详询➀➂➇➀➁➂➃➄➅➆➇", "贷款详询13812345678"), ("贷款详询138.1234.5678", "贷款详询13812345678"),
+])
+def test_version_2_undoes_the_red_teams_tricks(trick, plain):
+    assert normalize(trick, 2) == normalize(plain, 2)
+    assert normalize(trick, 1) != normalize(plain, 1)       # version 1 (zh-linear-v4) keeps reading them as it did
+
+
+@pytest.mark.parametrize("text", [
+    "苹果、香蕉和梨", "请于3日（周三）前还款", "下午3点到店", "版本1.2.3已发布", "交易12.50元", "订单(已发货)请查收",
+    "会议室3点开会", "尾号1234.56元到账", "股票代码600519.sh",
+])
+def test_version_2_leaves_ordinary_text_as_version_1_reads_it_but_for_enumeration_commas(text):
+    assert normalize(text, 2) == normalize(text, 1).replace("、", "")
+
+
+def test_version_2_model_text_leaves_the_unsubscribe_instruction_to_the_rules():
+    from detector.model import model_text
+    for line in ("回T退订", "回复TD退订", "退订回N", "拒收请回复R", "[回@0TD退订短信]", "退订回复“TD”", "回复A退订", "如需退订,请回复CK"):
+        text = f"无抵押贷款，当天放款，详询13812345678{line}【某贷】"
+        assert model_text(text, 2) == model_text("无抵押贷款，当天放款，详询13812345678【某贷】", 2), line
+        assert model_text(text, 1) != model_text("无抵押贷款，当天放款，详询13812345678【某贷】", 1)
+    # ordinary mentions of unsubscribing stay: they are words, not an instruction
+    assert "退订" in model_text("我发了很多次退订短信但还是收到", 2)
+
+
+def test_an_unknown_normaliser_version_is_refused():
+    from detector.textnorm import clean
+    with pytest.raises(ValueError, match="version"):
+        clean("你好", 3)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from detector.errors import SmsGuardError
+from detector.textnorm import LATEST, VERSIONS
 
 DEFAULT_DATA = ("dev.tsv", "raw_dev.tsv")
 
@@ -131,6 +132,9 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--stripped-marks", type=click.Choice(["1", "2"]), default="1", show_default=True,
                   help="Which marks --unpunctuated drops: 1 (v3) ，！。()；【】《》-; 2 also spaces and . : [ ] ？ # _ @ "
                        "(outside URLs and numbers), which dev.tsv's normal class lost too.")
+    @click.option("--normalizer", type=click.Choice([str(v) for v in VERSIONS]), default=str(LATEST), show_default=True,
+                  help="Text normaliser version the model reads with (detector.textnorm): 1 up to zh-linear-v4; 2 also "
+                       "undoes the red team's text tricks and leaves the unsubscribe instruction out of the model text.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
     @click.option("--nb-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -149,7 +153,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--force", is_flag=True,
                   help="Replace the files of an existing --out (never a promoted model or one rollback may return to).")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              min_df, words, keep_spaces, unpunctuated, stripped_marks, char_ngrams, nb_scale, domain, domain_share,
+              min_df, words, keep_spaces, unpunctuated, stripped_marks, normalizer, char_ngrams, nb_scale, domain, domain_share,
               plain_share, seed, promote, force):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
@@ -192,7 +196,7 @@ def register(main: click.Group, bench: click.Group) -> None:
                              min_df=min_df, words=words, keep_spaces=keep_spaces,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
                              weights=weight_map, unpunctuated=tuple(unpunctuated),
-                             stripped_marks=int(stripped_marks), nb_scale=nb_scale,
+                             stripped_marks=int(stripped_marks), normalizer=int(normalizer), nb_scale=nb_scale,
                              domain=domain, domain_share=domain_share, plain_share=plain_share)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

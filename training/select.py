@@ -34,6 +34,8 @@ class Config:
     keep_spaces: bool = False      # n-grams cut from the text with its spaces (see HashedTokenCounts)
     words: bool = True
     marks: int = 1                 # the set of marks dropped from dev rows (training.train.STRIPPED_MARK_SETS)
+    normalizer: int = 1            # the TextNormalizer version (detector.textnorm.VERSIONS)
+    hide: str = ""                 # session 15, select.py only: "sig" leaves the signature out of the model text
 
 
 def f1_fpr(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -130,8 +132,18 @@ def out_of_fold(X, y, weight, groups, config: Config, raw, folds: int = 3, seed:
     return oof
 
 
-def main() -> None:
+def _model_texts(texts: list[str], version: int, hide: str) -> list[str]:
+    """What the model reads, with the signature left out if ``hide`` is "sig"."""
     from detector.model import TextNormalizer
+    from detector.textnorm import SIGNATURE
+
+    normal = TextNormalizer(version=version).transform(texts)
+    if hide == "sig":
+        normal = [t.partition(f" {SIGNATURE} ")[0] for t in normal]
+    return normal
+
+
+def main() -> None:
     from detector.textnorm import template_key
     from training.run import _parse_weight
     from training.train import pick_threshold
@@ -186,6 +198,11 @@ def main() -> None:
                 if c.name.startswith("vocab")]
     configs += [Config("marks2-blend-w4:12", nb_scale=1.0, domain_share=1.0, raw_weight="4:12", plain_share=0.5,
                        marks=2)]
+    # session 15: normaliser version 2 (docs/redteam.md's text tricks undone, the unsubscribe instruction left
+    # out of the model text), and without the signature as well
+    v4 = dict(words=False, keep_spaces=True, min_df=2, raw_weight="16:48", marks=2)
+    configs += [Config("v4", **v4), Config("v4-n2", normalizer=2, **v4),
+                Config("v4-n2-hide-sig", normalizer=2, hide="sig", **v4)]
     if args.configs != "all":
         wanted = args.configs.split(",")
         configs = [c for c in configs if c.name in wanted]
@@ -193,19 +210,22 @@ def main() -> None:
     texts = _as_fitted(rows, sources, 1)
     groups = np.asarray([template_key(t) for t in texts])
     raw = sources == "raw_dev"
-    normal_by_marks = {1: TextNormalizer().transform(texts)}
+    normal_by_marks = {}
     matrices = {}
     for config in configs:
-        if config.marks not in normal_by_marks:      # the same rows, dev rows with another set of marks dropped
-            normal_by_marks[config.marks] = TextNormalizer().transform(_as_fitted(rows, sources, config.marks))
+        text_key = (config.marks, config.normalizer, config.hide)
+        if text_key not in normal_by_marks:      # the same rows, dev rows with another set of marks dropped
+            fitted = texts if config.marks == 1 else _as_fitted(rows, sources, config.marks)
+            normal_by_marks[text_key] = _model_texts(fitted, config.normalizer, config.hide)
+        normal = normal_by_marks[text_key]
         if config.min_df is None:
-            key = (config.ngram_max, config.binary, config.cues, config.marks)
+            key = (config.ngram_max, config.binary, config.cues, *text_key)
             if key not in matrices:
-                matrices[key] = _features(normal_by_marks[config.marks], *key[:3])
+                matrices[key] = _features(normal, *key[:3])
         else:
-            key = ("vocabulary", config.ngram_max, config.words, config.keep_spaces, config.marks)
+            key = ("vocabulary", config.ngram_max, config.words, config.keep_spaces, *text_key)
             if key not in matrices:
-                matrices[key] = _vocabulary_features(normal_by_marks[config.marks], config)
+                matrices[key] = _vocabulary_features(normal, config)
         spam, other = _parse_weight(config.raw_weight)
         weight = np.where(raw, np.where(y == 1, spam, other), 1.0)
         started = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.textnorm import template_key
+from detector.textnorm import LATEST, template_key
 from detector.model import (ARTIFACT, MANIFEST, CalibratedLinear, HashedTokenCounts, StructuralFeatures,
                             TextNormalizer, sha256_file)
 
@@ -45,6 +45,7 @@ class TrainParams:
     domain_share: float = 1.0      # served weights = shared + domain_share × domain corrections
     plain_share: float = 0.0       # blend in a plain regression's log-odds with this weight (0: none)
     stripped_marks: int = 1        # which set of marks `unpunctuated` drops (STRIPPED_MARK_SETS)
+    normalizer: int = LATEST       # TextNormalizer version (detector.textnorm.VERSIONS)
 
 
 # dev.tsv's normal messages lost these marks in the corpus (0 of 78,684 has a "，", "！", "。", "(" or "【"),
@@ -87,7 +88,7 @@ def build_pipeline(params: TrainParams):
         ("tfidf", TfidfTransformer(sublinear_tf=True)),
     ])
     return Pipeline([
-        ("normalize", TextNormalizer()),
+        ("normalize", TextNormalizer(version=params.normalizer)),
         ("features", FeatureUnion([("text", text), ("structure", StructuralFeatures())])),
         ("classify", CalibratedLinear(C=params.C, folds=params.folds, seed=params.seed, nb_scale=params.nb_scale,
                                       domain_share=params.domain_share, plain_share=params.plain_share,
