@@ -67,8 +67,9 @@ DISGUISED_LURES = ["加、微、信领红包日赚三百刷单兼职", "加〡�
 
 @pytest.mark.parametrize("text", DISGUISED_LURES)
 def test_a_task_scam_lure_with_its_words_disguised_is_flagged(text):
-    """Red team: each of these scores below the model's threshold (0.01-0.27 with zh-linear-v4), so only scam_lure
-    stands between it and the recipient; read on the normalised text alone it missed them."""
+    """Red team: each of these scores below the model's threshold (0.01-0.27 with zh-linear-v4, 0.01-0.22 with v5:
+    the data files hold few such lures, disguised or not), so only scam_lure stands between it and the recipient;
+    read on the normalised text alone it missed them."""
     sms = parser.parse_sms({"msg_id": "l1", "ts": T0, "port": "10690001", "recipient": "13800000001",
                             "content": text})
     (decision,) = decide([sms])
@@ -140,3 +141,36 @@ def test_links_and_numbers_written_plainly_are_no_disguise():
     events = [parser.parse_sms({"msg_id": f"m{i}", "ts": T0, "port": "10690001", "recipient": f"1380000000{i}",
                                 "content": t}) for i, t in enumerate(texts)]
     assert all("disguised_contact" not in {r.signal for r in d.reasons} for d in decide(events))
+
+
+# The red team's text tricks against the classifier (case 13, s15), each around spam the model catches written
+# plainly. zh-linear-v4 scored them 0.01-0.68 (threshold 0.406); the promoted model reads them through textnorm
+# version 2 (docs/model.md, "v5").
+MODEL_TRICKS = [
+    "澳门威尼斯人线上娱乐，注册送88元彩金，网址 vns88点com",
+    "澳门威尼斯人线上娱乐，注册送88元彩金，网址 vns88【.】com",
+    "澳门威尼斯人线上娱乐，注册送88元彩金，网址 vns88。com",
+    "🎰🎰🎰澳门🎲线上🎲娱乐🎰注册送💰88💰彩金👉vns88点com",
+    "无抵押信用贷款，当天放款，详询⑴⑶⑻⑴⑵⑶⑷⑸⑹⑺⑻王经理",
+    "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，回T退订",
+    "【鑫融贷】无抵押信用贷款，当天放款，最高50万，dk88点com，回T退订",
+    "【鑫融贷】无〡抵〡押信用贷款，当天放款，最高50万，详询13812345678王经理，回T退订",
+]
+
+
+@pytest.mark.parametrize("text", MODEL_TRICKS)
+def test_the_promoted_model_reads_spam_through_the_red_teams_text_tricks(text):
+    from detector.registry import Registry
+    model = Registry().load_promoted()
+    [score] = model.score([text])
+    assert score >= model.threshold, (model.name, score)
+
+
+def test_the_model_reads_spam_wrapped_as_compliant_marketing_as_spam():
+    """A signature and 回T退订 around a loan ad pulled zh-linear-v4's score from 0.99 to 0.49: the training data's
+    normal class carries the unsubscribe line far more often than its spam. Version 2 leaves it to the rules."""
+    from detector.registry import Registry
+    model = Registry().load_promoted()
+    plain, wrapped = model.score(["无抵押信用贷款，当天放款，最高50万，详询13812345678王经理",
+                                  "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，回T退订"])
+    assert wrapped >= model.threshold and plain - wrapped < 0.1, (plain, wrapped)

@@ -242,6 +242,22 @@ def test_word_grouped_contributions_add_up_to_the_decision(model):
         assert all(name.startswith(("w:", "c:")) for name, _ in grouped)
 
 
+TRICKS = "【优品】加〡微〡信 vns88点com 详询❶❸❽❶❷❸❹❺❻❼❽，回T退订"
+
+
+def test_each_model_reads_text_with_the_normaliser_version_it_was_trained_with():
+    """zh-linear-v1..v4 were saved before TextNormalizer had a version: they must keep reading version 1."""
+    from detector.model import model_text
+
+    root = Registry("models").root
+    for name, version in (("zh-linear-v4", 1), ("zh-linear-v5", 2)):
+        normalizer = load_model(root / name).pipeline.steps[0][1]
+        assert normalizer.version == version, name
+        assert normalizer.transform([TRICKS]) == [model_text(TRICKS, version)]
+    assert model_text(TRICKS, 1) != model_text(TRICKS, 2)
+    assert json.loads((root / "zh-linear-v5" / MANIFEST).read_text())["parameters"]["normalizer"] == 2
+
+
 @pytest.mark.parametrize("name", [p.name for p in sorted(Registry("models").root.iterdir())
                                   if (p / MANIFEST).is_file()])
 def test_direct_scoring_gives_the_pipelines_probabilities_on_every_shipped_model(name):
@@ -260,6 +276,7 @@ def test_direct_scoring_gives_the_pipelines_probabilities_on_every_shipped_model
     assert loaded._direct is not None
     texts = load_tsv(resolve_data("raw_dev.tsv")).texts[:400] + load_tsv(resolve_data("dev.tsv")).texts[:400]
     texts += [SPAM, NORMAL, LOAN, "。", " ", "", "😀😀", "x" * 300]
+    texts += [TRICKS]          # normalised differently by versions 1 and 2: the direct path must follow the model's
     expected = loaded.pipeline.predict_proba(texts)[:, 1]
     assert np.abs(direct(texts) - expected).max() < 1e-12
     # a batch with no token at all
