@@ -78,6 +78,21 @@ def test_evaluate_json_and_compare(trained, small_files):
     assert both.exit_code == 0 and "tiny-v1@" in both.output
 
 
+def test_evaluate_evasions_reports_spam_recall_per_evasion_against_the_shipped_models():
+    """zh-linear-v4 lets most spam wrapped in a signature and 回T退订 through; v5 (textnorm version 2) does not."""
+    from conftest import DATA_DIR
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(DATA_DIR / "raw_dev.tsv"), "--split", "template:0.3",
+                                       "--model", "zh-linear-v5", "--compare", "zh-linear-v4", "--evasions", "--json"],
+                                catch_exceptions=False)
+    report = json.loads(result.output.splitlines()[-1])
+    v5, v4 = report["evasions"], report["compare"]["evasions"]
+    assert set(v5) == {"as they are", "signature + 回T退订", "links and numbers", "separators", "strike-through",
+                       "all of them"}
+    assert v5["as they are"] == report["recall"]
+    assert v5["signature + 回T退订"] > 0.8 > 0.6 > v4["signature + 回T退订"], (v5, v4)
+    assert v5["all of them"] > 0.8 > 0.6 > v4["all of them"], (v5, v4)
+
+
 def test_models_list_promote_rollback_commands(trained):
     runner = CliRunner()
     models_dir = str(trained.parent)

@@ -234,7 +234,10 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--compare", default=None, help="A second model to show side by side on the same data.")
     @click.option("--models-dir", default=None, help="Registry directory (default SMSGUARD_MODELS_DIR).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    def evaluate(model, data, split, seed, compare, models_dir, as_json):
+    @click.option("--evasions", is_flag=True,
+                  help="Also the recall on the spam rows rewritten as a spammer would (signature + 回T退订, disguised "
+                       "links and numbers, separators, strike-through, all at once; training.evasions).")
+    def evaluate(model, data, split, seed, compare, models_dir, as_json, evasions):
         """Precision, recall, F1, PR AUC, accuracy and FPR of the spam class at the model's threshold."""
         from detector.errors import ConfigError
         from detector.model import load_model
@@ -263,6 +266,13 @@ def register(main: click.Group, bench: click.Group) -> None:
             metrics = spam_metrics(dataset.labels, loaded.score(dataset.texts), loaded.threshold)
             results[name] = {"model": loaded.version, "threshold": round(loaded.threshold, 4),
                              **{k: metrics[k] for k in METRIC_NAMES}, "warning": warning}
+            if evasions:
+                from training.evasions import recalls
+
+                spam = [text for text, label in zip(dataset.texts, dataset.labels) if label == 1]
+                if not spam:
+                    raise ConfigError(f"--evasions: {data} has no spam rows to disguise")
+                results[name]["evasions"] = {k: round(v, 4) for k, v in recalls(loaded, spam).items()}
         if as_json:
             first = next(iter(results.values()))
             click.echo(json.dumps({**first, "compare": results[compare]} if compare else first, ensure_ascii=False))
@@ -276,6 +286,8 @@ def register(main: click.Group, bench: click.Group) -> None:
             table.add_column(results[name]["model"], justify="right")
         for key in ("threshold",) + METRIC_NAMES:
             table.add_row(key, *(str(r[key]) for r in results.values()))
+        for key in next(iter(results.values())).get("evasions", ()):
+            table.add_row(f"spam recall: {key}", *(str(r["evasions"][key]) for r in results.values()))
         Console().print(table)
 
     @main.group()

@@ -7,7 +7,8 @@ between its Chinese characters. The rows are the held-out spam of the documented
 30 % of raw_dev.tsv by template), so a model trained with ``--holdout`` (and no ``--refit-all``) has never
 seen them. The figure is the recall at the model's own threshold, beside the recall on the rows as they are.
 
-    python -m training.evasions MODEL_DIR [MODEL_DIR …]
+    smsguard evaluate --evasions --data raw_dev.tsv --split template:0.3 [--model A --compare B]
+    python -m training.evasions MODEL_DIR [MODEL_DIR …]      # both held-out splits, any number of model folders
 
 >>> EVASIONS["separators"]("加微信领红包")
 '加〡微〡信〡领〡红〡包'
