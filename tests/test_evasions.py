@@ -174,3 +174,51 @@ def test_the_model_reads_spam_wrapped_as_compliant_marketing_as_spam():
     plain, wrapped = model.score(["无抵押信用贷款，当天放款，最高50万，详询13812345678王经理",
                                   "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，回T退订"])
     assert wrapped >= model.threshold and plain - wrapped < 0.1, (plain, wrapped)
+
+
+class LoanScorer:
+    """The promoted model's view of the red team's loan ad (0.60-0.98 in s12): spam, but below 0.75."""
+    version = "loan@1"
+    threshold = 0.406
+
+    def score(self, texts):
+        return [0.6 for _ in texts]
+
+    def explain_many(self, texts, k=5):
+        return [[("贷款", 1.0)] for _ in texts]
+
+
+LOAN_AD = "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，"
+# s12's tails: five that only pretend to be a way to refuse, and real ones that must still count
+FAKE_TAILS = {"退订请联系客服": 0.5, "本短信无需退订": 0.5, "退订回复T(1元/条)": 0.5, "退订请加微信dk888abc": 1.0,
+              "退订请致电客服": 0.5}
+REAL_TAILS = ["拒收请回复R", "回T退订", "退订回T", "回复TD退订", "退订请回复TD", "回TD退"]
+
+
+def sms_with_tails(tails):
+    return [parser.parse_sms({"msg_id": f"u{i}", "ts": T0 + i * 1000, "port": "10691012",
+                              "recipient": f"1390000{i:04d}", "content": LOAN_AD + tail, "category": "marketing",
+                              "sp_id": "sp-x"}) for i, tail in enumerate(tails)]
+
+
+def test_a_fake_unsubscribe_line_earns_no_compliance_and_gets_the_ad_flagged():
+    """Red team case 11 (s12): 【签名】 + a line that talks of unsubscribing but gives no free self-service way to
+    (退订请联系客服, 无需退订, a charge, a WeChat to add) counted as unsubscribe text: compliant_marketing took 1 off the
+    risk and the loan ad (model 0.60) was allowed. Now it is marketing without an unsubscribe method, the line is named
+    (fake_unsubscribe), and the ad is flagged; the same ad with a real reply keyword is still allowed."""
+    fakes = decide(sms_with_tails(FAKE_TAILS), LoanScorer())
+    for decision, (tail, value) in zip(fakes, FAKE_TAILS.items()):
+        signals = {r.signal: r.value for r in decision.reasons}
+        assert decision.action == "flag" and "compliant_marketing" not in signals, (tail, decision)
+        assert signals.get("missing_unsubscribe") == 1.0 and signals.get("fake_unsubscribe") == value, (tail, decision)
+    for decision in decide(sms_with_tails(REAL_TAILS), LoanScorer()):
+        signals = {r.signal for r in decision.reasons}
+        assert decision.action == "allow" and "compliant_marketing" in signals, decision
+        assert not signals & {"missing_unsubscribe", "fake_unsubscribe"}, decision
+
+
+def test_an_unsubscribe_line_through_a_private_chat_is_flagged_by_itself():
+    """退订请加微信 sends the recipient into a private chat with the sender: a lure. Flagged whatever the model says
+    (NullScorer); the other fake lines only lose the compliance credit."""
+    decisions = decide(sms_with_tails(FAKE_TAILS))
+    assert [d.action for d in decisions] == ["flag" if v == 1.0 else "allow" for v in FAKE_TAILS.values()], decisions
