@@ -222,3 +222,50 @@ def test_an_unsubscribe_line_through_a_private_chat_is_flagged_by_itself():
     (NullScorer); the other fake lines only lose the compliance credit."""
     decisions = decide(sms_with_tails(FAKE_TAILS))
     assert [d.action for d in decisions] == ["flag" if v == 1.0 else "allow" for v in FAKE_TAILS.values()], decisions
+
+
+def to_one_number(texts, port_of=lambda i: "10691013", category="marketing"):
+    """One message a minute to the same recipient."""
+    return [parser.parse_sms({"msg_id": f"r{i}", "ts": T0 + i * 60_000, "port": port_of(i), "recipient": "13900000999",
+                              "content": text, "sp_id": "sp-x", **({"category": category} if category else {})})
+            for i, text in enumerate(texts)]
+
+
+def signals_of(decision):
+    return {r.signal: r for r in decision.reasons}
+
+
+def test_a_port_rotating_signatures_to_one_number_is_capped_per_port():
+    """Red team case 12 (s13): 60 compliant-looking ads a day to one number, the signature rotated over 6 (10 each:
+    recipient_frequency's per-signature cap of 50 never fires) and one character changed per message (identical_content
+    never fires) were all allowed. Counted per (recipient, port) under any signature, the 11th ad starts
+    marketing_frequency and from the 50th (Huawei's daily cap) it flags; the same 60 over 6 ports is 10 a port, left
+    alone."""
+    texts = [f"【店{i % 6}】会员专享福利，全场低至5折{'!' * (i % 7)}，回T退订" for i in range(60)]
+    decisions = decide(to_one_number(texts))
+    assert [d.action for d in decisions] == ["allow"] * 49 + ["flag"] * 11, [(d.action, d.risk) for d in decisions]
+    assert not any("marketing_frequency" in signals_of(d) for d in decisions[:10])
+    assert all("marketing_frequency" in signals_of(d) for d in decisions[10:])
+    last = signals_of(decisions[-1])["marketing_frequency"]
+    assert last.value == 1.0 and last.detail.startswith("60 marketing messages through port 10691013"), last
+    assert not any("recipient_frequency" in signals_of(d) or "identical_content" in signals_of(d) for d in decisions)
+    spread = decide(to_one_number(texts, port_of=lambda i: f"1069101{i % 6}"))
+    assert all(d.action == "allow" and "marketing_frequency" not in signals_of(d) for d in spread)
+
+
+@pytest.mark.parametrize("category,text", [
+    ("verification", "【站点{s}】您的验证码是{c}，5分钟内有效，请勿泄露。"),
+    (None, "【站点{s}】{c}（动态密码），用于登录，请勿告诉他人。"),
+    ("notification", "【银行{s}】您尾号1234的账户于11月11日支出{c}元"),
+])
+def test_codes_and_notices_to_one_number_are_not_capped_per_port(category, text):
+    """A user retrying a login gets code after code, and a busy account one alert per payment: through one port, under
+    6 signatures, 60 a day. Codes are code_flood's (it fires past 10, as before), notices only recipient_frequency's
+    per sender: marketing_frequency counts neither."""
+    texts = [text.format(s=i % 6, c=100000 + i * 7919 % 800000) for i in range(60)]
+    decisions = decide(to_one_number(texts, category=category))
+    assert not any("marketing_frequency" in signals_of(d) for d in decisions), decisions[-1]
+    if category == "notification":
+        assert all(d.action == "allow" and not d.reasons for d in decisions), decisions[-1]
+    else:
+        assert "code_flood" in signals_of(decisions[-1])

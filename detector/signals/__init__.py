@@ -5,7 +5,8 @@ from detector.signals.content import (CompliantMarketing, ContentSpam, Disguised
                                       MissingUnsubscribe, ProhibitedOffer, QuietHours, ScamLure)
 from detector.signals.fanout import PortSignatures, SpamFanout, TemplatePorts, TemplateRecipients
 from detector.signals.port_health import ComplaintRate, NoncompliantMarketing, OptoutViolations, SpamShare
-from detector.signals.recipient import CodeFlood, IdenticalContent, OptedOut, RecipientFrequency
+from detector.signals.recipient import (CodeFlood, IdenticalContent, MarketingFrequency, OptedOut,
+                                        RecipientFrequency)
 from detector.signals.volume import PortBurst, ProviderBurst, SignatureBurst
 
 ALL_SIGNALS: dict[str, type[Signal]] = {cls.name: cls for cls in (
@@ -13,7 +14,7 @@ ALL_SIGNALS: dict[str, type[Signal]] = {cls.name: cls for cls in (
     CompliantMarketing,
     PortBurst, ProviderBurst, SignatureBurst,
     SpamFanout, TemplateRecipients, TemplatePorts, PortSignatures,
-    RecipientFrequency, IdenticalContent, CodeFlood, OptedOut,
+    RecipientFrequency, MarketingFrequency, IdenticalContent, CodeFlood, OptedOut,
     UnregisteredSignature,
     SpamShare, NoncompliantMarketing, ComplaintRate, OptoutViolations,
 )}
