@@ -177,7 +177,7 @@ def test_the_model_reads_spam_wrapped_as_compliant_marketing_as_spam():
 
 
 class LoanScorer:
-    """The promoted model's view of the red team's loan ad (0.60-0.98 in s12): spam, but below 0.75."""
+    """A model that scores the red team's loan ad spam but below 0.75 (zh-linear-v4 gave s12's ads 0.60-0.98)."""
     version = "loan@1"
     threshold = 0.406
 
