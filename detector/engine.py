@@ -29,7 +29,7 @@ from detector.fingerprint import lsh_bands
 from detector.policy import Policy
 from detector.settings import Settings
 from detector.signals.base import MessageContext
-from detector.signals.content import disguised_contact, prohibited_offer, scam_lure
+from detector.signals.content import PRIVATE_CONTACT, disguised_contact, prohibited_offer, scam_lure
 from detector.signals.feeds import DAY_S, FEEDS, ONLY_FOR, SENDER_FEEDS, DistinctFeed
 from detector.signals.port_health import complaint_value
 from detector.state.base import Counter, FieldCounters, HashGet, HashSet, StateStore, Window, tag
@@ -51,6 +51,21 @@ _UNSUBSCRIBE = re.compile(rf"(回复?|发送?|编辑)?\s*{_KEY}\s*(可?退订|�
                           r"(?<!已)(?<!经)(?<!申请)(?<!成功)(?<!免费)(?<!可)(?<!成功办理)(?<!已办理)"
                           r"退订(?!成功|完成|了|手续|费|款|申请|规则|业务|政策|的|机票|酒店|航班|订单)",
                           re.I)
+# Lines that talk of unsubscribing and give no way to (red team case 11, docs/redteam.md): the rules ask for an
+# effective, free way to refuse, and a reply keyword (回T退订, 拒收请回复R, 回TD退: T / TD is what the carriers act on)
+# or a number to send a keyword to (发送TD至10001) is one. These are not: a negation (本短信无需退订, 无法退订), a
+# customer service to ask (退订请联系客服, 致电客服退订), a private chat (退订请加微信: a lure of its own), or a charge
+# (退订回复T(1元/条)). Their spans are taken out of the text before _UNSUBSCRIBE reads it, so a real method beside
+# one still counts. None of the data files' rows has such a line (0 of raw_dev.tsv's 4,088 and of dev.tsv's 87,347),
+# so no real sender's unsubscribe line stops counting; every fake one is the red team's.
+_CARE = r"(?:人工|在线)?客服|客户经理|工作人员"
+_ASK_SOMEONE = rf"(?:(?:联系|联络|致电|拨打|咨询|找|加)\s*(?:{_CARE}|我们|我司)|{_CARE}|{PRIVATE_CONTACT.pattern})"
+_FAKE_UNSUBSCRIBE = re.compile(
+    r"(?:无需|无须|不用|不必|不需要?|勿需|毋需|无法|不能|不可)退订|"
+    rf"(?<![a-z0-9“”\"'‘’回复送])退订(?:[:,]?\s*(?:请|需|须|可|要|就|时|的话))*[:,]?\s*{_ASK_SOMEONE}|"
+    rf"{_ASK_SOMEONE}\s*(?:即可|可|来|进行)?(?:办理)?退订|"
+    r"(?:退订|拒收|屏蔽).{0,8}?\(?(?:(?<![免不])收费|资费|信息费|\d+(?:\.\d+)?元/?(?:条|次))",
+    re.I)
 # Wording that sells hard (3: a text saying it is marketing, whatever it is declared as), that sells (2; also
 # in notices: 领取 your parcel, 活动, 免费), or that only points to a contact, as notices do too (1). A text that
 # reads as a transaction (您双11购买的商品已发货, 已使用优惠券, 尾号…支付) is a notice that mentions a sale: 2 at most.
@@ -118,17 +133,33 @@ def _rule_text(content: str) -> str:
     return _RULE_GAPS.sub("", textnorm.to_simplified(textnorm.nfkc(content)))
 
 
-def _has_unsubscribe(folded: str) -> bool:
-    """Whether the rule text (_rule_text) offers a way to refuse. Every wording contains 退, 拒收, 取消, 接收, 收到 or
-    屏蔽, and testing those first skips the regex (slow: optional prefixes tried at every position) for most texts.
+def _unsubscribe(folded: str) -> tuple[bool, str | None]:
+    """Whether the rule text (_rule_text) offers a way to refuse, and the first line in it that only pretends to
+    (_FAKE_UNSUBSCRIBE) or None. Every wording contains 退, 拒收, 取消, 接收, 收到 or 屏蔽, and testing those first
+    skips the regexes (slow: optional prefixes tried at every position) for most texts; every fake one 退订, 拒收 or
+    屏蔽.
 
-    >>> _has_unsubscribe("回t退订"), _has_unsubscribe("拒收请回复r"), _has_unsubscribe("您的验证码是1234")
-    (True, True, False)
+    >>> _unsubscribe("回t退订"), _unsubscribe("拒收请回复r"), _unsubscribe("您的验证码是1234")
+    ((True, None), (True, None), (False, None))
+    >>> _unsubscribe("本短信无需退订"), _unsubscribe("退订请加微信dk888"), _unsubscribe("退订回T,详询客服热线")
+    ((False, '无需退订'), (False, '退订请加微信'), (True, None))
     """
     if "退" not in folded and "拒收" not in folded and "取消" not in folded and "接收" not in folded \
             and "收到" not in folded and "屏蔽" not in folded:
-        return False
-    return _UNSUBSCRIBE.search(folded) is not None
+        return False, None
+    fake = _FAKE_UNSUBSCRIBE.search(folded) if "退订" in folded or "拒收" in folded or "屏蔽" in folded else None
+    if fake is None:
+        return _UNSUBSCRIBE.search(folded) is not None, None
+    return _UNSUBSCRIBE.search(_FAKE_UNSUBSCRIBE.sub(",", folded)) is not None, fake.group()
+
+
+def _has_unsubscribe(folded: str) -> bool:
+    """Whether the rule text offers a way to refuse (see _unsubscribe).
+
+    >>> _has_unsubscribe("回t退订"), _has_unsubscribe("退订请联系客服")
+    (True, False)
+    """
+    return _unsubscribe(folded)[0]
 
 
 def _judged_at(ts_ms: int, clock_ms: int | None) -> int:
@@ -222,7 +253,7 @@ class _TemplateFeatures:
 
     Value: ``[template id, MinHash band keys (None until asked for), has unsubscribe text, marketing cues
     (0, 1, 2, 3), scam lure or None, worded as a one-time code, the text the band keys are made of, prohibited offer
-    or None, disguised link or number or None]``.
+    or None, disguised link or number or None, fake unsubscribe line or None]``.
     """
 
     def __init__(self, size: int = 50_000):
@@ -238,8 +269,10 @@ class _TemplateFeatures:
         body = textnorm.normalize(content)
         lowered = folded.lower()
         both = f"{body}\n{lowered}"        # what the lure and offer rules read: the normaliser's text and the rules'
-        value = [_short_hash(key), None, _has_unsubscribe(folded), _marketing_cues(folded), scam_lure(both),
-                 _worded_as_code(folded), body or key, prohibited_offer(both), disguised_contact(lowered, content)]
+        has_unsub, fake_unsub = _unsubscribe(folded)
+        value = [_short_hash(key), None, has_unsub, _marketing_cues(folded), scam_lure(both),
+                 _worded_as_code(folded), body or key, prohibited_offer(both), disguised_contact(lowered, content),
+                 fake_unsub]
         self._cache[key] = value
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -594,7 +627,9 @@ class Engine:
         for event, key, may_mask, score in zip(events, keys, masks,
                                                scores.tolist() if hasattr(scores, "tolist") else scores):
             features = self._templates.get(key, event.content)
-            template_id, _, has_unsub, cues, lure, code_words, _, offer, disguised = features
+            template_id, _, has_unsub, cues, lure, code_words, _, offer, disguised, fake_unsub = features
+            # a fake unsubscribe line (退订请联系客服) gives no compliance but reads as marketing as a real one does
+            mentions_unsub = has_unsub or fake_unsub is not None
             is_spam = bool(score >= threshold)      # plain bools: _decide indexes by them
             declared = event.category
             # Undeclared: unsubscribe text or any cue makes it marketing, except that a text worded as a one-time
@@ -606,9 +641,9 @@ class Engine:
             if declared == "marketing" or is_spam or lure or offer:
                 marketing = True
             elif declared is None and not code_words:
-                marketing = bool(has_unsub or cues)
+                marketing = bool(mentions_unsub or cues)
             else:
-                marketing = cues == 3 or (has_unsub and cues >= 2)
+                marketing = cues == 3 or (mentions_unsub and cues >= 2)
             is_code = declared == "verification" or (declared is None and code_words and not marketing)
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             # Positional, in MessageContext's field order: keyword arguments cost 0.6 µs more per message.
@@ -616,7 +651,7 @@ class Engine:
             contexts.append(MessageContext(
                 event, score, is_spam, marketing, has_unsub, hour, key, template_id, _short_hash(event.content),
                 self._templates.bands(features) if marketing else (), None, (), lure, is_code, may_mask, offer,
-                disguised))
+                disguised, fake_unsub))
         return contexts
 
     def _explain_all(self, flagged: list[tuple[MessageContext, Decision]]) -> None:

@@ -405,18 +405,32 @@ def test_a_burst_that_lasts_is_still_a_burst_ten_minutes_in():
 UNSUBSCRIBE_LINES = ["回TD退订", "回TD退", "退订回T", "如需退订，请回复TD", "拒收请回复R", "回0000退订", "发送TD退订",
                      "回复N不再接收", "回复QX不再接收", "回复“T”不再接收", "不想收到请回复“T”", "如您不希望再收到，请回复T",
                      "拒收所有短信直接回复TD", "如需屏蔽，回复0000", "【回复0000可屏蔽】", "回复TD可退订",
-                     "如果您不想收到值机提醒，请发送“TDZJ”办理退订"]
+                     "如果您不想收到值机提醒，请发送“TDZJ”办理退订", "如退订请发送TYZF至10001",
+                   "如非本人操作，退订请回复0000.客服电话:4000300100", "回T退订，加微信领红包", "回复TD退订(不收费)",
+                     "回复退订，客服电话4000300100"]
+# Lines that look like one and give no free self-service way to refuse (red team case 11)
+FAKE_UNSUBSCRIBE = ["退订请联系客服", "本短信无需退订", "退订回复T(1元/条)", "退订请加微信dk888abc", "退订请致电客服",
+                    "联系客服退订", "如需退订，请联系我们", "退订加V", "加微信退订", "拒收请回复R（收费0.1元/条）", "无法退订"]
 NOT_UNSUBSCRIBE = ["您的机票已退订成功，退款将在3个工作日内原路退回", "退订费100元", "申请退订", "您已经退订该业务",
                    "入住前一天18点前可免费退订", "退订规则详见官网", "您退订的业务已生效", "已成功办理退订", "回复T退款",
-                   "请勿回复T退出"]
+                   "请勿回复T退出", *FAKE_UNSUBSCRIBE]
 
 
 @pytest.mark.parametrize("text", UNSUBSCRIBE_LINES + NOT_UNSUBSCRIBE)
 def test_unsubscribe_lines_seen_in_the_wild_and_cancellations_that_are_not(text):
-    """Real wordings from raw_dev.tsv and the platforms (docs/domain.md); a 退订 that cancels a booking is none."""
-    from detector.engine import _has_unsubscribe
+    """Real wordings from raw_dev.tsv and the platforms (docs/domain.md); a 退订 that cancels a booking is none, nor
+    is a line that only pretends to be a way to refuse."""
+    from detector.engine import _has_unsubscribe, _rule_text
     from detector.textnorm import nfkc
     assert _has_unsubscribe(nfkc(text)) is (text in UNSUBSCRIBE_LINES)
+    assert _has_unsubscribe(_rule_text(text)) is (text in UNSUBSCRIBE_LINES)
+
+
+@pytest.mark.parametrize("text", FAKE_UNSUBSCRIBE)
+def test_a_fake_unsubscribe_line_is_named_and_a_real_one_beside_it_still_counts(text):
+    from detector.engine import _rule_text, _unsubscribe
+    assert _unsubscribe(_rule_text(text))[1]
+    assert _unsubscribe(_rule_text(f"{text}，回T退订")) == (True, _unsubscribe(_rule_text(text))[1])
 
 
 def test_a_notice_that_mentions_a_sale_stays_a_notice():
@@ -599,7 +613,8 @@ def test_the_records_the_engine_builds_positionally_keep_their_field_order():
     from detector.signals.base import MessageContext
     assert [f.name for f in fields(MessageContext)] == [
         "event", "score", "is_spam", "marketing", "has_unsubscribe", "local_hour", "template_key", "template_id",
-        "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "offer", "disguised", "state"]
+        "content_id", "lsh_bands", "registered_signatures", "explanation", "lure", "is_code", "may_mask", "offer", "disguised",
+        "fake_unsubscribe", "state"]
     assert [f.name for f in fields(Decision)] == [
         "msg_id", "port", "ts_ms", "action", "score", "risk", "reasons", "port_state", "model_version", "recipient",
         "content", "signature", "sp_id", "category", "encoded", "may_mask"]

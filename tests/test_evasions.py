@@ -174,3 +174,98 @@ def test_the_model_reads_spam_wrapped_as_compliant_marketing_as_spam():
     plain, wrapped = model.score(["无抵押信用贷款，当天放款，最高50万，详询13812345678王经理",
                                   "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，回T退订"])
     assert wrapped >= model.threshold and plain - wrapped < 0.1, (plain, wrapped)
+
+
+class LoanScorer:
+    """A model that scores the red team's loan ad spam but below 0.75 (zh-linear-v4 gave s12's ads 0.60-0.98)."""
+    version = "loan@1"
+    threshold = 0.406
+
+    def score(self, texts):
+        return [0.6 for _ in texts]
+
+    def explain_many(self, texts, k=5):
+        return [[("贷款", 1.0)] for _ in texts]
+
+
+LOAN_AD = "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，"
+# s12's tails: five that only pretend to be a way to refuse, and real ones that must still count
+FAKE_TAILS = {"退订请联系客服": 0.5, "本短信无需退订": 0.5, "退订回复T(1元/条)": 0.5, "退订请加微信dk888abc": 1.0,
+              "退订请致电客服": 0.5}
+REAL_TAILS = ["拒收请回复R", "回T退订", "退订回T", "回复TD退订", "退订请回复TD", "回TD退"]
+
+
+def sms_with_tails(tails):
+    return [parser.parse_sms({"msg_id": f"u{i}", "ts": T0 + i * 1000, "port": "10691012",
+                              "recipient": f"1390000{i:04d}", "content": LOAN_AD + tail, "category": "marketing",
+                              "sp_id": "sp-x"}) for i, tail in enumerate(tails)]
+
+
+def test_a_fake_unsubscribe_line_earns_no_compliance_and_gets_the_ad_flagged():
+    """Red team case 11 (s12): 【签名】 + a line that talks of unsubscribing but gives no free self-service way to
+    (退订请联系客服, 无需退订, a charge, a WeChat to add) counted as unsubscribe text: compliant_marketing took 1 off the
+    risk and the loan ad (model 0.60) was allowed. Now it is marketing without an unsubscribe method, the line is named
+    (fake_unsubscribe), and the ad is flagged; the same ad with a real reply keyword is still allowed."""
+    fakes = decide(sms_with_tails(FAKE_TAILS), LoanScorer())
+    for decision, (tail, value) in zip(fakes, FAKE_TAILS.items()):
+        signals = {r.signal: r.value for r in decision.reasons}
+        assert decision.action == "flag" and "compliant_marketing" not in signals, (tail, decision)
+        assert signals.get("missing_unsubscribe") == 1.0 and signals.get("fake_unsubscribe") == value, (tail, decision)
+    for decision in decide(sms_with_tails(REAL_TAILS), LoanScorer()):
+        signals = {r.signal for r in decision.reasons}
+        assert decision.action == "allow" and "compliant_marketing" in signals, decision
+        assert not signals & {"missing_unsubscribe", "fake_unsubscribe"}, decision
+
+
+def test_an_unsubscribe_line_through_a_private_chat_is_flagged_by_itself():
+    """退订请加微信 sends the recipient into a private chat with the sender: a lure. Flagged whatever the model says
+    (NullScorer); the other fake lines only lose the compliance credit."""
+    decisions = decide(sms_with_tails(FAKE_TAILS))
+    assert [d.action for d in decisions] == ["flag" if v == 1.0 else "allow" for v in FAKE_TAILS.values()], decisions
+
+
+def to_one_number(texts, port_of=lambda i: "10691013", category="marketing"):
+    """One message a minute to the same recipient."""
+    return [parser.parse_sms({"msg_id": f"r{i}", "ts": T0 + i * 60_000, "port": port_of(i), "recipient": "13900000999",
+                              "content": text, "sp_id": "sp-x", **({"category": category} if category else {})})
+            for i, text in enumerate(texts)]
+
+
+def signals_of(decision):
+    return {r.signal: r for r in decision.reasons}
+
+
+def test_a_port_rotating_signatures_to_one_number_is_capped_per_port():
+    """Red team case 12 (s13): 60 compliant-looking ads a day to one number, the signature rotated over 6 (10 each:
+    recipient_frequency's per-signature cap of 50 never fires) and one character changed per message (identical_content
+    never fires) were all allowed. Counted per (recipient, port) under any signature, the 11th ad starts
+    marketing_frequency and from the 50th (Huawei's daily cap) it flags; the same 60 over 6 ports is 10 a port, left
+    alone."""
+    texts = [f"【店{i % 6}】会员专享福利，全场低至5折{'!' * (i % 7)}，回T退订" for i in range(60)]
+    decisions = decide(to_one_number(texts))
+    assert [d.action for d in decisions] == ["allow"] * 49 + ["flag"] * 11, [(d.action, d.risk) for d in decisions]
+    assert not any("marketing_frequency" in signals_of(d) for d in decisions[:10])
+    assert all("marketing_frequency" in signals_of(d) for d in decisions[10:])
+    last = signals_of(decisions[-1])["marketing_frequency"]
+    assert last.value == 1.0 and last.detail.startswith("60 marketing messages through port 10691013"), last
+    assert not any("recipient_frequency" in signals_of(d) or "identical_content" in signals_of(d) for d in decisions)
+    spread = decide(to_one_number(texts, port_of=lambda i: f"1069101{i % 6}"))
+    assert all(d.action == "allow" and "marketing_frequency" not in signals_of(d) for d in spread)
+
+
+@pytest.mark.parametrize("category,text", [
+    ("verification", "【站点{s}】您的验证码是{c}，5分钟内有效，请勿泄露。"),
+    (None, "【站点{s}】{c}（动态密码），用于登录，请勿告诉他人。"),
+    ("notification", "【银行{s}】您尾号1234的账户于11月11日支出{c}元"),
+])
+def test_codes_and_notices_to_one_number_are_not_capped_per_port(category, text):
+    """A user retrying a login gets code after code, and a busy account one alert per payment: through one port, under
+    6 signatures, 60 a day. Codes are code_flood's (it fires past 10, as before), notices only recipient_frequency's
+    per sender: marketing_frequency counts neither."""
+    texts = [text.format(s=i % 6, c=100000 + i * 7919 % 800000) for i in range(60)]
+    decisions = decide(to_one_number(texts, category=category))
+    assert not any("marketing_frequency" in signals_of(d) for d in decisions), decisions[-1]
+    if category == "notification":
+        assert all(d.action == "allow" and not d.reasons for d in decisions), decisions[-1]
+    else:
+        assert "code_flood" in signals_of(decisions[-1])

@@ -428,3 +428,27 @@ async def test_every_key_has_a_ttl(redis_backend, ns):
     finally:
         await store.close()
     assert keys and all(t > 0 for t in ttls), dict(zip(keys, ttls))
+
+
+async def test_the_recipient_day_feed_counts_a_port_s_marketing_across_signatures(store, ns):
+    """The rcpt_24h feed's layout (detector.signals.feeds): one hash per recipient, fields per sender (s: / p:), per
+    content (c:), and a third by kind, one-time codes from every sender (v) or marketing through the port under any
+    signature (m:<port>), counted alike by both stores; the key keeps the recipient as its hash tag, and a TTL."""
+    from detector.events import SmsEvent
+    from detector.signals.base import MessageContext
+    from detector.signals.feeds import FEEDS
+
+    def message(i, signature, port="10690001", marketing=True, code=False):
+        event = SmsEvent(f"m{i}", T0 + i * 60_000, port, f"r_{ns}", "x", signature=signature)
+        return MessageContext(event, 0.1, False, marketing, True, 12, "k", "t", f"c{i}", is_code=code)
+
+    messages = [message(i, f"店{i % 3}") for i in range(6)] + [
+        message(6, "店0", port="10690002"), message(7, "银行", marketing=False), message(8, "站点", marketing=False, code=True),
+        message(9, None)]
+    ops = [FEEDS["rcpt_24h"](m) for m in messages]
+    assert [op.fields[2:] for op in ops[6:]] == [("m:10690002",), (), ("v",), ("m:10690001",)]
+    assert await store.run(ops) == [(1, 1, 1), (1, 1, 2), (1, 1, 3), (2, 1, 4), (2, 1, 5), (2, 1, 6), (3, 1, 1), (1, 1),
+                                    (1, 1, 1), (1, 1, 7)]
+    if isinstance(store, RedisStore):
+        key = ops[0].key
+        assert re.fullmatch(r"sg:rcpt:\{r_t[0-9a-f]+\}:24h", key) and await store.redis.ttl(key) > 0

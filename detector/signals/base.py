@@ -36,6 +36,7 @@ class MessageContext:
     may_mask: bool = True           # the content may hold a phone-like number to mask for display (privacy.may_mask)
     offer: str | None = None        # a prohibited offer in the text (detector.signals.content.prohibited_offer), or None
     disguised: str | None = None    # a link or number in a disguise (detector.signals.content.disguised_contact), or None
+    fake_unsubscribe: str | None = None   # an unsubscribe line that gives no way to refuse (engine._unsubscribe), or None
     state: dict[str, Any] = field(default_factory=dict)   # feed name -> op result (absent when degraded)
 
     @property

@@ -18,9 +18,10 @@ from detector.signals.base import Fired, MessageContext, Signal
 # Job / task scams (刷单返利, 兼职日结) ask the reader to move to a private chat. Read on the normalised text
 # (detector.textnorm.normalize: lower case, de-obfuscated, WeChat / QQ ids typed as <wx> / <qq>). The
 # classifier misses the short ones (neither data file has many: docs/model.md, "Known blind spot").
+# Also what makes an unsubscribe line a lure (detector.engine._FAKE_UNSUBSCRIBE: 退订请加微信).
 # (Spaces, not \s: scam_lure joins the normalised text and the rule text with a newline, not to be read across.)
-_PRIVATE_CONTACT = re.compile(r"(?:加|\+) *(?:个|我)? *(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
-                              r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v *[:：] *[a-z0-9_]{2,}")
+PRIVATE_CONTACT = re.compile(r"(?:加|\+) *(?:个|我)? *(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
+                             r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v *[:：] *[a-z0-9_]{2,}")
 _JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚")
 # anti-fraud notices from banks, platforms and the police name the same words
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")
@@ -43,7 +44,7 @@ def scam_lure(text: str) -> str | None:
     offer = _JOB_LURE.search(text)       # first: a list of words, and most texts have none of them
     if offer is None or _WARNING.search(text):
         return None
-    contact = _PRIVATE_CONTACT.search(text)
+    contact = PRIVATE_CONTACT.search(text)
     return None if contact is None else f"{contact.group()} + {offer.group()}"
 
 
@@ -163,6 +164,31 @@ class MissingUnsubscribe(Signal):
         if ctx.marketing and not ctx.has_unsubscribe:
             return Fired(1.0)
         return None
+
+
+class FakeUnsubscribe(Signal):
+    """Marketing whose unsubscribe line gives no way to refuse: negated (无需退订), a customer service to ask
+    (退订请联系客服), a charge (1元/条), or a private chat (退订请加微信, value 1: a lure, and it flags)."""
+    name = "fake_unsubscribe"
+    only_for = "marketing"
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        """
+        >>> from detector.events import SmsEvent
+        >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x"), 0.1, False, True, False, 12, "k", "t", "c",
+        ...                      fake_unsubscribe="退订请加微信")
+        >>> FakeUnsubscribe().evaluate(ctx)
+        Fired(value=1.0, detail='unsubscribe through a private chat: 退订请加微信')
+        >>> ctx.fake_unsubscribe = "退订请联系客服"
+        >>> FakeUnsubscribe().evaluate(ctx)
+        Fired(value=0.5, detail='an unsubscribe line that is no way to refuse: 退订请联系客服')
+        """
+        fake = ctx.fake_unsubscribe
+        if not fake or not ctx.marketing:
+            return None
+        if PRIVATE_CONTACT.search(fake.lower()):
+            return Fired(1.0, f"unsubscribe through a private chat: {fake}")
+        return Fired(0.5, f"an unsubscribe line that is no way to refuse: {fake}")
 
 
 class QuietHours(Signal):

@@ -27,6 +27,59 @@ class RecipientFrequency(Signal):
         return Fired(ramp(n, cap, 2 * cap) or 0.5, f"{n} messages to this recipient in 24 h (cap {cap})")
 
 
+class _KindPerDay(Signal):
+    """A daily count by the message's kind, rcpt_24h's third (feeds._recipient_day: codes from every sender, or
+    marketing through the port under any signature), ramped from ``low`` to ``high``."""
+    feeds = ("rcpt_24h",)
+
+    def counted(self, ctx: MessageContext) -> bool:
+        """Whether the message is of the kind counted."""
+        raise NotImplementedError
+
+    def detail(self, n: int, ctx: MessageContext) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        counts = ctx.state.get("rcpt_24h")
+        if not counts or len(counts) < 3:
+            return None
+        n, low = counts[2], self.params["low"]
+        if n <= low or not self.counted(ctx):      # the count first: most messages are under it
+            return None
+        return Fired(ramp(n, low, self.params["high"]), self.detail(n, ctx))
+
+
+class MarketingFrequency(_KindPerDay):
+    """Marketing through one port to one recipient, under any signatures, more than a daily cap: a port rotating
+    signatures stays under recipient_frequency's per-signature cap. Codes and notices are not counted.
+
+    The value ramps from ``low`` marketing messages in 24 h (Tencent's default: 10 a day per number) to ``high``
+    (Huawei's 50 a day per number). Codes are judged by code_flood instead: a user retrying a login gets
+    several, and they are not counted here. Notices are left out too: a bank's or a monitoring service's alerts
+    reach one number dozens of times a day through one port, and recipient_frequency still caps each sender.
+
+    >>> from detector.events import SmsEvent
+    >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x", signature="店"), 0.1, False, True, True, 12, "k", "t",
+    ...                      "c")
+    >>> ctx.state = {"rcpt_24h": (10, 1, 50)}
+    >>> MarketingFrequency().evaluate(ctx)
+    Fired(value=1.0, detail='50 marketing messages through port 1069 to this recipient in 24 h, any signature (cap 10)')
+    >>> ctx.state = {"rcpt_24h": (10, 1, 10)}
+    >>> MarketingFrequency().evaluate(ctx) is None
+    True
+    """
+    name = "marketing_frequency"
+    only_for = "marketing"
+    defaults = {"low": 10, "high": 50}
+
+    def counted(self, ctx: MessageContext) -> bool:
+        return ctx.marketing and not ctx.is_code
+
+    def detail(self, n: int, ctx: MessageContext) -> str:
+        return (f"{n} marketing messages through port {ctx.event.port} to this recipient in 24 h, any signature "
+                f"(cap {self.params['low']})")
+
+
 class IdenticalContent(Signal):
     """The same content to one recipient 3+ times in 24 h (Twilio China rejects the third)."""
     name = "identical_content"
@@ -41,7 +94,7 @@ class IdenticalContent(Signal):
         return Fired(1.0, f"identical content {n}x to this recipient in 24 h")
 
 
-class CodeFlood(Signal):
+class CodeFlood(_KindPerDay):
     """One-time codes pour into one number from any senders (SMS bombing, 短信轰炸): more than a platform's daily cap.
 
     Bombing tools submit a victim's number to many sites' login and sign-up forms, so each site sends a
@@ -62,17 +115,13 @@ class CodeFlood(Signal):
     """
     name = "code_flood"
     only_for = "code"
-    feeds = ("rcpt_24h",)
     defaults = {"low": 10, "high": 30}
 
-    def evaluate(self, ctx: MessageContext) -> Fired | None:
-        counts = ctx.state.get("rcpt_24h")
-        if not ctx.is_code or not counts or len(counts) < 3:
-            return None
-        n, low = counts[2], self.params["low"]
-        if n <= low:
-            return None
-        return Fired(ramp(n, low, self.params["high"]), f"{n} one-time codes to this recipient in 24 h, from all senders")
+    def counted(self, ctx: MessageContext) -> bool:
+        return ctx.is_code
+
+    def detail(self, n: int, ctx: MessageContext) -> str:
+        return f"{n} one-time codes to this recipient in 24 h, from all senders"
 
 
 class OptedOut(Signal):
