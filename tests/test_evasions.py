@@ -62,7 +62,8 @@ def test_a_plain_notice_stays_a_notice_however_it_is_spaced():
 DISGUISED_LURES = ["加、微、信领红包日赚三百刷单兼职", "加〡微〡信领红包日赚三百刷单兼职", "加丨微丨信领红包日赚三百兼职",
                    "加ㆍ微ㆍ信领红包日赚三百兼职", "加（微）信领红包日赚三百兼职", "加̶微̶信̶领红包日赚三百兼职",
                    "刷̲单̲兼̲职̲，加微信abc12345", "刷┆单┆兼┆职，加微信abc12345", "加 V 领红包 日 赚 三 百",
-                   "加徽信领红包日赚三百", "加卫星领红包日赚三百", "加wei信领红包日赚三百", "+微领红包日赚三百"]
+                   "加徽信领红包日赚三百", "加卫星领红包日赚三百", "加wei信领红包日赚三百", "+微领红包日赚三百",
+                   "jia wei xin ling hong bao, ri zhuan san bai", "JIA V ling qian, shua dan jian zhi"]
 
 
 @pytest.mark.parametrize("text", DISGUISED_LURES)

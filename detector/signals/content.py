@@ -20,9 +20,15 @@ from detector.signals.base import Fired, MessageContext, Signal
 # classifier misses the short ones (neither data file has many: docs/model.md, "Known blind spot").
 # Also what makes an unsubscribe line a lure (detector.engine._FAKE_UNSUBSCRIBE: 退订请加微信).
 # (Spaces, not \s: scam_lure joins the normalised text and the rule text with a newline, not to be read across.)
+# Both also in pinyin (jia wei xin, ri zhuan, shua dan): the model reads pinyin as latin noise (docs/redteam.md).
+# On both data files' rows the pinyin contacts match none, the pinyin job words 4 normal rows of dev.tsv (job
+# ads in its normal class: "做jianzhi"), so together they match none.
 PRIVATE_CONTACT = re.compile(r"(?:加|\+) *(?:个|我)? *(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
-                             r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v *[:：] *[a-z0-9_]{2,}")
-_JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚")
+                             r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v *[:：] *[a-z0-9_]{2,}|"
+                             r"(?<![a-z])jia ?(?:wei ?xin|weixin|wx|vx|v|q ?q|kou ?kou)(?![a-z])")
+_JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚|"
+                       r"(?<![a-z])(?:ri ?zhuan|ri ?jie|shua ?dan|jian ?zhi|fan ?li|yong ?jin|dian ?zan|zhuan ?qian)"
+                       r"(?![a-z])")
 # anti-fraud notices from banks, platforms and the police name the same words
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")
 
@@ -40,6 +46,10 @@ def scam_lure(text: str) -> str | None:
     'v:xk0 + 兼职'
     >>> scam_lure("警惕刷单诈骗,加微信返利都是骗局") is None, scam_lure("兼职招聘会明天9点在体育馆举行") is None
     (True, True)
+    >>> scam_lure("jia wei xin ling hong bao, ri zhuan san bai")
+    'jia wei xin + ri zhuan'
+    >>> scam_lure("jiangxi gaoxin qu, jiaqi fanli") is None          # jia inside jiangxi, jiaqi: no contact
+    True
     """
     offer = _JOB_LURE.search(text)       # first: a list of words, and most texts have none of them
     if offer is None or _WARNING.search(text):
