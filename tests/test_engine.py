@@ -433,6 +433,22 @@ def test_a_fake_unsubscribe_line_is_named_and_a_real_one_beside_it_still_counts(
     assert _unsubscribe(_rule_text(f"{text}，回T退订")) == (True, _unsubscribe(_rule_text(text))[1])
 
 
+@pytest.mark.parametrize("text", ["退订加" + " " * 1996 + "x", "退订+" + " " * 1996 + "x", "兼职加" + " " * 1996 + "x"])
+def test_a_run_of_spaces_after_jia_costs_the_content_rules_no_quadratic_time(text):
+    """PRIVATE_CONTACT read `加 *(?:个|我)? *`: two space runs with only an optional character between them, tried
+    every way on a miss. _FAKE_UNSUBSCRIBE embeds it twice (退订加 … and 加 … 退订): one 2,000-character message (the
+    parser's limit) of 退订加 and spaces took 0.3-0.5 s of the worker, per new template."""
+    import time
+
+    from detector.engine import _rule_text, _unsubscribe
+    from detector.signals.content import scam_lure
+    started = time.perf_counter()
+    for _ in range(5):
+        _unsubscribe(_rule_text(text))
+        scam_lure(text)
+    assert time.perf_counter() - started < 0.25
+
+
 def test_a_notice_that_mentions_a_sale_stays_a_notice():
     """QA: declared notifications about an order bought in a sale were flagged at night and blocked after an
     opt-out once hard-selling words made a text marketing; the transaction wording keeps them notices."""
