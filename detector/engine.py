@@ -64,7 +64,9 @@ _FAKE_UNSUBSCRIBE = re.compile(
     r"(?:无需|无须|不用|不必|不需要?|勿需|毋需|无法|不能|不可)退订|"
     rf"(?<![a-z0-9“”\"'‘’回复送])退订(?:[:,]?\s*(?:请|需|须|可|要|就|时|的话))*[:,]?\s*{_ASK_SOMEONE}|"
     rf"{_ASK_SOMEONE}\s*(?:即可|可|来|进行)?(?:办理)?退订|"
-    r"(?:退订|拒收|屏蔽).{0,8}?\(?(?:(?<![免不])收费|资费|信息费|\d+(?:\.\d+)?元/?(?:条|次))",
+    # a charge, not one waived: no 免 / 不 / 无 on the way to it (回TD退订,免信息费 / 不收取信息费), none after it (资费全免),
+    # and no amount of 0 (0元/条)
+    r"(?:退订|拒收|屏蔽)[^免不无]{0,8}?\(?(?:收费|资费|信息费|(?!0+(?:\.0+)?元)\d+(?:\.\d+)?元/?(?:条|次))(?!全免|为0|为零)",
     re.I)
 # Wording that sells hard (3: a text saying it is marketing, whatever it is declared as), that sells (2; also
 # in notices: 领取 your parcel, 活动, 免费), or that only points to a contact, as notices do too (1). A text that
