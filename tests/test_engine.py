@@ -435,6 +435,17 @@ def test_a_fake_unsubscribe_line_is_named_and_a_real_one_beside_it_still_counts(
     assert _unsubscribe(_rule_text(f"{text}，回T退订")) == (True, _unsubscribe(_rule_text(text))[1])
 
 
+@pytest.mark.parametrize("text", ["如需退订请联系客服或回复TD", "退订：联系客服或回复TD", "退订可联系客服或直接回复N",
+                                  "联系客服退订或回复T", "退订请加微信dk888abc或回复TD",
+                                  "退订请联系客服热线4001234567或回复TD"])
+def test_a_reply_keyword_offered_beside_a_customer_service_in_one_line_still_counts(text):
+    """The line names a free self-service way (或回复TD) beside the other one: it stays an unsubscribe method; the
+    customer-service or private-chat part is still named, as it is beside a separate 回T退订."""
+    from detector.engine import _rule_text, _unsubscribe
+    has, fake = _unsubscribe(_rule_text(text))
+    assert has and fake, (has, fake)
+    assert _unsubscribe(_rule_text(text.split("或")[0] + "或回复1查询")) == (False, fake)   # 1 is no opt-out keyword
+
 @pytest.mark.parametrize("text", ["退订加" + " " * 1996 + "x", "退订+" + " " * 1996 + "x", "兼职加" + " " * 1996 + "x"])
 def test_a_run_of_spaces_after_jia_costs_the_content_rules_no_quadratic_time(text):
     """PRIVATE_CONTACT read `加 *(?:个|我)? *`: two space runs with only an optional character between them, tried
