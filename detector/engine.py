@@ -157,6 +157,9 @@ def _unsubscribe(folded: str) -> tuple[bool, str | None]:
     fake = _FAKE_UNSUBSCRIBE.search(folded) if "退订" in folded or "拒收" in folded or "屏蔽" in folded else None
     if fake is None:
         return _UNSUBSCRIBE.search(folded) is not None, None
+    if _UNSUBSCRIBE.search(folded) is None:
+        # nothing the unsubscribe rule reads as a line (该业务当月不可退订 speaks of a service): nothing pretends either
+        return False, None
     real = _UNSUBSCRIBE.search(_FAKE_UNSUBSCRIBE.sub(",", folded)) is not None \
         or any(_OR_REPLY.match(folded, m.end()) for m in _FAKE_UNSUBSCRIBE.finditer(folded))
     return real, fake.group()
