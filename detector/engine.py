@@ -64,8 +64,15 @@ _FAKE_UNSUBSCRIBE = re.compile(
     r"(?:无需|无须|不用|不必|不需要?|勿需|毋需|无法|不能|不可)退订|"
     rf"(?<![a-z0-9“”\"'‘’回复送])退订(?:[:,]?\s*(?:请|需|须|可|要|就|时|的话))*[:,]?\s*{_ASK_SOMEONE}|"
     rf"{_ASK_SOMEONE}\s*(?:即可|可|来|进行)?(?:办理)?退订|"
-    r"(?:退订|拒收|屏蔽).{0,8}?\(?(?:(?<![免不])收费|资费|信息费|\d+(?:\.\d+)?元/?(?:条|次))",
+    # a charge, not one waived: no 免 / 不 / 无 on the way to it (回TD退订,免信息费 / 不收取信息费), none after it (资费全免),
+    # and no amount of 0 (0元/条)
+    r"(?:退订|拒收|屏蔽)[^免不无]{0,8}?\(?(?:收费|资费|信息费|(?!0+(?:\.0+)?元)\d+(?:\.\d+)?元/?(?:条|次))(?!全免|为0|为零)",
     re.I)
+# A reply keyword offered as the other way in the same line (如需退订请联系客服或回复TD): taking the fake part out left
+# "或回复TD" with no 退订 for _UNSUBSCRIBE to read, so the free self-service method stopped counting. (After the
+# fake part: the number or id it names, if any.)
+_OR_REPLY = re.compile(rf"(?:热线|电话)?:?\s*+[a-z0-9_\-]{{0,20}}+\s*+[,;]?\s*+(?:或者?|也可|亦可)\s*+(?:请|直接)?\s*+"
+                       rf"(?:回复?|发送?)\s*+{_KEY}(?![a-z])", re.I)       # possessive: no quadratic space runs
 # Wording that sells hard (3: a text saying it is marketing, whatever it is declared as), that sells (2; also
 # in notices: 领取 your parcel, 活动, 免费), or that only points to a contact, as notices do too (1). A text that
 # reads as a transaction (您双11购买的商品已发货, 已使用优惠券, 尾号…支付) is a notice that mentions a sale: 2 at most.
@@ -150,7 +157,12 @@ def _unsubscribe(folded: str) -> tuple[bool, str | None]:
     fake = _FAKE_UNSUBSCRIBE.search(folded) if "退订" in folded or "拒收" in folded or "屏蔽" in folded else None
     if fake is None:
         return _UNSUBSCRIBE.search(folded) is not None, None
-    return _UNSUBSCRIBE.search(_FAKE_UNSUBSCRIBE.sub(",", folded)) is not None, fake.group()
+    if _UNSUBSCRIBE.search(folded) is None:
+        # nothing the unsubscribe rule reads as a line (该业务当月不可退订 speaks of a service): nothing pretends either
+        return False, None
+    real = _UNSUBSCRIBE.search(_FAKE_UNSUBSCRIBE.sub(",", folded)) is not None \
+        or any(_OR_REPLY.match(folded, m.end()) for m in _FAKE_UNSUBSCRIBE.finditer(folded))
+    return real, fake.group()
 
 
 def _has_unsubscribe(folded: str) -> bool:

@@ -104,8 +104,10 @@ _DOTTED_MOBILE = re.compile(r"(?<![0.])000\.0000\.0000(?![0.])")
 #: An unsubscribe instruction in normalised text (回t退订, 回复td退订, 退订回n, 拒收请回复r, [回@0td退订短信] …). Version 2
 #: models do not read it: in the training data it marks the normal class, so adding 回T退订 to spam was the
 #: cheapest way past the model. The engine's rules judge it instead (missing_unsubscribe, compliant_marketing).
+#: A bare 退 after the keyword (回TD退) is one, but not the start of 退款 / 退货 / 退出 … (回复1退款: a refund, as in the
+#: engine's _UNSUBSCRIBE), which the model must keep reading.
 UNSUBSCRIBE_INSTRUCTION = re.compile(
-    r"[\[(]?(?:如需?退订[^。!]{0,10}?(?:回复?|发送?)\s*[\"“]?[a-z0-9]{1,5}[\"”]?(?![a-z])|(?:请|可)?(?:回复?|发送?|编辑短信|编辑)\s*[@\"“”']?\s*[a-z0-9@]{1,5}\s*[\"“”']?\s*(?:可?退订|拒收|退阅|退)"
+    r"[\[(]?(?:如需?退订[^。!]{0,10}?(?:回复?|发送?)\s*[\"“]?[a-z0-9]{1,5}[\"”]?(?![a-z])|(?:请|可)?(?:回复?|发送?|编辑短信|编辑)\s*[@\"“”']?\s*[a-z0-9@]{1,5}\s*[\"“”']?\s*(?:可?退订|拒收|退阅|退(?![款货费出回票换]))"
     r"(?:短信|本?服务|信息)?|退订(?:请)?(?:回复?|发送?)?\s*[\"“]?[a-z0-9]{1,4}[\"”]?(?![a-z])|拒收请?回复?\s*[a-z]{1,2}(?![a-z]))[\])]?")
 _SIGNATURE_END = re.compile(r"(?:【([^【】]{2,16})】|\[([^\[\]]{2,16})\])\s*$")
 _SIGNATURE_START = re.compile(r"^\s*(?:【([^【】]{2,16})】|\[([^\[\]]{2,16})\])")

@@ -407,7 +407,9 @@ UNSUBSCRIBE_LINES = ["回TD退订", "回TD退", "退订回T", "如需退订，�
                      "拒收所有短信直接回复TD", "如需屏蔽，回复0000", "【回复0000可屏蔽】", "回复TD可退订",
                      "如果您不想收到值机提醒，请发送“TDZJ”办理退订", "如退订请发送TYZF至10001",
                    "如非本人操作，退订请回复0000.客服电话:4000300100", "回T退订，加微信领红包", "回复TD退订(不收费)",
-                     "回复退订，客服电话4000300100"]
+                     "回复退订，客服电话4000300100",
+                     # free, said so: no charge (_FAKE_UNSUBSCRIBE read 资费 / 信息费 / 0元 as one)
+                     "回TD退订，免信息费", "回复TD退订，不收取信息费", "回T退订，资费全免", "退订回N，0元/条"]
 # Lines that look like one and give no free self-service way to refuse (red team case 11)
 FAKE_UNSUBSCRIBE = ["退订请联系客服", "本短信无需退订", "退订回复T(1元/条)", "退订请加微信dk888abc", "退订请致电客服",
                     "联系客服退订", "如需退订，请联系我们", "退订加V", "加微信退订", "拒收请回复R（收费0.1元/条）", "无法退订"]
@@ -431,6 +433,33 @@ def test_a_fake_unsubscribe_line_is_named_and_a_real_one_beside_it_still_counts(
     from detector.engine import _rule_text, _unsubscribe
     assert _unsubscribe(_rule_text(text))[1]
     assert _unsubscribe(_rule_text(f"{text}，回T退订")) == (True, _unsubscribe(_rule_text(text))[1])
+
+
+@pytest.mark.parametrize("text", ["如需退订请联系客服或回复TD", "退订：联系客服或回复TD", "退订可联系客服或直接回复N",
+                                  "联系客服退订或回复T", "退订请加微信dk888abc或回复TD",
+                                  "退订请联系客服热线4001234567或回复TD"])
+def test_a_reply_keyword_offered_beside_a_customer_service_in_one_line_still_counts(text):
+    """The line names a free self-service way (或回复TD) beside the other one: it stays an unsubscribe method; the
+    customer-service or private-chat part is still named, as it is beside a separate 回T退订."""
+    from detector.engine import _rule_text, _unsubscribe
+    has, fake = _unsubscribe(_rule_text(text))
+    assert has and fake, (has, fake)
+    assert _unsubscribe(_rule_text(text.split("或")[0] + "或回复1查询")) == (False, fake)   # 1 is no opt-out keyword
+
+@pytest.mark.parametrize("text", ["退订加" + " " * 1996 + "x", "退订+" + " " * 1996 + "x", "兼职加" + " " * 1996 + "x"])
+def test_a_run_of_spaces_after_jia_costs_the_content_rules_no_quadratic_time(text):
+    """PRIVATE_CONTACT read `加 *(?:个|我)? *`: two space runs with only an optional character between them, tried
+    every way on a miss. _FAKE_UNSUBSCRIBE embeds it twice (退订加 … and 加 … 退订): one 2,000-character message (the
+    parser's limit) of 退订加 and spaces took 0.3-0.5 s of the worker, per new template."""
+    import time
+
+    from detector.engine import _rule_text, _unsubscribe
+    from detector.signals.content import scam_lure
+    started = time.perf_counter()
+    for _ in range(5):
+        _unsubscribe(_rule_text(text))
+        scam_lure(text)
+    assert time.perf_counter() - started < 0.25
 
 
 def test_a_notice_that_mentions_a_sale_stays_a_notice():

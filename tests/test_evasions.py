@@ -225,6 +225,16 @@ def test_an_unsubscribe_line_through_a_private_chat_is_flagged_by_itself():
     assert [d.action for d in decisions] == ["flag" if v == 1.0 else "allow" for v in FAKE_TAILS.values()], decisions
 
 
+@pytest.mark.parametrize("text", ["【中国移动】尊敬的客户，您订购的5元流量包已生效，该业务当月不可退订。",
+                                  "【某酒店】您的预付订单已确认，该房型不可退订，入住时请出示身份证。"])
+def test_a_notice_that_a_service_cannot_be_cancelled_is_no_fake_unsubscribe_line(text):
+    """不可退订 here says a service or a booking cannot be cancelled: the unsubscribe rule never read it as a line
+    ((?<!可)退订), so it does not pretend to be one either, and an undeclared notice stays a notice (at night too)."""
+    sms = parser.parse_sms({"msg_id": "n1", "ts": NIGHT, "port": "10690001", "recipient": "13800000001",
+                            "content": text})
+    (decision,) = decide([sms])
+    assert decision.action == "allow" and not decision.reasons, decision
+
 def to_one_number(texts, port_of=lambda i: "10691013", category="marketing"):
     """One message a minute to the same recipient."""
     return [parser.parse_sms({"msg_id": f"r{i}", "ts": T0 + i * 60_000, "port": port_of(i), "recipient": "13900000999",

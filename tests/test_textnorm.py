@@ -218,6 +218,10 @@ def test_version_2_model_text_leaves_the_unsubscribe_instruction_to_the_rules():
         assert model_text(text, 1) != model_text("无抵押贷款，当天放款，详询13812345678【某贷】", 1)
     # ordinary mentions of unsubscribing stay: they are words, not an instruction
     assert "退订" in model_text("我发了很多次退订短信但还是收到", 2)
+    # nor is a reply keyword before 退款 / 退货 / 退出 (a refund scam's 回复1退款 kept only "款")
+    from detector.textnorm import clean
+    for text in ("您的包裹丢失，理赔请回复1退款", "质量问题回复2退货", "回复Y退出群聊"):
+        assert model_text(text, 2) == clean(text, 2), text
 
 
 def test_an_unknown_normaliser_version_is_refused():
