@@ -51,6 +51,7 @@ _UNSUBSCRIBE = re.compile(rf"(回复?|发送?|编辑)?\s*{_KEY}\s*(可?退订|�
                           r"(?<!已)(?<!经)(?<!申请)(?<!成功)(?<!免费)(?<!可)(?<!成功办理)(?<!已办理)"
                           r"退订(?!成功|完成|了|手续|费|款|申请|规则|业务|政策|的|机票|酒店|航班|订单)",
                           re.I)
+UNSUBSCRIBE_WORDING = _UNSUBSCRIBE       # for training: the wording the rules read (training.train.unsubscribe_clauses)
 # Lines that talk of unsubscribing and give no way to (red team case 11, docs/redteam.md): the rules ask for an
 # effective, free way to refuse, and a reply keyword (回T退订, 拒收请回复R, 回TD退: T / TD is what the carriers act on)
 # or a number to send a keyword to (发送TD至10001) is one. These are not: a negation (本短信无需退订, 无法退订), a

@@ -250,7 +250,7 @@ def test_each_model_reads_text_with_the_normaliser_version_it_was_trained_with()
     from detector.model import model_text
 
     root = Registry("models").root
-    for name, version in (("zh-linear-v4", 1), ("zh-linear-v5", 2)):
+    for name, version in (("zh-linear-v4", 1), ("zh-linear-v5", 2), ("zh-linear-v6", 2)):
         normalizer = load_model(root / name).pipeline.steps[0][1]
         assert normalizer.version == version, name
         assert normalizer.transform([TRICKS]) == [model_text(TRICKS, version)]

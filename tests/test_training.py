@@ -86,8 +86,8 @@ def test_evaluate_evasions_reports_spam_recall_per_evasion_against_the_shipped_m
                                 catch_exceptions=False)
     report = json.loads(result.output.splitlines()[-1])
     v5, v4 = report["evasions"], report["compare"]["evasions"]
-    assert set(v5) == {"as they are", "signature + 回T退订", "links and numbers", "separators", "strike-through",
-                       "all of them"}
+    assert {"as they are", "signature + 回T退订", "links and numbers", "separators", "strike-through",
+            "all of them"} <= set(v5) and len(v5) == len(v4) >= 10
     assert v5["as they are"] == report["recall"]
     assert v5["signature + 回T退订"] > 0.8 > 0.6 > v4["signature + 回T退订"], (v5, v4)
     assert v5["all of them"] > 0.8 > 0.6 > v4["all of them"], (v5, v4)
@@ -141,6 +141,27 @@ def test_unpunctuated_rows_are_fitted_without_the_marks_their_normal_class_lost(
     assert rows_with(",", TrainParams(n_features_log2=12, folds=2)) == 12
     assert rows_with(",", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 8
     assert rows_with("!", TrainParams(n_features_log2=12, folds=2, unpunctuated=("dev",))) == 0
+
+
+def test_unsubscribe_copies_are_fitted_but_neither_pick_the_threshold_nor_are_reported():
+    """--augment-unsubscribe fits spam rows once more with a normal row's unsubscribe clause: the clause then stops
+    reading as "normal". The copies stay in their original's fold and are left out of the out-of-fold figures."""
+    from training.train import TrainParams, fit
+
+    texts = ["今天下雨了", "账单已出，如需退订该提醒服务", "无抵押贷款，当天放款", "您好，明天开会", "加微信日赚三百",
+             "会员日，如需退订该提醒服务"] * 4
+    labels = np.tile([0, 0, 1, 0, 1, 0], 4)
+    plain = fit(texts, labels, TrainParams(n_features_log2=12, folds=2))
+    augmented = fit(texts, labels, TrainParams(n_features_log2=12, folds=2, augment_unsubscribe=1.0))
+    assert len(augmented.oof_proba) == len(plain.oof_proba) == len(texts)
+
+    def pull(fitted):
+        """How much the clause lowers the spam's log-odds (a wording textnorm version 2 does not strip)."""
+        p = fitted.pipeline.predict_proba(["无抵押贷款，当天放款", "无抵押贷款，当天放款，如需退订该提醒服务"])[:, 1]
+        logit = np.log(p) - np.log1p(-p)
+        return logit[0] - logit[1]
+
+    assert pull(plain) > 0 and pull(augmented) < pull(plain), (pull(plain), pull(augmented))
 
 
 def test_mark_set_2_drops_every_character_that_dev_normal_messages_lost():

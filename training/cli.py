@@ -135,6 +135,10 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--normalizer", type=click.Choice([str(v) for v in VERSIONS]), default=str(LATEST), show_default=True,
                   help="Text normaliser version the model reads with (detector.textnorm): 1 up to zh-linear-v4; 2 also "
                        "undoes the red team's text tricks and leaves the unsubscribe instruction out of the model text.")
+    @click.option("--augment-unsubscribe", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                  metavar="SHARE",
+                  help="Fit this share of the spam rows once more with an unsubscribe clause taken from a normal row "
+                       "(training.train.with_unsubscribe_copies), so adding one to spam stops lowering its score.")
     @click.option("--char-ngrams", default="1-3", show_default=True, metavar="MIN-MAX",
                   help="Character n-gram lengths (beside the jieba words).")
     @click.option("--nb-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -153,7 +157,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--force", is_flag=True,
                   help="Replace the files of an existing --out (never a promoted model or one rollback may return to).")
     def train(data, splits, holdout, weights, out, refit_all, target_precision, threshold_on, C, features_log2,
-              min_df, words, keep_spaces, unpunctuated, stripped_marks, normalizer, char_ngrams, nb_scale, domain, domain_share,
+              min_df, words, keep_spaces, unpunctuated, stripped_marks, normalizer, augment_unsubscribe, char_ngrams, nb_scale, domain, domain_share,
               plain_share, seed, promote, force):
         """Train a model: held-out evaluation, artifact (skops), manifest.json and report.md."""
         from rich.console import Console
@@ -196,7 +200,8 @@ def register(main: click.Group, bench: click.Group) -> None:
                              min_df=min_df, words=words, keep_spaces=keep_spaces,
                              target_precision=target_precision, threshold_on=threshold_on, seed=seed,
                              weights=weight_map, unpunctuated=tuple(unpunctuated),
-                             stripped_marks=int(stripped_marks), normalizer=int(normalizer), nb_scale=nb_scale,
+                             stripped_marks=int(stripped_marks), normalizer=int(normalizer),
+                             augment_unsubscribe=augment_unsubscribe, nb_scale=nb_scale,
                              domain=domain, domain_share=domain_share, plain_share=plain_share)
         job = TrainJob(paths, [parse_split(s) for s in specs], Path(out), params, refit_all,
                        command="smsguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

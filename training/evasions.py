@@ -48,8 +48,18 @@ def _strike(text: str) -> str:
     return re.sub(r"([\u4e00-\u9fff])", "\\1\u0336", text)
 
 
+def _wrapped(line: str) -> Callable[[str], str]:
+    return lambda text: f"【优选生活】{text}，{line}"
+
+
 EVASIONS: dict[str, Callable[[str], str]] = {
     "signature + 回T退订": _compliant,
+    # other wordings of unsubscribing, as real senders write them (the review found textnorm version 2 strips only
+    # the common instructions): each with the same signature
+    "signature + 拒收所有短信直接回复TD": _wrapped("拒收所有短信直接回复TD"),
+    "signature + 请发送TDZJ办理退订": _wrapped('请发送"TDZJ"办理退订'),
+    "signature + 如需退订该提醒服务，请发送QXTCMX至10086": _wrapped("如需退订该提醒服务，请发送QXTCMX至10086"),
+    "signature + 不想再收到请回复N": _wrapped("不想再收到此类信息请回复N"),
     "links and numbers": _links_and_numbers,
     "separators": _separators,
     "strike-through": _strike,

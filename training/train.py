@@ -46,6 +46,7 @@ class TrainParams:
     plain_share: float = 0.0       # blend in a plain regression's log-odds with this weight (0: none)
     stripped_marks: int = 1        # which set of marks `unpunctuated` drops (STRIPPED_MARK_SETS)
     normalizer: int = LATEST       # TextNormalizer version (detector.textnorm.VERSIONS)
+    augment_unsubscribe: float = 0.0   # share of spam rows fitted once more with a normal row's unsubscribe clause
 
 
 # dev.tsv's normal messages lost these marks in the corpus (0 of 78,684 has a "，", "！", "。", "(" or "【"),
@@ -141,11 +142,15 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
         names = ", ".join(dict.fromkeys(map(str, sources))) if sources is not None else "the data"
         raise ConfigError(f"training rows of {names}: {found}; at least one spam (1) and one normal (0) row "
                           "is needed to train")
+    n_rows = len(labels)
+    groups = [template_key(t) for t in texts]
+    if params.augment_unsubscribe > 0:
+        texts, labels, weights, sources, groups = with_unsubscribe_copies(
+            texts, labels, weights, sources, groups, params.augment_unsubscribe, params.seed)
     if params.unpunctuated and sources is not None:
         texts = [without_stripped_marks(t, params.stripped_marks) if source in params.unpunctuated else t
                  for t, source in zip(texts, sources)]
     pipeline = build_pipeline(params)
-    groups = [template_key(t) for t in texts]
     domain = None
     if params.domain:
         domain = np.asarray(sources) == params.domain if sources is not None else np.zeros(len(labels), bool)
@@ -153,9 +158,10 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
             raise ConfigError(f"--domain {params.domain!r}: no training rows from that data set")
     pipeline.fit(texts, labels, classify__sample_weight=weights, classify__groups=groups, classify__domain=domain)
     classifier = pipeline.named_steps["classify"]
-    oof = classifier.oof_proba_
+    oof = classifier.oof_proba_[:n_rows]   # the copies (at the end) neither pick the threshold nor are reported
     del classifier.oof_proba_  # training-set sized; not part of the artifact
-    rows = np.ones(len(labels), dtype=bool)
+    labels, sources = labels[:n_rows], None if sources is None else np.asarray(sources)[:n_rows]
+    rows = np.ones(n_rows, dtype=bool)
     if params.threshold_on:
         rows = np.asarray(sources) == params.threshold_on if sources is not None else rows & False
         if not rows.any():
@@ -164,6 +170,56 @@ def fit(texts: list[str], labels: np.ndarray, params: TrainParams, weights: np.n
     if threshold is None:
         return Fitted(pipeline, FALLBACK_THRESHOLD, oof, target_reached=False)
     return Fitted(pipeline, threshold, oof)
+
+
+_CLAUSE = re.compile(r"[^，,。！!；;？?\n【】\[\]]+")
+
+
+def unsubscribe_clauses(texts: list[str], labels: np.ndarray) -> list[str]:
+    """The distinct clauses of normal rows that carry the wording of unsubscribing the engine's rules read
+    (``detector.engine.UNSUBSCRIBE_WORDING``: 回T退订, 拒收请回复R, 如需退订该提醒服务…), in order of first appearance.
+
+    >>> unsubscribe_clauses(["【店】全场5折，回T退订", "您好，拒收所有短信直接回复TD", "加微信"], np.array([0, 0, 1]))
+    ['回T退订', '拒收所有短信直接回复TD']
+    """
+    from detector.engine import UNSUBSCRIBE_WORDING
+
+    seen: dict[str, None] = {}
+    for text, label in zip(texts, labels):
+        if label == 0:
+            for clause in _CLAUSE.findall(text):
+                clause = clause.strip()
+                if clause and UNSUBSCRIBE_WORDING.search(clause):
+                    seen.setdefault(clause)
+    return list(seen)
+
+
+def with_unsubscribe_copies(texts, labels, weights, sources, groups, share: float, seed: int):
+    """The rows plus, for ``share`` of the spam rows (drawn with ``seed``), a copy ending in a random clause of
+    :func:`unsubscribe_clauses`, with the original's weight, source and group (so a copy never lands in another
+    fold than its original). In the corpus the wording of unsubscribing is on normal rows far more than on spam
+    (raw_dev.tsv: 170 against 12), so the model learned it as "normal" and adding any such line to spam lowered its
+    score; textnorm version 2 strips the common instructions, and these copies teach it the rest.
+
+    >>> t, y, w, s, g = with_unsubscribe_copies(["加微信日赚", "您好，回T退订"], np.array([1, 0]), None, None,
+    ...                                           ["a", "b"], 1.0, 42)
+    >>> t[2], y.tolist(), g[2]
+    ('加微信日赚，回T退订', [1, 0, 1], 'a')
+    """
+    labels = np.asarray(labels)
+    clauses = unsubscribe_clauses(texts, labels)
+    spam = np.flatnonzero(labels == 1)
+    if not clauses or not len(spam):
+        return texts, labels, weights, sources, groups
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(spam, size=int(round(share * len(spam))), replace=False))
+    picks = rng.integers(len(clauses), size=len(chosen))
+    texts = list(texts) + [f"{texts[i]}，{clauses[k]}" for i, k in zip(chosen, picks)]
+    labels = np.concatenate([labels, labels[chosen]])
+    weights = None if weights is None else np.concatenate([weights, np.asarray(weights)[chosen]])
+    sources = None if sources is None else np.concatenate([np.asarray(sources), np.asarray(sources)[chosen]])
+    groups = list(groups) + [groups[i] for i in chosen]
+    return texts, labels, weights, sources, groups
 
 
 def save(fitted: Fitted, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
