@@ -172,9 +172,13 @@ def test_the_model_reads_spam_wrapped_as_compliant_marketing_as_spam():
     normal class carries the unsubscribe line far more often than its spam. Version 2 leaves it to the rules."""
     from detector.registry import Registry
     model = Registry().load_promoted()
-    plain, wrapped = model.score(["无抵押信用贷款，当天放款，最高50万，详询13812345678王经理",
-                                  "【鑫融贷】无抵押信用贷款，当天放款，最高50万，详询13812345678王经理，回T退订"])
-    assert wrapped >= model.threshold and plain - wrapped < 0.1, (plain, wrapped)
+    ad = "无抵押信用贷款，当天放款，最高50万，详询13812345678王经理"
+    # the first is stripped by textnorm version 2 (v5); the others are real senders' wordings it does not strip,
+    # which v5 still read as "normal" (0.70-0.85) and v6 was trained with on spam too (docs/model.md, "v6")
+    lines = ["回T退订", "拒收所有短信直接回复TD", '请发送"TDZJ"办理退订', "如需退订该提醒服务，请发送QXTCMX至10086"]
+    plain, *wrapped = model.score([ad] + [f"【鑫融贷】{ad}，{line}" for line in lines])
+    for line, score in zip(lines, wrapped):
+        assert score >= model.threshold and plain - score < 0.05, (model.name, line, plain, score)
 
 
 class LoanScorer:
