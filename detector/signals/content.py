@@ -28,9 +28,28 @@ from detector.signals.base import Fired, MessageContext, Signal
 PRIVATE_CONTACT = re.compile(r"(?:加|\+) *+(?:个|我)? *+(?:微信|微|v|vx|wx|威信|薇信|维信|徽信|卫星|wei信|weixin|wechat|"
                              r"q|qq|扣扣|企鹅|好友)|<wx>|<qq>|私聊|私信|(?<![a-z])v *[:：] *[a-z0-9_]{2,}|"
                              r"(?<![a-z])jia ?(?:wei ?xin|weixin|wx|vx|v|q ?q|kou ?kou)(?![a-z])")
-_JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚|"
-                       r"(?<![a-z])(?:ri ?zhuan|ri ?jie|shua ?dan|jian ?zhi|fan ?li|yong ?jin|dian ?zan|zhuan ?qian)"
-                       r"(?![a-z])")
+_JOB_LURE = re.compile(r"日赚|日结|日入|月入|兼职|刷单|返利|返现|佣金|垫付|做单|点赞|轻松赚|在家赚|手机赚|赚钱|高薪|躺赚")
+# Apart, and without a look-behind in front: a pattern that starts with literals is searched for by its first
+# characters, one with a look-behind is tried at every position (2 µs a text against 0.3). _pinyin_job checks
+# the character before.
+_JOB_LURE_PINYIN = re.compile(r"(?:ri ?zhuan|ri ?jie|shua ?dan|jian ?zhi|fan ?li|yong ?jin|dian ?zan|zhuan ?qian)"
+                              r"(?![a-z])")
+
+
+def _job_offer(text: str) -> str | None:
+    """The job / easy-money word of a text, in characters or in pinyin (not inside a longer latin word).
+
+    >>> _job_offer("日赚三百"), _job_offer("ri zhuan san bai"), _job_offer("mari zhuan"), _job_offer("你好")
+    ('日赚', 'ri zhuan', None, None)
+    """
+    found = _JOB_LURE.search(text)
+    if found is not None:
+        return found.group()
+    for found in _JOB_LURE_PINYIN.finditer(text):
+        start = found.start()
+        if start == 0 or not ("a" <= text[start - 1] <= "z"):
+            return found.group()
+    return None
 # anti-fraud notices from banks, platforms and the police name the same words
 _WARNING = re.compile(r"诈骗|警惕|谨防|提防|骗局|反诈|公安|报警|冒充")
 
@@ -53,11 +72,11 @@ def scam_lure(text: str) -> str | None:
     >>> scam_lure("jiangxi gaoxin qu, jiaqi fanli") is None          # jia inside jiangxi, jiaqi: no contact
     True
     """
-    offer = _JOB_LURE.search(text)       # first: a list of words, and most texts have none of them
+    offer = _job_offer(text)       # first: a list of words, and most texts have none of them
     if offer is None or _WARNING.search(text):
         return None
     contact = PRIVATE_CONTACT.search(text)
-    return None if contact is None else f"{contact.group()} + {offer.group()}"
+    return None if contact is None else f"{contact.group()} + {offer}"
 
 
 class ContentSpam(Signal):
