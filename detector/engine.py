@@ -560,6 +560,7 @@ class Engine:
             counted = [c for c in members if id(c.event) not in read_only] if read_only else members
             latest = max(c.event.ts_ms for c in members)
             first = members[0].event          # the group's messages share their senders
+            codes = None                      # the group's one-time codes, for the feeds counting codes only
             for name, feed in self._sender_feeds:
                 sender = getattr(first, feed.attr)
                 if not sender:
@@ -569,7 +570,12 @@ class Engine:
                 entry = senders.get(entry_key)
                 if entry is None:
                     entry = senders[entry_key] = [0, latest, []]
-                entry[0] += len(counted) if feed.amount is None else sum(feed.amount(c) for c in counted)
+                adding = counted
+                if feed.codes_only:
+                    if codes is None:
+                        codes = [c for c in counted if c.is_code]
+                    adding = codes
+                entry[0] += len(adding) if feed.amount is None else sum(feed.amount(c) for c in adding)
                 if latest > entry[1]:
                     entry[1] = latest
                 entry[2].append(group_state)
