@@ -308,3 +308,16 @@ def test_a_port_diluting_its_spam_with_codes_is_judged_on_the_rest_of_its_traffi
     assert states.get("10690004") and states["10690004"][0][0] == "throttle", states
     assert "spam_share" in states["10690004"][0][1], states
     assert "10690005" not in states, states
+
+
+def test_a_port_hovering_at_watch_on_spam_is_throttled_once_it_lasts():
+    """Red team #7 (s10b): 50 a minute, 35% spam for 10 minutes, then 10%, over and over for 2 hours, notices in
+    between (codes no longer dilute). The port reached watch and stayed there, never slowed. Kept at watch on spam
+    evidence for half an hour (persistence.after_s), spam arriving again, it is throttled, and stays throttled."""
+    def text(k):
+        return loan_spam(k) if (k % 50) / 50 < (0.35 if (k // 500) % 2 == 0 else 0.10) else f"【京东】您的订单{k}已发货"
+    states = port_states(drip("10690010", 500, 120, text), FixedScorer())
+    seen = [state for state, _ in states["10690010"]]
+    assert seen[0] == "watch" and "throttle" in seen, states
+    first = seen.index("throttle")
+    assert all(state == "throttle" for state in seen[first:]), seen
