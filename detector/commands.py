@@ -69,6 +69,14 @@ def signal_summary(cls) -> str:
     return " ".join(inspect.getdoc(cls).split("\n\n")[0].split())
 
 
+def _persistence_sentence(policy) -> str:
+    """The policy's escalation on persistence, in words (empty for a policy without it)."""
+    if policy.persist_after_ms is None:
+        return ""
+    return (f" A port kept at watch on a spam share of {policy.persist_share:.0%} or more for "
+            f"{policy.persist_after_ms // 60_000} min, spam still arriving, is throttled (port.persistence).")
+
+
 def signals_markdown() -> str:
     """The signal reference (docs/signals.md): every signal, its weights, parameters and why."""
     from detector.policy import DEFAULT_POLICY_FILE, Policy
@@ -81,7 +89,7 @@ def signals_markdown() -> str:
              "the signals that fired; a port's risk the sum of value x port weight. Values are 0..1.", "",
              f"Message: flag at {policy.flag_at}, block at {policy.block_at}. Port: watch at "
              f"{policy.thresholds['watch']}, throttle at {policy.thresholds['throttle']}, block at "
-             f"{policy.thresholds['block']} (hysteresis {policy.hysteresis}).", "",
+             f"{policy.thresholds['block']} (hysteresis {policy.hysteresis}).{_persistence_sentence(policy)}", "",
              "| signal | level | weight | port weight | state it reads | parameters | what it means | why this weight |",
              "|---|---|---|---|---|---|---|---|"]
     for name, cls in ALL_SIGNALS.items():

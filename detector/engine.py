@@ -351,6 +351,10 @@ class Engine:
         message_read = {f for _, signal, *_ in self._message_judges for f in signal.feeds}
         self._judge_only_feeds = frozenset(f for f, feed in self._message_feeds
                                            if type(feed) is DistinctFeed and f not in message_read)
+        # Sender feeds that no signal with a message weight reads go to the port's judge alone (and the engine reads
+        # port_rate there only): every port counter under the default policy. Copied into every message, they made
+        # each message's state a dict of 22 entries, resized past 21 (+5,000 instructions a message).
+        self._judge_only_senders = frozenset(f for f, _ in self._sender_feeds if f not in message_read)
         self._tz_offset_s = int(settings.default_tz_offset_h * 3600)
 
     @classmethod
@@ -410,9 +414,11 @@ class Engine:
                 value = outputs[index]
                 for group_state in receivers:
                     group_state[name] = value
-        for group_state, members in groups:
+        for group_state, members, judge, judge_state in groups:
             for ctx in members:
                 ctx.state.update(group_state)
+            if judge is not None:
+                judge.state.update(judge_state)
         for receivers, value in zip(slots, outputs):
             for target, name in receivers:
                 target[name] = value
@@ -455,7 +461,9 @@ class Engine:
         (feed, sender, time bucket) with the batch's summed amount: port-level volumes are evaluated per
         micro-batch (deterministic in replay, whose batch size is fixed), and a batch costs the store one
         op per sender instead of one per message. Their results go to ``shared`` ``(op index, feed, [group
-        state])`` and each ``groups`` entry ``(group state, contexts)`` is copied into its messages' state.
+        state])`` and each ``groups`` entry ``(group state, contexts, judge, judge state)`` is copied into its
+        messages' state, and its judge state into the port's judge (``last_of_port``) when the group holds it: the
+        sender feeds only the port's judge reads (``_judge_only_senders``) go there.
         Message feeds get one op per message, except that a repeated Distinct member in one bucket is
         sent once (it would change nothing), and the feeds that read only the sender and the template
         (``DistinctFeed.sender_and_template_only``) are worked out once per sender group, template and marketing
@@ -473,6 +481,7 @@ class Engine:
         message_feed_sets = self._message_feed_sets
         template_feeds = self._template_feeds
         judge_only = self._judge_only_feeds
+        judges_of: dict[tuple, MessageContext] = {}     # sender group -> the port's judge, in the group holding it
 
         def distinct_readers(name: str, feed: DistinctFeed, ctx: MessageContext, ts_ms: int,
                              count: bool = True) -> list | None:
@@ -503,6 +512,8 @@ class Engine:
                 state = ctx.state
                 is_read_only = id(event) in read_only
                 is_judge = last_of_port[event.port] is ctx
+                if is_judge:
+                    judges_of[group_key] = ctx
                 template_group = (*group_key, ctx.template_key, ctx.marketing)
                 shared = by_template.get(template_group)
                 if shared is None:      # (None results of the feeds that do not apply, [(readers, feed)])
@@ -553,26 +564,39 @@ class Engine:
                 ops.append(Window(tag("port", event.port, "day"), event.ts_ms, 0, 3600, (DAY_S,)))
                 slots.append([(counts, "day")])
         senders: dict[tuple, list] = {}          # (feed, sender, bucket) -> [amount, latest ts, [group state]]
-        groups: list[tuple[dict, list]] = []
-        for (*_, minute), members in by_sender.items():
+        groups: list[tuple[dict, list, MessageContext | None, dict | None]] = []
+        judge_senders = self._judge_only_senders
+        for group_key, members in by_sender.items():
+            minute = group_key[3]
             group_state: dict[str, Any] = {}
-            groups.append((group_state, members))
+            judge = judges_of.get(group_key)
+            judge_state: dict[str, Any] | None = None if judge is None else {}
+            groups.append((group_state, members, judge, judge_state))
             counted = [c for c in members if id(c.event) not in read_only] if read_only else members
             latest = max(c.event.ts_ms for c in members)
             first = members[0].event          # the group's messages share their senders
+            codes = None                      # the group's one-time codes, for the feeds counting codes only
             for name, feed in self._sender_feeds:
+                target = judge_state if name in judge_senders else group_state     # None: no reader in the group
                 sender = getattr(first, feed.attr)
                 if not sender:
-                    group_state[name] = None     # no provider / no signature: the feed does not apply
+                    if target is not None:
+                        target[name] = None     # no provider / no signature: the feed does not apply
                     continue
                 entry_key = (name, sender, minute * 60 // feed.bucket_s)
                 entry = senders.get(entry_key)
                 if entry is None:
                     entry = senders[entry_key] = [0, latest, []]
-                entry[0] += len(counted) if feed.amount is None else sum(feed.amount(c) for c in counted)
+                adding = counted
+                if feed.codes_only:
+                    if codes is None:
+                        codes = [c for c in counted if c.is_code]
+                    adding = codes
+                entry[0] += len(adding) if feed.amount is None else sum(feed.amount(c) for c in adding)
                 if latest > entry[1]:
                     entry[1] = latest
-                entry[2].append(group_state)
+                if target is not None:
+                    entry[2].append(target)
         shared = []
         for (name, sender, _), (amount, ts_ms, receivers) in senders.items():
             shared.append((len(ops), name, receivers))

@@ -5,7 +5,9 @@ Message: ``risk = sum(value x weight)``; ``block`` at ``block_at`` or on a hard-
 
 Port: ``normal -> watch -> throttle -> block`` by port risk. Escalation is immediate;
 a state holds until it expires (``ttl_s``) and the risk has fallen below ``hysteresis``
-x its threshold, then steps down one level. Operators' states always win until they expire.
+x its threshold, then steps down one level. A port kept at watch on spam evidence for
+``persistence.after_s`` while spam keeps arriving is throttled, and stays throttled while it
+does (:meth:`Policy.next_port_state`). Operators' states always win until they expire.
 
 >>> p = Policy.load()
 >>> p.port_level(0.5), p.port_level(2.6), p.port_level(9)
@@ -27,6 +29,7 @@ import yaml
 from detector.errors import ConfigError
 from detector.events import PORT_STATES, PortAction, Reason
 from detector.signals import ALL_SIGNALS, Signal
+from detector.signals.base import ramp
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.default.yaml")
@@ -107,7 +110,7 @@ class Policy:
         msg = read.keys(root["message"], "message", {"flag_at", "block_at"})
         port = read.keys(root["port"], "port", {"watch_at", "throttle_at", "block_at", "hysteresis", "ttl_s",
                                                 "renew_before_s", "throttle_rate_per_min"},
-                         {"throttle_share", "min_messages_for_state"})
+                         {"throttle_share", "persistence", "min_messages_for_state"})
         # a threshold at or below zero would flag every message / watch every port
         self.flag_at = read.number(msg, "message.flag_at", above=0)
         self.block_at = read.number(msg, "message.block_at")
@@ -138,6 +141,19 @@ class Policy:
                         "signals.spam_share.params.min_volume", source)
         signals = read.keys(root["signals"], "signals", set(ALL_SIGNALS), noun="signal")
         self.signals: dict[str, SignalConfig] = {name: read.signal(signals, name) for name in signals}
+        # optional: under a policy written before it a watch never escalates by lasting, as it did not
+        self.persist_after_ms: int | None = None
+        self.persist_share = self.persist_value = 0.0
+        if "persistence" in port:
+            persistence = read.keys(port["persistence"], "port.persistence", {"after_s", "spam_share"})
+            # The wait counts from the watch record that first carried the evidence, and a watch is re-dated when it
+            # is renewed (renew_before_s before it expires): a longer wait would never end.
+            longest_s = (self.ttl_ms["watch"] - self.renew_before_ms) // 1000
+            self.persist_after_ms = read.number(persistence, "port.persistence.after_s", whole=True, above=0,
+                                                maximum=longest_s) * 1000
+            self.persist_share = read.number(persistence, "port.persistence.spam_share", above=0, maximum=1)
+            spam = self.signals["spam_share"].signal.params
+            self.persist_value = ramp(self.persist_share, spam["low"], spam["high"])   # spam_share's value there
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Policy":
@@ -167,11 +183,35 @@ class Policy:
                 level = state
         return level
 
+    def on_spam(self, reasons: list[Reason]) -> bool:
+        """Whether ``reasons`` hold spam evidence for escalation on persistence: spam_share at ``persistence.spam_share``
+        or above (the share, not volume: a code port or a 双11 campaign is watched on volume for hours).
+
+        >>> p = Policy.load()
+        >>> p.on_spam([Reason("spam_share", 0.3, 3.0)]), p.on_spam([Reason("spam_share", 0.1, 3.0)])
+        (True, False)
+        >>> p.on_spam([Reason("port_burst", 1.0, 1.2)])
+        False
+        """
+        if self.persist_after_ms is None:
+            return False
+        for reason in reasons:
+            if reason.signal == "spam_share" and reason.value >= self.persist_value:
+                return True
+        return False
+
     def next_port_state(self, port: str, current: PortAction | None, risk: float, reasons: list[Reason],
                         now_ms: int, *, escalate_only: bool = False,
                         recent_per_min: float | None = None) -> PortAction | None:
         """The port's new state record, or ``None`` when nothing changes. ``recent_per_min``, the port's own
-        recent rate, sets a new throttle's rate (:meth:`throttle_rate`)."""
+        recent rate, sets a new throttle's rate (:meth:`throttle_rate`).
+
+        Escalation on persistence (red team #7: a port hovering at 35% spam, then 10%, stayed at watch, unslowed, for
+        hours): a port kept at watch on spam evidence (:meth:`on_spam`) is throttled once the watch record carrying
+        the evidence is ``persistence.after_s`` old and the evidence is there again (or still). The evidence arriving
+        at a watch whose record lacks it re-announces the watch with it: the wait starts then. A throttle stays
+        while the port is at watch on spam evidence, and steps down as any other once the evidence is gone.
+        """
         cur_state = current.state if current else "normal"
         expired = current is not None and current.lapsed_by(now_ms)
         if current is not None and current.decided_by != "engine" and not expired:
@@ -185,8 +225,19 @@ class Policy:
             return self._action(port, target, reasons, now_ms, current, recent_per_min=recent_per_min)
         if escalate_only or cur_state == "normal":
             return None
-        # target below current: step down only once expired and clearly below the threshold
-        if LEVEL[target] < LEVEL[cur_state] and risk < self.thresholds[cur_state] * self.hysteresis:
+        # on spam evidence, and still justified at watch at least
+        persisting = self.on_spam(reasons) and risk >= self.thresholds["watch"] * self.hysteresis
+        if persisting and cur_state == "watch":
+            if not self.on_spam(current.reasons):
+                return self._action(port, "watch", reasons, now_ms, current, since_ms=current.since_ms,
+                                    note="spam share at watch: throttled if it lasts")
+            if now_ms - current.ts_ms >= self.persist_after_ms:
+                return self._action(port, "throttle", reasons, now_ms, current, recent_per_min=recent_per_min,
+                                    note=f"at watch on spam share for {(now_ms - current.ts_ms) // 60_000} min")
+        # target below current: step down only once expired and clearly below the threshold (a throttle on
+        # persisting spam evidence is still justified)
+        if LEVEL[target] < LEVEL[cur_state] and risk < self.thresholds[cur_state] * self.hysteresis \
+                and not (persisting and cur_state == "throttle"):
             if expired:
                 lower = PORT_STATES[max(LEVEL[target], LEVEL[cur_state] - 1)]
                 # a block stepping down throttles at the fixed rate: the port's rate under the block says nothing

@@ -224,3 +224,15 @@ with open(f"{OUT}/s15_text.jsonl", "w") as fh:
     for i, (label, t) in enumerate(variants):
         fh.write(json.dumps({"msg_id": f"x{i}", "ts": DAY + i * 1000, "port": "10691015", "recipient": rcpt(700 + i),
                              "content": t, "sp_id": "sp-x", "label": label}, ensure_ascii=False) + "\n")
+
+# S10b the hover of s10 with notices instead of codes between the spam: spam_share judges a port beside its codes
+# (red team #6), so codes no longer dilute; notices still do. Written last: it draws from the shared random stream
+NOTICES = ["您的快件SF{c}已签收，如有疑问请致电95338。", "您的订单{c}已发货，请注意查收。"]
+evs, k = [], 0
+for m in range(120):
+    share = 0.35 if (m // 10) % 2 == 0 else 0.10
+    for j in range(50):
+        ts = DAY + m * 60_000 + j * 1200
+        t = spam_text(k) if (j / 50) < share else NOTICES[k % 2].format(c=rnd.randint(10 ** 9, 10 ** 10 - 1))
+        evs.append(ev(k, ts, "10691020", t, k)); k += 1
+write("s10b_hover_notices", evs)

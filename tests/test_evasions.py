@@ -86,11 +86,11 @@ def test_warnings_about_disguised_lures_stay_allowed():
         assert decision.action == "allow" and not decision.reasons, decision
 
 
-def drip(port, per_10min, minutes, text_of):
+def drip(port, per_10min, minutes, text_of, category_of=lambda k: None):
     """``per_10min`` messages every 10 minutes, evenly spaced, each to a fresh recipient."""
     gap = 600_000 // per_10min
     return [parser.parse_sms({"msg_id": f"{port}-{k}", "ts": T0 + k * gap, "port": port,
-                              "recipient": f"139{k:08d}", "content": text_of(k)})
+                              "recipient": f"139{k:08d}", "content": text_of(k), "category": category_of(k)})
             for k in range(minutes * 60_000 // gap)]
 
 
@@ -284,3 +284,40 @@ def test_codes_and_notices_to_one_number_are_not_capped_per_port(category, text)
         assert all(d.action == "allow" and not d.reasons for d in decisions), decisions[-1]
     else:
         assert "code_flood" in signals_of(decisions[-1])
+
+
+def code_text(k):
+    return f"您的验证码是{100000 + k * 7919 % 900000}，5分钟内有效，请勿泄露。"
+
+
+def loan_spam(k):
+    return f"无抵押贷款当天放款，加微信dk{k:04d}"       # FixedScorer: spam
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_port_diluting_its_spam_with_codes_is_judged_on_the_rest_of_its_traffic(declared):
+    """Red team #6 (s04, s04b): 1 message in 5 is spam, the others are one-time codes, worded as codes or declared
+    `verification`. The port was 20% spam (spam_share's low): it stayed normal and its spam was only flagged. Codes
+    aside it is all spam: throttled at once. A code port whose notices the classifier sometimes calls spam (1 in 10
+    of them) is not touched, however many codes it sends."""
+    diluted = drip("10690004", 500, 30, lambda k: loan_spam(k) if k % 5 == 0 else code_text(k),
+                   lambda k: "verification" if declared and k % 5 else None)
+    noisy = drip("10690005", 500, 30, lambda k: code_text(k) if k % 10 else
+                 ("【京东】加微信领取会员礼包" if k % 100 == 0 else f"【京东】您的订单{k}已发货"))
+    states = port_states(sorted(diluted + noisy, key=lambda e: e.ts_ms), FixedScorer())
+    assert states.get("10690004") and states["10690004"][0][0] == "throttle", states
+    assert "spam_share" in states["10690004"][0][1], states
+    assert "10690005" not in states, states
+
+
+def test_a_port_hovering_at_watch_on_spam_is_throttled_once_it_lasts():
+    """Red team #7 (s10b): 50 a minute, 35% spam for 10 minutes, then 10%, over and over for 2 hours, notices in
+    between (codes no longer dilute). The port reached watch and stayed there, never slowed. Kept at watch on spam
+    evidence for half an hour (persistence.after_s), spam arriving again, it is throttled, and stays throttled."""
+    def text(k):
+        return loan_spam(k) if (k % 50) / 50 < (0.35 if (k // 500) % 2 == 0 else 0.10) else f"【京东】您的订单{k}已发货"
+    states = port_states(drip("10690010", 500, 120, text), FixedScorer())
+    seen = [state for state, _ in states["10690010"]]
+    assert seen[0] == "watch" and "throttle" in seen, states
+    first = seen.index("throttle")
+    assert all(state == "throttle" for state in seen[first:]), seen

@@ -208,3 +208,98 @@ def test_an_operator_throttle_to_zero_keeps_its_zero_rate():
     """0 means reject every message (docs/gateway.md), not "no rate given, take the default"."""
     assert operator_action("1069", "throttle", "ops", "stop it", now_ms=0, rate_limit_per_min=0).rate_limit_per_min == 0
     assert operator_action("1069", "throttle", "ops", "slow", now_ms=0).rate_limit_per_min == 60
+
+
+def spam(value, fanout=0.36):
+    """Port reasons of a port hovering on spam: spam_share at ``value`` (0.32 is a share of 36%) and its fan-out."""
+    return [Reason("spam_share", value, 3.0), Reason("spam_fanout", fanout, 2.0)]
+
+
+def risk(reasons):
+    return sum(r.value * r.weight for r in reasons)
+
+
+def test_a_port_kept_at_watch_on_spam_evidence_is_throttled_once_it_lasts(policy):
+    """Red team #7 (s10): 35% spam for 10 minutes, then 10%, over and over, kept a port at watch, unslowed, for hours.
+    Once the watch that carried the spam evidence is persistence.after_s old and the evidence is back, throttle."""
+    after = policy.persist_after_ms
+    watch = policy.next_port_state("1069", None, risk(spam(0.32)), spam(0.32), 0)
+    assert watch.state == "watch"
+    assert policy.next_port_state("1069", watch, risk(spam(0.32)), spam(0.32), after - MIN) is None
+    quiet = [Reason("spam_fanout", 0.36 * 0.1 / 0.35, 2.0)]          # the 10% phase: no spam evidence
+    assert policy.next_port_state("1069", watch, risk(quiet), quiet, after + MIN) is None
+    throttle = policy.next_port_state("1069", watch, risk(spam(0.32)), spam(0.32), after + 2 * MIN,
+                                      recent_per_min=50.0)
+    assert throttle.state == "throttle" and throttle.previous_state == "watch"
+    assert throttle.rate_limit_per_min == 25 and throttle.note == "at watch on spam share for 32 min"
+    assert throttle.since_ms == after + 2 * MIN and throttle.expires_at_ms == after + 2 * MIN + policy.ttl_ms["throttle"]
+
+
+def test_volume_or_a_compliant_campaigns_share_never_escalates_a_watch(policy):
+    """Codes and 双11 campaigns are watched on volume for hours, and a campaign the classifier calls spam is 25%
+    spam at most (compliant marketing counts a quarter: spam_share 0.1). Neither is spam evidence."""
+    for reasons in ([Reason("port_burst", 1.0, 1.2)], [Reason("port_burst", 1.0, 1.2), Reason("spam_share", 0.1, 3.0)]):
+        current = policy.next_port_state("1069", None, risk(reasons), reasons, 0)
+        for now in range(0, 6 * 3_600_000, 5 * MIN):
+            change = policy.next_port_state("1069", current, risk(reasons), reasons, now)
+            if change is not None:
+                assert change.state == "watch" and change.since_ms == 0, change      # renewals only
+                current = change
+
+
+def test_spam_evidence_arriving_at_a_watch_held_on_volume_starts_the_wait(policy):
+    burst = [Reason("port_burst", 1.0, 1.2)]
+    watch = policy.next_port_state("1069", None, 1.2, burst, 0)
+    with_spam = burst + [Reason("spam_share", 0.32, 3.0)]
+    marked = policy.next_port_state("1069", watch, risk(with_spam), with_spam, 40 * MIN)
+    assert marked.state == "watch" and marked.since_ms == 0 and marked.ts_ms == 40 * MIN
+    assert marked.note == "spam share at watch: throttled if it lasts"
+    assert policy.next_port_state("1069", marked, risk(with_spam), with_spam, 41 * MIN) is None
+    assert policy.next_port_state("1069", marked, risk(with_spam), with_spam,
+                                  40 * MIN + policy.persist_after_ms).state == "throttle"
+
+
+def test_a_throttle_stays_while_the_port_is_at_watch_on_spam_evidence_and_steps_down_once_it_is_not(policy):
+    """Hysteresis as for any state: held while justified (here: at watch on spam evidence, though its risk, 1.2, is
+    under 60% of throttle_at), renewed at expiry with its rate, stepping down one level once expired and unjustified."""
+    watch = policy.next_port_state("1069", None, 1.6, spam(0.32), 0)
+    throttle = policy.next_port_state("1069", watch, 1.6, spam(0.32), policy.persist_after_ms, recent_per_min=50.0)
+    hovering = spam(0.2, 0.3)
+    assert risk(hovering) < policy.thresholds["throttle"] * policy.hysteresis
+    expired = throttle.expires_at_ms + 1
+    renewed = policy.next_port_state("1069", throttle, risk(hovering), hovering, expired, recent_per_min=50.0)
+    assert renewed.state == "throttle" and renewed.since_ms == throttle.since_ms and renewed.rate_limit_per_min == 25
+    quiet = [Reason("spam_fanout", 0.1, 2.0)]
+    step = policy.next_port_state("1069", throttle, risk(quiet), quiet, expired)
+    assert step.state == "watch" and step.note == "throttle expired"
+    # the evidence back at that watch starts the wait again
+    again = policy.next_port_state("1069", step, 1.6, spam(0.32), expired + MIN)
+    assert again.state == "watch" and again.note == "spam share at watch: throttled if it lasts"
+
+
+def test_operators_win_over_escalation_on_persistence(policy):
+    allow = operator_action("1069", "allowlist", "ops-wang", "bank OTP port", now_ms=0, expires_in_s=6 * 3600)
+    for now in range(0, 6 * 3_600_000, 10 * MIN):
+        assert policy.next_port_state("1069", allow, 1.6, spam(0.32), now) is None
+
+
+def test_a_policy_without_persistence_keeps_a_port_at_watch(policy):
+    older = raw_config()
+    del older["port"]["persistence"]
+    old = Policy(older)
+    watch = old.next_port_state("1069", None, 1.6, spam(0.32), 0)
+    assert old.next_port_state("1069", watch, 1.6, spam(0.32), 45 * MIN) is None
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda p: p.update(after_s=3001), r"port\.persistence\.after_s: must be at most 3000"),
+    (lambda p: p.update(after_s=0), r"port\.persistence\.after_s: must be above 0"),
+    (lambda p: p.update(spam_share=0), r"port\.persistence\.spam_share: must be above 0"),
+    (lambda p: p.pop("spam_share"), r"port\.persistence: missing key\(s\) spam_share"),
+    (lambda p: p.update(share=0.3), r"port\.persistence: unknown key\(s\) share"),
+])
+def test_bad_persistence_settings_are_refused(mutate, message):
+    config = copy.deepcopy(raw_config())
+    mutate(config["port"]["persistence"])
+    with pytest.raises(ConfigError, match=message):
+        Policy(config)

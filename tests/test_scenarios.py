@@ -222,6 +222,36 @@ def test_codes_flooding_one_number_from_many_sites_are_flagged_and_their_ports_a
     assert all(stats.ports[f"10691{site:03d}"].peak_state == "normal" for site in range(20))
 
 
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def test_a_port_diluting_spam_with_codes_is_throttled_and_a_busy_code_port_is_not(sim, settings, scorer, backend,
+                                                                                 request):
+    """Red team #6 (s04): 1 loan ad in 5, the rest one-time codes, 50 a minute. 20% of the port is spam (spam_share's
+    low), 100% of what is not a code. Throttled, while a code port sending 6 times as much stays as it was. With
+    the state in a real redis-server the code counters are keys of the port's hash tag, each with a TTL."""
+    loan = "无抵押信用贷款，当天放款，最高{n}万，详询138{p:08d}王经理"
+    records = list(sim.events(background() + [PortProfile("10690007", "verification", 300, signatures=("支付宝",),
+                                                          recipients=1_000_000)], DAY_10H, 30 * 60))
+    for k in range(50 * 30):
+        records.append({"msg_id": f"dil{k}", "ts": DAY_10H + k * 1200, "port": "10691004", "recipient": f"139{k:08d}",
+                        "content": loan.format(n=10 + k % 90, p=k * 7919) if k % 5 == 0
+                        else f"您的验证码是{100000 + k * 7919 % 900000}，5分钟内有效，请勿泄露。"})
+    records.sort(key=lambda r: r["ts"])
+    store = url = None
+    if backend == "redis":
+        from detector.state.redis import RedisStore
+        url = request.getfixturevalue("own_redis").url
+        store = RedisStore(url)
+    stats, _ = run(records, settings, scorer, store=store)
+    assert stats.ports["10691004"].peak_state == "throttle", stats.ports["10691004"].states
+    assert LEVEL[stats.ports["10690007"].peak_state] <= LEVEL["watch"], stats.ports["10690007"].states
+    if url:
+        import redis
+        client = redis.Redis.from_url(url)
+        keys = {k.decode(): client.ttl(k) for k in client.scan_iter(match="sg:port:{10691004}:*")}
+        assert "sg:port:{10691004}:code" in keys, keys      # (no code here scores spam: no :cspam key is made)
+        assert all(ttl > 0 for ttl in keys.values()), keys
+
+
 def test_opted_out_recipient_gets_no_more_marketing_from_that_signature(sim, settings, scorer):
     shop = PortProfile("10690005", "marketing", 30, signatures=("唯品会",), recipients=40, active_hours=(8, 21))
     events = list(sim.events([shop], DAY_10H, 60 * 60))

@@ -68,6 +68,34 @@ def spam_share(ctx: MessageContext, min_volume: int = 20) -> tuple[float, str | 
     return recent_share(ctx.state.get("port_rate"), ctx.state.get("port_spam"), min_volume, 4.0)
 
 
+def noncode_spam_share(ctx: MessageContext, min_volume: int = 20) -> tuple[float, str | None]:
+    """``(share, window)`` as :func:`spam_share`, over the port's messages other than one-time codes (declared, or
+    worded as one): codes leave the count and their spam units (port_code_spam) leave the spam. A port that sends
+    1 spam in 5 and fills the rest with codes is 20% spam (spam_share's low: nothing) but 100% spam beside its codes
+    (red team #6). ``(0.0, None)`` for a port without codes, or with fewer than ``min_volume`` other messages in the
+    hour: a code port is not judged on a handful of notices.
+
+    >>> from detector.events import SmsEvent
+    >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x"), 0.9, True, True, False, 12, "k", "t", "c")
+    >>> ctx.state = {"port_rate": (50, 500, 1500), "port_spam": (400, 1200), "port_codes": (400, 1200),
+    ...              "port_code_spam": (0, 0)}
+    >>> spam_share(ctx), noncode_spam_share(ctx)
+    ((0.2, '10 min'), (1.0, '10 min'))
+    >>> ctx.state["port_code_spam"] = (400, 1200)      # the spam is declared a code: it leaves with the codes
+    >>> noncode_spam_share(ctx)
+    (0.0, '10 min')
+    """
+    state = ctx.state
+    codes, rate = state.get("port_codes"), state.get("port_rate")
+    if not codes or not rate or not (codes[0] or codes[-1]):
+        return 0.0, None
+    spam, code_spam = state.get("port_spam"), state.get("port_code_spam")
+    if not spam or not code_spam:
+        return 0.0, None
+    others = (0, max(0, rate[1] - codes[0]), max(0, rate[2] - codes[1]))
+    return recent_share(others, (max(0, spam[0] - code_spam[0]), max(0, spam[1] - code_spam[1])), min_volume, 4.0)
+
+
 class TemplateRecipients(Signal):
     """A spam-scored near-duplicate template reaching many recipients within the hour (bulk spam)."""
     name = "template_recipients"

@@ -38,6 +38,9 @@ class SenderFeed(NamedTuple):
     bucket_s: int = 60
     spans_s: tuple[int, ...] = ()
     amount: Callable[[MessageContext], int] | None = None    # None: 1 per message
+    #: counts one-time codes only (MessageContext.is_code): the engine hands it a group's codes alone, picked out once
+    #: for every such feed, rather than asking it about each message
+    codes_only: bool = False
 
     def build(self, sender: str, ts_ms: int, amount: int) -> Op:
         key = tag(self.kind, sender, self.suffix)
@@ -49,6 +52,8 @@ class SenderFeed(NamedTuple):
         sender = getattr(ctx.event, self.attr)
         if not sender:
             return None
+        if self.codes_only and not ctx.is_code:
+            return self.build(sender, ctx.event.ts_ms, 0)
         return self.build(sender, ctx.event.ts_ms, 1 if self.amount is None else self.amount(ctx))
 
 
@@ -84,6 +89,14 @@ SENDER_FEEDS: dict[str, SenderFeed] = {
     # spam-scored messages of the port, over 10 minutes and the hour: a port sending under spam_share's min_volume
     # in 10 minutes is judged on its hour (fanout.recent_share)
     "port_spam": SenderFeed("port", "port", "spam", Window, 60, (600, 3600), _spam_units),
+    # its one-time codes (declared, or undeclared and worded as one) and their spam units, over the same spans:
+    # spam_share judges the port on its other traffic too, which a spammer fills with codes to dilute his spam (red
+    # team #6, fanout.noncode_spam_share). A code that reads as spam leaves that share with its code: kept in it, a
+    # code port whose few spam-scored code templates (the corpus labels some real codes spam) were the whole of its
+    # other traffic would look all spam. Codes are counted rather than the other traffic: most ports send none, and
+    # a window that is only read (amount 0) creates no key
+    "port_codes": SenderFeed("port", "port", "code", Window, 60, (600, 3600), codes_only=True),
+    "port_code_spam": SenderFeed("port", "port", "cspam", Window, 60, (600, 3600), _spam_units, codes_only=True),
     # its marketing without signature or unsubscribe text, over 10 minutes only: judged on the hour as well, 31 of
     # 150 quiet ports (1 message a minute) sending raw_dev.tsv's normal rows reached watch (red team, measured)
     "port_noncompliant": SenderFeed("port", "port", "ncm", Window, 60, (600,), _noncompliant_marketing),

@@ -10,21 +10,28 @@
 from __future__ import annotations
 
 from detector.signals.base import Fired, MessageContext, Signal, ramp
-from detector.signals.fanout import recent_share, spam_share
+from detector.signals.fanout import noncode_spam_share, recent_share, spam_share
 
 
 class SpamShare(Signal):
     """Share of the port's last 10 minutes scored spam or caught by scam_lure (compliant marketing counts a
-    quarter); of its last hour when it sent fewer than min_volume in 10 minutes but that many in the hour."""
+    quarter); of its last hour when it sent fewer than min_volume in 10 minutes but that many in the hour. A port
+    that also sends one-time codes is judged on its other messages too, whichever share is higher: codes do not
+    dilute spam."""
     name = "spam_share"
     level = "port"
-    feeds = ("port_rate", "port_spam")
+    feeds = ("port_rate", "port_spam", "port_codes", "port_code_spam")
     defaults = {"low": 0.2, "high": 0.7, "min_volume": 20}
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        share, window = spam_share(ctx, self.params["min_volume"])
+        min_volume = self.params["min_volume"]
+        share, window = spam_share(ctx, min_volume)
+        beside_codes, codes_window = noncode_spam_share(ctx, min_volume)
+        detail = "spam"
+        if beside_codes > share:    # red team #6: 1 spam in 5, the rest codes, is no 20% spam port
+            share, window, detail = beside_codes, codes_window, "spam, codes aside"
         value = ramp(share, self.params["low"], self.params["high"])
-        return Fired(value, f"{share:.0%} of the last {window} spam") if value > 0 else None
+        return Fired(value, f"{share:.0%} of the last {window} {detail}") if value > 0 else None
 
 
 class NoncompliantMarketing(Signal):
