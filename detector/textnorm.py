@@ -280,47 +280,36 @@ def clean(text: str, version: int = 1) -> str:
         raise ValueError(f"no text normaliser version {version!r} (known: {VERSIONS})")
     cleaned = recent.get(text)
     if cleaned is None:
-        cleaned = _clean(text) if version == 1 else _clean_2(text)
+        cleaned = _clean(text, version)
         if len(recent) >= _RECENT_MAX:
             recent.clear()
         recent[text] = cleaned
     return cleaned
 
 
-def _clean(text: str) -> str:
-    text = to_simplified(nfkc(text)).lower()
-    if _INVISIBLE_OR_EMOJI.search(text) is not None:
-        text = _INVISIBLE.sub("", text)
-        text = _EMOJI.sub(f" {EMOJI} ", text)
-    text = _CN_NUMERAL_RUN.sub(lambda m: m.group().translate(_CN_DIGITS), text)
-    text = _SEPARATED_HAN.sub("", text)
-    if "." in text or "http" in text:  # every URL pattern needs one of them
-        text = _URL.sub(f" {URL} ", text)
-    text = _WECHAT.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{WECHAT}", text)
-    text = _typed_numbers(text)
-    return _SPACES.sub(" ", text).strip()
-
-
-def _clean_2(text: str) -> str:
-    """Version 2: version 1's steps, with the tricks of docs/redteam.md undone as well (each marked *)."""
-    if _ENCLOSED_DIGITS.search(text) is not None:                                      # * ⑴ ❶ ➀ …
+def _clean(text: str, version: int = 1) -> str:
+    """Version 1's steps; version 2 also undoes the tricks of docs/redteam.md (each step marked *)."""
+    if version >= 2 and _ENCLOSED_DIGITS.search(text) is not None:                     # * ⑴ ❶ ➀ …
         text = _ENCLOSED_DIGITS.sub(lambda m: _ENCLOSED_DIGIT_OF[m.group()], text)
     text = to_simplified(nfkc(text)).lower()
     if _INVISIBLE_OR_EMOJI.search(text) is not None:
         text = _INVISIBLE.sub("", text)
         text = _EMOJI.sub(f" {EMOJI} ", text)
-    if _COMBINING.search(text) is not None:                                            # * 大̶促̶
+    if version >= 2 and _COMBINING.search(text) is not None:                           # * 大̶促̶
         text = _COMBINING.sub("", text)
     text = _CN_NUMERAL_RUN.sub(lambda m: m.group().translate(_CN_DIGITS), text)
-    text = _SEPARATED_HAN_2.sub("", text)                                              # * 、〡丨ㆍ┆│
-    if "(" in text:
-        text = _BRACKETED_HAN.sub(r"\1", text)                                         # * 加(微)信
-    if _ANY_TLD.search(text) is not None:                                              # * vns88点com
-        text = _DISGUISED_DOT.sub(".", text)
-    if "." in text or "http" in text:
+    if version >= 2:
+        text = _SEPARATED_HAN_2.sub("", text)                                          # * 、〡丨ㆍ┆│
+        if "(" in text:
+            text = _BRACKETED_HAN.sub(r"\1", text)                                     # * 加(微)信
+        if _ANY_TLD.search(text) is not None:                                          # * vns88点com
+            text = _DISGUISED_DOT.sub(".", text)
+    else:
+        text = _SEPARATED_HAN.sub("", text)
+    if "." in text or "http" in text:  # every URL pattern needs one of them
         text = _URL.sub(f" {URL} ", text)
     text = _WECHAT.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{WECHAT}", text)
-    text = _typed_numbers(text, 2)                                                     # * 138.1234.5678
+    text = _typed_numbers(text, version)                                               # * 138.1234.5678
     return _SPACES.sub(" ", text).strip()
 
 

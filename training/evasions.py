@@ -31,10 +31,6 @@ _DIGIT_RUN = re.compile(r"\d{5,}")
 _URL = re.compile(r"(?:https?://)?(?:www\.)?([a-z0-9\-]+)\.(com|cn|net|cc|top|vip)\b", re.I)
 
 
-def _compliant(text: str) -> str:
-    return f"【优选生活】{text}，回T退订"
-
-
 def _links_and_numbers(text: str) -> str:
     text = _URL.sub(lambda m: f"{m.group(1)}点{m.group(2)}", text)
     return _DIGIT_RUN.sub(lambda m: m.group().translate(_NEGATIVE_CIRCLED), text)
@@ -53,7 +49,7 @@ def _wrapped(line: str) -> Callable[[str], str]:
 
 
 EVASIONS: dict[str, Callable[[str], str]] = {
-    "signature + 回T退订": _compliant,
+    "signature + 回T退订": _wrapped("回T退订"),
     # other wordings of unsubscribing, as real senders write them (the review found textnorm version 2 strips only
     # the common instructions): each with the same signature
     "signature + 拒收所有短信直接回复TD": _wrapped("拒收所有短信直接回复TD"),
@@ -63,7 +59,7 @@ EVASIONS: dict[str, Callable[[str], str]] = {
     "links and numbers": _links_and_numbers,
     "separators": _separators,
     "strike-through": _strike,
-    "all of them": lambda t: _compliant(_separators(_links_and_numbers(t))),
+    "all of them": lambda t: _wrapped("回T退订")(_separators(_links_and_numbers(t))),
 }
 
 
