@@ -312,6 +312,10 @@ def test_a_platform_ports_registered_merchants_are_not_capped_per_port():
     decisions = decide(one_ad_per_merchant(), store=registered(MERCHANTS))
     assert all(d.action == "allow" and set(signals_of(d)) == {"compliant_marketing"} for d in decisions), \
         [(d.action, d.reasons) for d in decisions]
+    one_merchant = decide(to_one_number([f"【商户00】第{k}期会员福利，全场5折，回T退订" for k in range(51)]),
+                          store=registered(MERCHANTS))
+    assert ["recipient_frequency" in signals_of(d) for d in one_merchant] == [False] * 50 + [True]
+    assert not any("marketing_frequency" in signals_of(d) for d in one_merchant)
 
 
 @pytest.mark.parametrize("registry", [None, ["某平台"]], ids=["no registry entry", "merchants not registered"])
@@ -340,9 +344,9 @@ def test_a_platform_port_counts_only_its_unregistered_and_unsigned_marketing_per
             return f"会员专享福利第{k}期，全场低至5折，回T退订"
         return f"【{MERCHANTS[k // 3 + 30 * (k % 3)]}】会员专享福利，全场低至5折，回T退订"
     decisions = decide(to_one_number([text(k) for k in range(90)]), store=registered(MERCHANTS[:30]))
-    mine = [d for k, d in enumerate(decisions) if k % 3 == 0]
+    registered_ads = [d for k, d in enumerate(decisions) if k % 3 == 0]
     counted = [d for k, d in enumerate(decisions) if k % 3]
-    assert not any("marketing_frequency" in signals_of(d) for d in mine)
+    assert not any("marketing_frequency" in signals_of(d) for d in registered_ads)
     assert [("marketing_frequency" in signals_of(d)) for d in counted] == [False] * 10 + [True] * 50
     last = signals_of(counted[-1])["marketing_frequency"]
     assert last.detail.startswith("60 marketing messages through port 10691013"), last
