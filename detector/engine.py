@@ -4,9 +4,10 @@ Plain Python around a :class:`~detector.state.base.StateStore`. The live worker 
 ``smsguard replay`` call the same :meth:`Engine.process`; only the store differs.
 
 Per batch:
- 1. claim every msg_id once (idempotency: a redelivered message is neither decided nor counted twice);
+ 1. claim every msg_id once (idempotency: a redelivered message is neither decided nor counted twice) and,
+    concurrently, read the signature registry of the batch's ports (a feed counts by it);
  2. score the new messages in one classifier call (template cache in front);
- 3. build each message's state feeds, run them and read port states + signature registry, concurrently;
+ 3. build each message's state feeds, run them and read port states, concurrently;
  4. evaluate the signals, apply the policy: one decision per message, port state changes.
 When the store is unreachable, messages are still decided on what needs no state, the decision
 says which signals were skipped (``degraded``), and port states come from the last ones seen.
@@ -383,10 +384,10 @@ class Engine:
         result = EngineResult()
         self._read_only.clear()
         sms = [e for e in events if type(e) is SmsEvent]
-        fresh = await self._claim(sms, result)
-        contexts = self._contexts(fresh)
+        ports = sorted({e.port for e in events})     # a repeat's port too: read needlessly, and harmlessly
+        fresh, registry = await self._claim(sms, ports, result)
+        contexts = self._contexts(fresh, registry)
         by_msg = {id(c.event): c for c in contexts}
-        ports = sorted({e.port for e in events if type(e) is not SmsEvent or id(e) in by_msg})
 
         # A port's state is judged on its last message of the batch (its counters are then the newest)
         last_of_port = {ctx.event.port: ctx for ctx in contexts}
@@ -403,11 +404,10 @@ class Engine:
         read_only.clear()
         states: dict[str, PortAction] = {}
         try:
-            outputs, states, registry = await asyncio.gather(
-                self.store.run(ops), self.store.get_port_states(ports), self.store.registered_signatures(ports))
+            outputs, states = await asyncio.gather(self.store.run(ops), self.store.get_port_states(ports))
         except StateUnavailable:
             result.degraded = True
-            outputs, registry = [], {}
+            outputs = []
             states = {p: self._port_cache[p] for p in ports if p in self._port_cache}
         if outputs:
             for index, name, receivers in shared:       # sender feeds: one result per group of messages
@@ -422,8 +422,6 @@ class Engine:
         for receivers, value in zip(slots, outputs):
             for target, name in receivers:
                 target[name] = value
-        for ctx in contexts:
-            ctx.registered_signatures = registry.get(ctx.event.port)
         self._port_cache.update(states)
 
         port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms)
@@ -603,8 +601,17 @@ class Engine:
             ops.append(SENDER_FEEDS[name].build(sender, ts_ms, amount))
         return ops, slots, shared, groups, complaints
 
-    async def _claim(self, sms: list[SmsEvent], result: EngineResult) -> list[SmsEvent]:
-        """The batch's messages to decide: neither repeated in the batch nor decided by an earlier one.
+    async def _claim(self, sms: list[SmsEvent], ports: list[str],
+                     result: EngineResult) -> tuple[list[SmsEvent], dict[str, frozenset[str]]]:
+        """The batch's messages to decide: neither repeated in the batch nor decided by an earlier one; and the
+        signature registry entries of ``ports`` (签名报备), read concurrently with the marks.
+
+        The registry is read here, before the batch's ops are built, because what a message counts depends on it
+        (feeds._recipient_day: marketing under a signature registered to its port is not counted per port); read
+        beside the marks it costs no round trip of its own. Every message of the batch is counted and judged with
+        this one reading: an entry edited meanwhile (``smsguard signatures``, the dashboard) holds from the next
+        batch on. When the store fails here, the batch is degraded and read as if no port had an entry (a store back
+        by the time the counters run then counts this batch's registered merchants' ads per port too).
 
         A msg_id's mark (``sg:msg:{id}``, a Counter) is 1 once its counters are written (in the same ordered
         store call) and 2 once its decision is (``_persist``). A mark of 1 is the crash window, a worker that
@@ -614,13 +621,15 @@ class Engine:
         nothing after that, however late it comes. Replay keeps no decisions: every repeat is a duplicate.
         """
         if not sms:
-            return []
+            return [], {}
         ttl = int(self.settings.dedup_ttl_s)
         try:        # read-only: a msg_id is marked counted only together with its counters (see process)
-            marks = await self.store.run([Counter(tag("msg", e.msg_id), e.ts_ms, 0, ttl) for e in sms])
+            marks, registry = await asyncio.gather(
+                self.store.run([Counter(tag("msg", e.msg_id), e.ts_ms, 0, ttl) for e in sms]),
+                self.store.registered_signatures(ports))
         except StateUnavailable:
             result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
-            marks = [0] * len(sms)
+            marks, registry = [0] * len(sms), {}
         fresh, seen, decided_before = [], set(), []
         for event, mark in zip(sms, marks):
             if event.msg_id in seen:
@@ -637,7 +646,7 @@ class Engine:
                 decided_before.append(event)
         if decided_before:
             await self._redeliver(decided_before, result)
-        return fresh
+        return fresh, registry
 
     async def _redeliver(self, decided_before: list[SmsEvent], result: EngineResult) -> None:
         """Repeats of decided msg_ids: their kept decisions, to send again, where still kept."""
@@ -651,7 +660,7 @@ class Engine:
             return
         result.redelivered.extend(json.loads(payload) for (payload,) in kept if payload)
 
-    def _contexts(self, events: list[SmsEvent]) -> list[MessageContext]:
+    def _contexts(self, events: list[SmsEvent], registry: dict[str, frozenset[str]]) -> list[MessageContext]:
         if not events:
             return []
         contents = [e.content for e in events]
@@ -687,8 +696,8 @@ class Engine:
             # The explanation stays empty until the action is known: only flagged/blocked messages need one.
             contexts.append(MessageContext(
                 event, score, is_spam, marketing, has_unsub, hour, key, template_id, _short_hash(event.content),
-                self._templates.bands(features) if marketing else (), None, (), lure, is_code, may_mask, offer,
-                disguised, fake_unsub))
+                self._templates.bands(features) if marketing else (), registry.get(event.port), (), lure, is_code,
+                may_mask, offer, disguised, fake_unsub))
         return contexts
 
     def _explain_all(self, flagged: list[tuple[MessageContext, Decision]]) -> None:

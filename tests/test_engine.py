@@ -202,6 +202,75 @@ def test_when_a_ports_second_change_of_a_batch_is_overtaken_the_engine_remembers
     assert eng._port_cache["10690001"].as_dict() == pinned.as_dict()
 
 
+def ad(i, signature, port="10690001"):
+    """Marketing to one number, one a minute; unsigned ads differ by an issue number (not identical content)."""
+    content = f"【{signature}】会员专享福利，全场低至5折，回T退订" if signature else f"会员福利第{i}期，全场5折，回T退订"
+    return parser.parse_sms({"msg_id": f"ad{i}", "ts": T0 + i * 60_000, "port": port, "recipient": "13900000999",
+                             "content": content, "category": "marketing"})
+
+
+def marketing_counted(store, port="10690001"):
+    """The number's marketing through ``port`` today as rcpt_24h's m:<port> field holds it (read, not added to)."""
+    from detector.signals.feeds import DAY_S
+    from detector.state.base import FieldCounters, tag
+    recipient = ad(0, None).recipient
+    return store.apply(FieldCounters(tag("rcpt", recipient, "24h"), T0, (f"m:{port}",), 0, DAY_S))[0]
+
+
+def fired(decision, signal="marketing_frequency"):
+    return any(r.signal == signal for r in decision.reasons)
+
+
+def test_a_registry_edited_between_batches_counts_from_the_next_batch_and_leaves_earlier_counts_alone():
+    """The registry is read once per batch (Engine._claim): an entry added with `smsguard signatures` or the
+    dashboard spares the merchants' ads from the next batch on; the ads counted before stay counted for the day
+    (m:<port> is a count, not a list), and an unsigned ad after them is judged on them. A merchant taken out of the
+    entry (replaced) is counted again from the next batch on."""
+    store = MemoryStore()
+    eng = engine(store)
+    first = run(eng.process([ad(i, f"店{i:02d}") for i in range(12)]))           # no entry: every ad counted
+    assert [fired(d) for d in first.decisions] == [False] * 10 + [True] * 2 and marketing_counted(store) == 12
+    run(store.register_signatures("10690001", [f"店{i:02d}" for i in range(30)]))
+    second = run(eng.process([ad(i, f"店{i:02d}") for i in range(12, 24)]))       # registered: none counted
+    assert not any(fired(d) or fired(d, "unregistered_signature") for d in second.decisions), second.decisions
+    assert marketing_counted(store) == 12
+    (unsigned,) = run(eng.process([ad(24, None)])).decisions
+    reason = next(r for r in unsigned.reasons if r.signal == "marketing_frequency")
+    assert reason.detail.startswith("13 marketing messages through port 10690001") and "unregistered" in reason.detail
+    run(store.register_signatures("10690001", [f"店{i:02d}" for i in range(1, 30)], replace=True))
+    (dropped,) = run(eng.process([ad(25, "店00")])).decisions
+    assert fired(dropped) and fired(dropped, "unregistered_signature") and marketing_counted(store) == 14
+
+
+class RegistryEditedMidBatch(MemoryStore):
+    """A real MemoryStore on which an operator registers signatures after the engine read the registry for a batch
+    and before the batch's counters run (beside them the engine reads the port states)."""
+    def __init__(self):
+        super().__init__()
+        self.edit: tuple[str, list[str]] | None = None
+
+    async def get_port_states(self, ports):
+        if self.edit is not None:
+            port, signatures = self.edit
+            self.edit = None
+            await self.register_signatures(port, signatures)
+        return await super().get_port_states(ports)
+
+
+def test_a_registry_edited_while_a_batch_is_decided_holds_from_the_next_batch():
+    """The batch in flight is counted and judged on the registry it read, all of it alike: its ads under the
+    signatures registered meanwhile are counted and fire unregistered_signature; the next batch reads the edit."""
+    store = RegistryEditedMidBatch()
+    eng = engine(store)
+    run(store.register_signatures("10690001", ["某平台"]))
+    run(eng.process([ad(i, None) for i in range(10)]))
+    store.edit = ("10690001", ["店A", "店B"])
+    during = run(eng.process([ad(10, "店A"), ad(11, "店B")])).decisions
+    assert all(fired(d) and fired(d, "unregistered_signature") for d in during) and marketing_counted(store) == 12
+    after = run(eng.process([ad(12, "店A"), ad(13, "店B")])).decisions
+    assert not any(fired(d) or fired(d, "unregistered_signature") for d in after) and marketing_counted(store) == 12
+
+
 def test_messages_after_a_blocks_expiry_are_not_blocked_by_it():
     """Review (older than session 14): a batch's messages after an operator's block had expired were still
     blocked, though gateways read an expired record as normal and let them through."""

@@ -21,8 +21,8 @@ NIGHT = T0 + 13 * 3_600_000     # 23:00 China time
 parser = EventParser(RecipientHasher("test-secret-0123456789"))
 
 
-def decide(events, scorer=None):
-    engine = Engine(Settings.from_env({}), MemoryStore(), scorer or NullScorer())
+def decide(events, scorer=None, store=None):
+    engine = Engine(Settings.from_env({}), store or MemoryStore(), scorer or NullScorer())
     return asyncio.run(engine.process(events)).decisions
 
 
@@ -239,9 +239,9 @@ def test_a_notice_that_a_service_cannot_be_cancelled_is_no_fake_unsubscribe_line
     (decision,) = decide([sms])
     assert decision.action == "allow" and not decision.reasons, decision
 
-def to_one_number(texts, port_of=lambda i: "10691013", category="marketing"):
-    """One message a minute to the same recipient."""
-    return [parser.parse_sms({"msg_id": f"r{i}", "ts": T0 + i * 60_000, "port": port_of(i), "recipient": "13900000999",
+def to_one_number(texts, port_of=lambda i: "10691013", category="marketing", every_ms=60_000):
+    """One message a minute (``every_ms``) to the same recipient."""
+    return [parser.parse_sms({"msg_id": f"r{i}", "ts": T0 + i * every_ms, "port": port_of(i), "recipient": "13900000999",
                               "content": text, "sp_id": "sp-x", **({"category": category} if category else {})})
             for i, text in enumerate(texts)]
 
@@ -284,6 +284,72 @@ def test_codes_and_notices_to_one_number_are_not_capped_per_port(category, text)
         assert all(d.action == "allow" and not d.reasons for d in decisions), decisions[-1]
     else:
         assert "code_flood" in signals_of(decisions[-1])
+
+
+MERCHANTS = [f"商户{i:02d}" for i in range(60)]
+
+
+def registered(signatures, port="10691013"):
+    """An in-process store whose signature registry gives ``port`` these signatures (None: no entry)."""
+    store = MemoryStore()
+    if signatures is not None:
+        asyncio.run(store.register_signatures(port, signatures))
+    return store
+
+
+def one_ad_per_merchant(merchants=MERCHANTS):
+    """One ad from each merchant to one number, one every 10 minutes from 10:00 (6 signatures an hour: under
+    port_signatures' 10, not a resold port's traffic)."""
+    return to_one_number([f"【{m}】会员专享福利，全场低至5折，回T退订" for m in merchants], every_ms=600_000)
+
+
+def test_a_platform_ports_registered_merchants_are_not_capped_per_port():
+    """Review of red team case 12: on a shared platform port many merchants each send one ad a day, and the
+    platforms' daily caps are per customer account, not per port. 60 merchants sending one number one compliant ad
+    each through one port were 49 allowed and 11 flagged by marketing_frequency, which from the 11th on added up to
+    +2.9 risk to each (enough, with a spam score, to flag a legitimate merchant). Registered to the port (签名报备),
+    they are not counted per port: none is flagged, and recipient_frequency still caps each one."""
+    decisions = decide(one_ad_per_merchant(), store=registered(MERCHANTS))
+    assert all(d.action == "allow" and set(signals_of(d)) == {"compliant_marketing"} for d in decisions), \
+        [(d.action, d.reasons) for d in decisions]
+    one_merchant = decide(to_one_number([f"【商户00】第{k}期会员福利，全场5折，回T退订" for k in range(51)]),
+                          store=registered(MERCHANTS))
+    assert ["recipient_frequency" in signals_of(d) for d in one_merchant] == [False] * 50 + [True]
+    assert not any("marketing_frequency" in signals_of(d) for d in one_merchant)
+
+
+@pytest.mark.parametrize("registry", [None, ["某平台"]], ids=["no registry entry", "merchants not registered"])
+def test_the_same_ads_under_signatures_not_registered_to_the_port_are_capped_as_before(registry):
+    """The same 60 ads on a port with no registry entry, or whose entry names none of the merchants (each ad then
+    also fires unregistered_signature): counted per port as before, marketing_frequency from the 11th, and from the
+    50th it flags on its own."""
+    decisions = decide(one_ad_per_merchant(), store=registered(registry))
+    assert not any("marketing_frequency" in signals_of(d) for d in decisions[:10])
+    assert all("marketing_frequency" in signals_of(d) for d in decisions[10:])
+    last = signals_of(decisions[-1])["marketing_frequency"]
+    assert last.value == 1.0 and last.detail.startswith("60 marketing messages through port 10691013"), last
+    if registry is None:
+        assert [d.action for d in decisions] == ["allow"] * 49 + ["flag"] * 11, [(d.action, d.risk) for d in decisions]
+        assert "any signature" in last.detail
+    else:
+        assert "unregistered signatures" in last.detail
+
+
+def test_a_platform_port_counts_only_its_unregistered_and_unsigned_marketing_per_port():
+    """30 merchants registered to the port, 30 not, and unsigned ads, taking turns: 90 ads to one number. Only the
+    unregistered merchants' and the unsigned ads are counted per port (60): marketing_frequency fires from the 11th
+    of them on, never on a registered merchant's ad."""
+    def text(k):
+        if k % 3 == 2:
+            return f"会员专享福利第{k}期，全场低至5折，回T退订"
+        return f"【{MERCHANTS[k // 3 + 30 * (k % 3)]}】会员专享福利，全场低至5折，回T退订"
+    decisions = decide(to_one_number([text(k) for k in range(90)]), store=registered(MERCHANTS[:30]))
+    registered_ads = [d for k, d in enumerate(decisions) if k % 3 == 0]
+    counted = [d for k, d in enumerate(decisions) if k % 3]
+    assert not any("marketing_frequency" in signals_of(d) for d in registered_ads)
+    assert [("marketing_frequency" in signals_of(d)) for d in counted] == [False] * 10 + [True] * 50
+    last = signals_of(counted[-1])["marketing_frequency"]
+    assert last.detail.startswith("60 marketing messages through port 10691013"), last
 
 
 def code_text(k):

@@ -452,3 +452,43 @@ async def test_the_recipient_day_feed_counts_a_port_s_marketing_across_signature
     if isinstance(store, RedisStore):
         key = ops[0].key
         assert re.fullmatch(r"sg:rcpt:\{r_t[0-9a-f]+\}:24h", key) and await store.redis.ttl(key) > 0
+
+
+async def test_the_recipient_day_feed_leaves_out_of_the_port_count_what_the_store_registers_to_the_port(store, ns):
+    """Marketing under a signature registered to its port, by the store's own registry as the engine reads it, is
+    not counted in m:<port> (a platform's merchants); an unregistered signature's and an unsigned message's are, and
+    so is all marketing through a port with no entry: alike in both stores."""
+    from detector.events import SmsEvent
+    from detector.signals.base import MessageContext
+    from detector.signals.feeds import FEEDS
+
+    platform, other = f"1069{ns}", f"1065{ns}"
+    await store.register_signatures(platform, ["店0"])
+    registry = await store.registered_signatures([platform, other])
+    contexts = [MessageContext(SmsEvent(f"m{i}", T0 + i * 60_000, port, f"r_{ns}", "x", signature=signature), 0.1,
+                               False, True, True, 12, "k", "t", f"c{i}", registered_signatures=registry.get(port))
+                for i, (port, signature) in enumerate([(platform, "店0"), (platform, "店1"), (platform, None),
+                                                       (other, "店0")])]
+    ops = [FEEDS["rcpt_24h"](ctx) for ctx in contexts]
+    assert [op.fields[2:] for op in ops] == [(), (f"m:{platform}",), (f"m:{platform}",), (f"m:{other}",)]
+    assert await store.run(ops) == [(1, 1), (1, 1, 1), (1, 1, 2), (2, 1, 1)]
+
+
+async def test_the_engine_counts_a_platform_ports_marketing_by_the_stores_registry(store, ns):
+    """End to end on each store: the registry the engine reads beside its claim (Engine._claim) decides what it
+    counts per port. 12 registered merchants' ads to one number, taking turns with 12 unregistered merchants' ads:
+    marketing_frequency fires on the 11th and 12th unregistered ones only."""
+    from detector.engine import Engine
+    from detector.events import EventParser
+    from detector.privacy import RecipientHasher
+    from detector.settings import Settings
+
+    parser = EventParser(RecipientHasher("test-secret-0123456789"))
+    port, number = "1069" + str(uuid.uuid4().int)[:8], "139" + str(uuid.uuid4().int)[:8]      # digits, as events
+    await store.register_signatures(port, [f"店{i:02d}" for i in range(12)])
+    events = [parser.parse_sms({"msg_id": f"{ns}-{i}", "ts": T0 + i * 60_000, "port": port, "recipient": number,
+                                "content": f"【店{i // 2 + 12 * (i % 2):02d}】会员专享福利，全场低至5折，回T退订",
+                                "category": "marketing"}) for i in range(24)]
+    decisions = (await Engine(Settings.from_env({}), store).process(events)).decisions
+    fired = [any(r.signal == "marketing_frequency" for r in d.reasons) for d in decisions]
+    assert fired[0::2] == [False] * 12 and fired[1::2] == [False] * 10 + [True] * 2, fired

@@ -44,6 +44,21 @@ class MessageContext:
         """Marketing that carries a signature and an unsubscribe method (what the rules ask of it)."""
         return self.marketing and self.has_unsubscribe and bool(self.event.signature)
 
+    @property
+    def signature_registered_to_port(self) -> bool:
+        """Whether the port has a registry entry (签名报备) and the message's signature is in it.
+
+        >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x", signature="店"), 0.1, False, True, True, 12, "k",
+        ...                      "t", "c")
+        >>> ctx.signature_registered_to_port
+        False
+        >>> ctx.registered_signatures = frozenset({"店"})
+        >>> ctx.signature_registered_to_port
+        True
+        """
+        registered = self.registered_signatures
+        return registered is not None and bool(self.event.signature) and self.event.signature in registered
+
 
 @dataclass(frozen=True, slots=True)
 class Fired:

@@ -22,8 +22,7 @@ class UnregisteredSignature(Signal):
     level = "both"
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
-        registered = ctx.registered_signatures
-        if registered is None or (ctx.event.signature and ctx.event.signature in registered):
+        if ctx.registered_signatures is None or ctx.signature_registered_to_port:
             return None
         sig = ctx.event.signature
         detail = f"signature {sig!r} not registered for port {ctx.event.port}" if sig else "no signature"

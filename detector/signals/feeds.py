@@ -150,8 +150,10 @@ def _recipient(ctx: MessageContext) -> str:
 def _recipient_day(ctx: MessageContext) -> FieldCounters:
     """Messages to this recipient in 24 h: from this sender (``[0]``), with this exact content (``[1]``) and a
     third count by the message's kind (``[2]``): for a one-time code, one-time codes from every sender (field
-    ``v``); for other marketing, marketing through this port under any signature (field ``m:<port>``: a port
-    rotating signatures stays under each one's cap). Notices have no third count.
+    ``v``); for other marketing, marketing through this port under any signature not registered to it (field
+    ``m:<port>``: a port rotating signatures stays under each one's cap). Notices have no third count, nor has
+    marketing under a signature registered to its port: a shared platform port carries many merchants' ads, and
+    the platforms' daily caps are per merchant (the sender count ``[0]`` still caps each).
 
     One hash per recipient: these counters are two or three per message and live a day, the biggest
     population of keys in the store; as fields of one key they take about half the memory.
@@ -160,10 +162,13 @@ def _recipient_day(ctx: MessageContext) -> FieldCounters:
     >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x", signature="店"), 0.1, False, True, True, 12, "k", "t", "c")
     >>> _recipient_day(ctx).fields
     ('s:店', 'c:c', 'm:1069')
+    >>> ctx.registered_signatures = frozenset({"店"})
+    >>> _recipient_day(ctx).fields
+    ('s:店', 'c:c')
     """
     if ctx.is_code:
         fields = (_sender(ctx), f"c:{ctx.content_id}", "v")
-    elif ctx.marketing:
+    elif ctx.marketing and not ctx.signature_registered_to_port:
         fields = (_sender(ctx), f"c:{ctx.content_id}", intern(f"m:{ctx.event.port}"))
     else:
         fields = (_sender(ctx), f"c:{ctx.content_id}")

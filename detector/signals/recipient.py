@@ -29,7 +29,7 @@ class RecipientFrequency(Signal):
 
 class _KindPerDay(Signal):
     """A daily count by the message's kind, rcpt_24h's third (feeds._recipient_day: codes from every sender, or
-    marketing through the port under any signature), ramped from ``low`` to ``high``."""
+    marketing through the port under any signature not registered to it), ramped from ``low`` to ``high``."""
     feeds = ("rcpt_24h",)
 
     def counted(self, ctx: MessageContext) -> bool:
@@ -50,13 +50,17 @@ class _KindPerDay(Signal):
 
 
 class MarketingFrequency(_KindPerDay):
-    """Marketing through one port to one recipient, under any signatures, more than a daily cap: a port rotating
-    signatures stays under recipient_frequency's per-signature cap. Codes and notices are not counted.
+    """Marketing through one port to one recipient, under any signatures not registered to the port, more than a
+    daily cap: a port rotating signatures stays under recipient_frequency's per-signature cap. Codes, notices and
+    marketing under a signature registered to the port are not counted.
 
     The value ramps from ``low`` marketing messages in 24 h (Tencent's default: 10 a day per number) to ``high``
     (Huawei's 50 a day per number). Codes are judged by code_flood instead: a user retrying a login gets
     several, and they are not counted here. Notices are left out too: a bank's or a monitoring service's alerts
-    reach one number dozens of times a day through one port, and recipient_frequency still caps each sender.
+    reach one number dozens of times a day through one port, and recipient_frequency still caps each sender. So
+    are the merchants registered to a port (签名报备): a shared platform port carries many merchants' ads, and the
+    platforms' caps are per customer account, not per port; recipient_frequency caps each of them. A port with no
+    registry entry has all its marketing counted, signed or not.
 
     >>> from detector.events import SmsEvent
     >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x", signature="店"), 0.1, False, True, True, 12, "k", "t",
@@ -67,16 +71,23 @@ class MarketingFrequency(_KindPerDay):
     >>> ctx.state = {"rcpt_24h": (10, 1, 10)}
     >>> MarketingFrequency().evaluate(ctx) is None
     True
+    >>> ctx.registered_signatures, ctx.state = frozenset({"京东"}), {"rcpt_24h": (10, 1, 30)}
+    >>> MarketingFrequency().evaluate(ctx).detail
+    '30 marketing messages through port 1069 to this recipient in 24 h, unregistered signatures (cap 10)'
+    >>> ctx.registered_signatures, ctx.state = frozenset({"店"}), {"rcpt_24h": (10, 1)}   # registered: not counted
+    >>> MarketingFrequency().evaluate(ctx) is None
+    True
     """
     name = "marketing_frequency"
     only_for = "marketing"
     defaults = {"low": 10, "high": 50}
 
     def counted(self, ctx: MessageContext) -> bool:
-        return ctx.marketing and not ctx.is_code
+        return ctx.marketing and not ctx.is_code and not ctx.signature_registered_to_port
 
     def detail(self, n: int, ctx: MessageContext) -> str:
-        return (f"{n} marketing messages through port {ctx.event.port} to this recipient in 24 h, any signature "
+        signatures = "any signature" if ctx.registered_signatures is None else "unregistered signatures"
+        return (f"{n} marketing messages through port {ctx.event.port} to this recipient in 24 h, {signatures} "
                 f"(cap {self.params['low']})")
 
 
