@@ -128,22 +128,29 @@ def register(main: click.Group, bench: click.Group) -> None:
                   help="Micro-batch size (default SMSGUARD_BATCH_SIZE).")
     @click.option("--model", default=None, help="Model name in the registry (default: the promoted one).")
     @click.option("--no-model", is_flag=True, help="Heuristics only (every message scores 0).")
-    def replay(events, output, policy_file, versus_file, summary_path, batch_size, model, no_model):
+    @click.option("--signatures", "registry_file", type=click.Path(exists=True, dir_okay=False),
+                  help="A signature registry file (as `smsguard signatures load` reads it) to judge the traffic "
+                       "with; without it no port has an entry.")
+    def replay(events, output, policy_file, versus_file, summary_path, batch_size, model, no_model, registry_file):
         """Run the live engine over recorded EVENTS (JSON lines), offline and deterministically."""
         from detector.policy import Policy
         from detector.replay import run_replay
         settings = Settings.from_env()
+        registry = _read_registry(registry_file) if registry_file else None
         scorer = _scorer(settings, model, no_model)
         policy = Policy.load(policy_file or settings.policy_file or None)
-        stats = run_replay(events, output, settings, scorer=scorer, policy=policy, batch_size=batch_size)
+        stats = run_replay(events, output, settings, scorer=scorer, policy=policy, batch_size=batch_size,
+                           signatures=registry)
         _print_summary(stats, Path(policy.source).name)
-        summary = {"policy": policy.source, "model": scorer.version if scorer else "none", **stats.summary()}
+        summary = {"policy": policy.source, "model": scorer.version if scorer else "none",
+                   "signatures": registry_file, **stats.summary()}
         if versus_file:
             other = run_replay(events, None, settings, scorer=scorer, policy=Policy.load(versus_file),
-                               batch_size=batch_size)
+                               batch_size=batch_size, signatures=registry)
             _print_summary(other, Path(versus_file).name)
             _print_comparison(stats, other, "A", "B")
-            summary = {"A": summary, "B": {"policy": versus_file, "model": summary["model"], **other.summary()}}
+            summary = {"A": summary, "B": {"policy": versus_file, "model": summary["model"],
+                                               "signatures": registry_file, **other.summary()}}
         if summary_path:
             Path(summary_path).write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
             click.echo(f"summary written to {summary_path}")
@@ -220,11 +227,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     def signatures_load(path, replace):
         """Load a registry file: one line per port, `PORT<TAB>SIG1,SIG2` (or JSON {port: [sigs]})."""
         import asyncio
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"registry file {path}: not UTF-8: {exc}") from None
-        registry = parse_registry(text, source=path)
+        registry = _read_registry(path)
 
         async def run():
             store = _store()
@@ -291,6 +294,14 @@ def register(main: click.Group, bench: click.Group) -> None:
         found = asyncio.run(run())
         for p in port:
             click.echo(f"{p}: {', '.join(sorted(found[p])) if p in found else '(no entry: not checked)'}")
+
+
+def _read_registry(path: str) -> dict[str, list[str]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"registry file {path}: not UTF-8: {exc}") from None
+    return parse_registry(text, source=path)
 
 
 def parse_registry(text: str, source: str = "<text>") -> dict[str, list[str]]:

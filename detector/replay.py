@@ -103,6 +103,13 @@ async def replay_events(events: list, engine: Engine, out: IO[bytes] | None, sta
     stats.seconds = time.perf_counter() - start
 
 
+async def _registered_then_replayed(signatures: dict[str, list[str]] | None, events: list, engine: Engine,
+                                   out: IO[bytes] | None, stats: ReplayStats, batch_size: int) -> None:
+    for port, sigs in (signatures or {}).items():
+        await engine.store.register_signatures(port, sigs, replace=True)
+    await replay_events(events, engine, out, stats, batch_size)
+
+
 def _account(result, stats: ReplayStats) -> None:
     stats.decisions += len(result.decisions)
     stats.port_actions += len(result.port_actions)
@@ -129,8 +136,12 @@ def _offline(settings: Settings) -> Settings:
 
 def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings, *,
                scorer: Scorer | None = None, policy: Policy | None = None, store: StateStore | None = None,
-               batch_size: int | None = None) -> ReplayStats:
-    """Replay one file; the CLI, the scenario tests and the benchmarks all come through here."""
+               batch_size: int | None = None, signatures: dict[str, list[str]] | None = None) -> ReplayStats:
+    """Replay one file; the CLI, the scenario tests and the benchmarks all come through here.
+
+    ``signatures`` is a signature registry (``{port: [signatures]}``, as ``smsguard signatures load`` reads it)
+    written to the store before the first event, so that a backtest judges signatures as production does.
+    """
     parser = EventParser(RecipientHasher(settings.recipient_secret), max_event_bytes=settings.max_event_bytes,
                          max_content_chars=settings.max_content_chars)
     stats = ReplayStats()
@@ -144,7 +155,8 @@ def run_replay(path: str | Path, out_path: str | Path | None, settings: Settings
         for record in rejects:
             if out is not None:
                 out.write(to_json(record) + b"\n")
-        asyncio.run(replay_events(events, engine, out, stats, batch_size or settings.batch_size))
+        asyncio.run(_registered_then_replayed(signatures, events, engine, out, stats,
+                                              batch_size or settings.batch_size))
     finally:
         if out is not None:
             out.close()

@@ -172,3 +172,40 @@ def test_signals_listing_shows_summaries_not_doctests():
     assert ">>>" not in result.output
     from detector.signals import ALL_SIGNALS
     assert len(result.output.splitlines()) == len(ALL_SIGNALS)     # one line a signal
+
+
+def test_replay_judges_signatures_by_a_registry_file_on_both_sides_of_versus(tmp_path):
+    """Without --signatures no port has an entry, so unregistered_signature never fired in a backtest."""
+    events = tmp_path / "events.jsonl"
+    write_jsonl([{"msg_id": f"m{i}", "ts": "2024-11-12T10:00:00+08:00", "port": "10690001",
+                  "recipient": f"1380013{i:04d}", "signature": sig, "category": "notification",
+                  "content": f"【{sig}】您的订单{i}已发货，请注意查收。"} for i, sig in enumerate(["京东", "优品汇"])], events)
+    registry = tmp_path / "registry.tsv"
+    registry.write_text("# port\tsignatures\n10690001\t京东\n", encoding="utf-8")
+
+    def reasons(args) -> dict[str, set[str]]:
+        out = tmp_path / "out.jsonl"
+        result = CliRunner().invoke(main, ["replay", str(events), "--no-model", "-o", str(out), *args])
+        assert result.exit_code == 0, result.output
+        return {d["msg_id"]: {r["signal"] for r in d["reasons"]}
+                for d in map(json.loads, out.read_text(encoding="utf-8").splitlines()) if d["type"] == "decision"}
+
+    assert not any("unregistered_signature" in names for names in reasons([]).values())
+    judged = reasons(["--signatures", str(registry)])
+    assert "unregistered_signature" not in judged["m0"] and "unregistered_signature" in judged["m1"]
+
+    result = CliRunner().invoke(main, ["replay", str(events), "--no-model", "--signatures", str(registry),
+                                       "--versus", str(DEFAULT_POLICY_FILE), "--summary", str(tmp_path / "ab.json")])
+    assert result.exit_code == 0, result.output
+    both = json.loads((tmp_path / "ab.json").read_text(encoding="utf-8"))
+    assert both["A"]["signatures"] == both["B"]["signatures"] == str(registry)
+    assert both["A"]["actions"] == both["B"]["actions"]        # the same policy and registry on both sides
+
+
+def test_replay_refuses_a_bad_registry_file_before_replaying(tmp_path):
+    registry = tmp_path / "registry.json"
+    registry.write_text('{"10690001": "京东"}', encoding="utf-8")
+    result = CliRunner().invoke(main, ["replay", str(_one_event_file(tmp_path)), "--no-model",
+                                       "--signatures", str(registry)])
+    assert result.exit_code != 0 and "signatures must be a list of strings" in result.output, result.output
+    assert "events/s" not in result.output
