@@ -407,11 +407,15 @@ def test_a_declared_code_is_a_code_only_when_it_is_worded_as_one_and_does_not_se
     """Red team #6 (b): a message declared `verification` was a one-time code whatever it said, so spam declared a
     code left spam_share's non-code share with the real codes it was diluted with, and marketing_frequency's count
     (its rcpt_24h count went to code_flood's `v`). A declared code is now one when it is worded as one and does not
-    sell; the model's score alone does not undo it (real code templates score spam)."""
+    sell; the model's score alone does not undo it (real code templates score spam). A declared code that reads as
+    marketing instead is named: declared_code_mismatch."""
     events = [sms(i * 10_001, content=text, **({"category": category} if category else {}))
               for i, (text, category, _, _) in enumerate(DECLARED_CODES)]
     contexts = engine(scorer=CodeTemplateScorer())._contexts(events, {})
     assert [(c.is_code, c.marketing) for c in contexts] == [(code, mkt) for _, _, code, mkt in DECLARED_CODES]
+    decisions = run(engine(scorer=CodeTemplateScorer()).process(events)).decisions
+    named = [any(r.signal == "declared_code_mismatch" for r in d.reasons) for d in decisions]
+    assert named == [category == "verification" and mkt and not code for _, category, code, mkt in DECLARED_CODES]
 
 
 def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_abusive_spam_for_its_port():

@@ -395,6 +395,19 @@ def test_spam_declared_a_code_among_real_codes_is_judged_as_the_spam_it_is(spam_
     assert "10690007" not in states, states
 
 
+def test_ads_declared_codes_to_one_number_are_capped_per_port_not_counted_as_codes():
+    """s13's 60 compliant-looking ads a day to one number under 6 signatures, declared `verification`: counted as
+    codes, they went to code_flood's count (from every sender) and escaped marketing_frequency. They are marketing
+    through the port: marketing_frequency from the 11th, and the false declaration (declared_code_mismatch, 2) on
+    each brings the first flag forward from the 50th to the 30th."""
+    texts = [f"【店{i % 6}】会员专享福利，全场低至5折{'!' * (i % 7)}，回T退订" for i in range(60)]
+    decisions = decide(to_one_number(texts, category="verification"))
+    assert not any("code_flood" in signals_of(d) for d in decisions), decisions[-1]
+    assert all("declared_code_mismatch" in signals_of(d) for d in decisions), decisions[0]
+    assert [i for i, d in enumerate(decisions) if "marketing_frequency" in signals_of(d)] == list(range(10, 60))
+    assert [d.action for d in decisions] == ["allow"] * 29 + ["flag"] * 31, [(d.action, d.risk) for d in decisions]
+
+
 def test_a_port_hovering_at_watch_on_spam_is_throttled_once_it_lasts():
     """Red team #7 (s10b): 50 a minute, 35% spam for 10 minutes, then 10%, over and over for 2 hours, notices in
     between (codes no longer dilute). The port reached watch and stayed there, never slowed. Kept at watch on spam

@@ -183,7 +183,7 @@ def test_one_generic_code_template_on_many_merchants_ports_is_not_flagged(settin
 def test_every_code_template_of_the_simulator_declared_verification_is_a_code(settings, scorer):
     """A declared code is a code only when it is worded as one and does not sell (red team #6 (b): the declaration
     alone let spam pass for codes). Every legitimate code the simulator sends, under each of its code senders'
-    signatures, is one with the promoted model, and is allowed with no reason given."""
+    signatures, is one with the promoted model, and none is named declared_code_mismatch."""
     from detector.engine import Engine
     from detector.events import SmsEvent
     from detector.simulator import SIGNATURES, VERIFICATION_TEMPLATES
