@@ -244,3 +244,6 @@ for name, port, wrap in (("s04c_dilution_spam_declared_code", "10691006", lambda
                           lambda t: f"您的验证码是{rnd.randint(100000, 999999)}，{t}")):
     evs = blast(port, DAY, 50, 30, lambda k: wrap(dil(k)) if k % 5 == 0 else dil(k), cat="verification")
     write(name, evs)
+# S10c: s10's hover with every message declared `verification`, the spam too (made from s10's file: no random draw)
+with open(f"{OUT}/s10_hover.jsonl") as fh:
+    write("s10c_hover_declared_code", [{**json.loads(line), "category": "verification"} for line in fh])
