@@ -684,13 +684,24 @@ class Engine:
             # must not stop them); wording that sells hard, or promotional wording with unsubscribe text, reads
             # as marketing whatever it says it is (leaving the unsubscribe line out must not make a campaign look
             # more legitimate, nor a code wrapped around a sign-up gift).
-            if declared == "marketing" or is_spam or lure or offer:
+            sells = lure or offer or cues == 3 or (mentions_unsub and cues >= 2)
+            if declared == "marketing" or is_spam or sells:
                 marketing = True
             elif declared is None and not code_words:
                 marketing = bool(mentions_unsub or cues)
             else:
-                marketing = cues == 3 or (mentions_unsub and cues >= 2)
-            is_code = declared == "verification" or (declared is None and code_words and not marketing)
+                marketing = False
+            # A one-time code, declared or not, is worded as one and does not sell. A declared code keeps a code's
+            # treatment when only the model calls it spam (real code templates score spam: 财付通, 陌陌, QQ, 淘宝
+            # codes in raw_dev.tsv), not when it promotes as well (cues >= 2: the corpus's prize scams quoting a
+            # 领奖验证码). The declaration alone made spam a code (red team #6 (b)): it left spam_share's non-code
+            # share with the codes it was diluted with, and marketing_frequency's count.
+            if declared is None:
+                is_code = code_words and not marketing
+            elif declared == "verification":
+                is_code = code_words and not sells and not (is_spam and cues >= 2)
+            else:
+                is_code = False
             hour = ((event.ts_ms // 1000 + self._tz_offset_s) // 3600) % 24
             # Positional, in MessageContext's field order: keyword arguments cost 0.6 µs more per message.
             # The explanation stays empty until the action is known: only flagged/blocked messages need one.

@@ -236,3 +236,14 @@ for m in range(120):
         t = spam_text(k) if (j / 50) < share else NOTICES[k % 2].format(c=rnd.randint(10 ** 9, 10 ** 10 - 1))
         evs.append(ev(k, ts, "10691020", t, k)); k += 1
 write("s10b_hover_notices", evs)
+# S4c dilution with the spam itself declared `verification` (docs/redteam.md, dilution (b)): s04b's mix, 1 spam in
+# 5 and real codes between, every message declared a code. S4d: the same spam opening with a code's wording
+# (您的验证码是…), to pass for one. Written after s10b: they draw from the shared random stream
+for name, port, wrap in (("s04c_dilution_spam_declared_code", "10691006", lambda t: t),
+                         ("s04d_dilution_spam_worded_as_code", "10691007",
+                          lambda t: f"您的验证码是{rnd.randint(100000, 999999)}，{t}")):
+    evs = blast(port, DAY, 50, 30, lambda k: wrap(dil(k)) if k % 5 == 0 else dil(k), cat="verification")
+    write(name, evs)
+# S10c: s10's hover with every message declared `verification`, the spam too (made from s10's file: no random draw)
+with open(f"{OUT}/s10_hover.jsonl") as fh:
+    write("s10c_hover_declared_code", [{**json.loads(line), "category": "verification"} for line in fh])

@@ -375,6 +375,49 @@ def test_an_undeclared_code_that_also_sells_with_an_unsubscribe_line_is_marketin
     assert by_id["m20001"].action == "allow", by_id["m20001"]
 
 
+class CodeTemplateScorer(FixedScorer):
+    """FixedScorer that also calls a real code template and a prize scam spam, as zh-linear-v6 does raw_dev.tsv's
+    财付通 code and the corpus's 领奖验证码 scams."""
+
+    def score(self, texts):
+        return [0.95 if "加微信" in t or "财付通" in t or "领奖" in t else 0.05 for t in texts]
+
+
+# (content, declared category, a one-time code, reads as marketing)
+DECLARED_CODES = [
+    ("【京东】您的验证码是654321，5分钟内有效，请勿泄露。", "verification", True, False),
+    ("【京东】您的验证码是654321，5分钟内有效，请勿泄露。", None, True, False),
+    # a real code template the model scores spam: declared, still a code (undeclared, the score decides, as before)
+    ("您正在开通快捷验证银行卡信息，验证码：435294(为了您的资金安全，请勿将验证码告知他人)【财付通】", "verification", True, True),
+    ("您正在开通快捷验证银行卡信息，验证码：435294(为了您的资金安全，请勿将验证码告知他人)【财付通】", None, False, True),
+    # a real code with promotional words (免费) the model does not call spam
+    ("【115网盘】验证码58111，感谢你注册，激活后即可拥有150GB超大免费网盘。", "verification", True, False),
+    # spam declared a code (red team #6 (b)): not worded as one, or worded as one and promoting (贷款, 领取)
+    ("无抵押贷款当天放款，加微信dk0001", "verification", False, True),
+    ("您的验证码是123456，无抵押贷款当天放款，加微信dk0001", "verification", False, True),
+    ("恭喜您被抽选为二等奖，请登录活动网站领取，领奖验证码1234", "verification", False, True),
+    # a code wrapped around a sign-up gift with 回T退订 sells: marketing, and no code
+    ("【京东】您的验证码是654321，新人注册即可领取优惠礼包，回T退订", "verification", False, True),
+    # a notice declared a code is judged as a notice
+    ("【京东】您的订单已发货，运单号SF123", "verification", False, False),
+]
+
+
+def test_a_declared_code_is_a_code_only_when_it_is_worded_as_one_and_does_not_sell():
+    """Red team #6 (b): a message declared `verification` was a one-time code whatever it said, so spam declared a
+    code left spam_share's non-code share with the real codes it was diluted with, and marketing_frequency's count
+    (its rcpt_24h count went to code_flood's `v`). A declared code is now one when it is worded as one and does not
+    sell; the model's score alone does not undo it (real code templates score spam). A declared code that reads as
+    marketing instead is named: declared_code_mismatch."""
+    events = [sms(i * 10_001, content=text, **({"category": category} if category else {}))
+              for i, (text, category, _, _) in enumerate(DECLARED_CODES)]
+    contexts = engine(scorer=CodeTemplateScorer())._contexts(events, {})
+    assert [(c.is_code, c.marketing) for c in contexts] == [(code, mkt) for _, _, code, mkt in DECLARED_CODES]
+    decisions = run(engine(scorer=CodeTemplateScorer()).process(events)).decisions
+    named = [any(r.signal == "declared_code_mismatch" for r in d.reasons) for d in decisions]
+    assert named == [category == "verification" and mkt and not code for _, category, code, mkt in DECLARED_CODES]
+
+
 def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_abusive_spam_for_its_port():
     """Red team case 5: a signature and 回T退订 pull the model's score down (FixedScorer: not spam here), and the
     message went out allowed with its port normal. A prohibited offer flags on its own and counts as spam."""

@@ -14,7 +14,7 @@ from detector.events import EventParser
 from detector.privacy import RecipientHasher
 from detector.settings import Settings
 from detector.state.memory import MemoryStore
-from test_engine import FixedScorer
+from test_engine import CodeTemplateScorer, FixedScorer
 
 T0 = 1_731_290_400_000          # 2024-11-11 10:00 China time
 NIGHT = T0 + 13 * 3_600_000     # 23:00 China time
@@ -374,6 +374,38 @@ def test_a_port_diluting_its_spam_with_codes_is_judged_on_the_rest_of_its_traffi
     assert states.get("10690004") and states["10690004"][0][0] == "throttle", states
     assert "spam_share" in states["10690004"][0][1], states
     assert "10690005" not in states, states
+
+
+@pytest.mark.parametrize("spam_of", [loan_spam, lambda k: f"您的验证码是{100000 + k}，{loan_spam(k)}"],
+                         ids=["not worded as a code", "worded as a code"])
+def test_spam_declared_a_code_among_real_codes_is_judged_as_the_spam_it_is(spam_of):
+    """Red team #6 (b) (s04c, s04d): every message declared `verification`, 1 in 5 of them spam, the others real codes.
+    A declared code counted as one whatever it said, so the spam left the port's non-code share with the codes:
+    20% spam, port normal, spam only flagged. Not worded as a code, or promoting (贷款) beside its code wording, it is
+    no code: throttled at once, as s04b. A code port whose real code template the model scores spam (1 in 10 of its
+    codes) beside a few notices keeps those codes as codes and is not touched."""
+    diluted = drip("10690006", 500, 30, lambda k: spam_of(k) if k % 5 == 0 else code_text(k),
+                   lambda k: "verification")
+    mislabelled = drip("10690007", 500, 30, lambda k: f"【京东】您的订单{k}已发货" if k % 10 == 0 else
+                       (f"您正在开通快捷验证银行卡信息，验证码：{100000 + k}【财付通】" if k % 10 == 1 else code_text(k)),
+                       lambda k: None if k % 10 == 0 else "verification")
+    states = port_states(sorted(diluted + mislabelled, key=lambda e: e.ts_ms), CodeTemplateScorer())
+    assert states.get("10690006") and states["10690006"][0][0] == "throttle", states
+    assert "spam_share" in states["10690006"][0][1], states
+    assert "10690007" not in states, states
+
+
+def test_ads_declared_codes_to_one_number_are_capped_per_port_not_counted_as_codes():
+    """s13's 60 compliant-looking ads a day to one number under 6 signatures, declared `verification`: counted as
+    codes, they went to code_flood's count (from every sender) and escaped marketing_frequency. They are marketing
+    through the port: marketing_frequency from the 11th, and the false declaration (declared_code_mismatch, 2) on
+    each brings the first flag forward from the 50th to the 30th."""
+    texts = [f"【店{i % 6}】会员专享福利，全场低至5折{'!' * (i % 7)}，回T退订" for i in range(60)]
+    decisions = decide(to_one_number(texts, category="verification"))
+    assert not any("code_flood" in signals_of(d) for d in decisions), decisions[-1]
+    assert all("declared_code_mismatch" in signals_of(d) for d in decisions), decisions[0]
+    assert [i for i, d in enumerate(decisions) if "marketing_frequency" in signals_of(d)] == list(range(10, 60))
+    assert [d.action for d in decisions] == ["allow"] * 29 + ["flag"] * 31, [(d.action, d.risk) for d in decisions]
 
 
 def test_a_port_hovering_at_watch_on_spam_is_throttled_once_it_lasts():

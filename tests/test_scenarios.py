@@ -180,6 +180,23 @@ def test_one_generic_code_template_on_many_merchants_ports_is_not_flagged(settin
     assert all(s.peak_state == "normal" for s in stats.ports.values())
 
 
+def test_every_code_template_of_the_simulator_declared_verification_is_a_code(settings, scorer):
+    """A declared code is a code only when it is worded as one and does not sell (red team #6 (b): the declaration
+    alone let spam pass for codes). Every legitimate code the simulator sends, under each of its code senders'
+    signatures, is one with the promoted model, and none is named declared_code_mismatch."""
+    from detector.engine import Engine
+    from detector.events import SmsEvent
+    from detector.simulator import SIGNATURES, VERIFICATION_TEMPLATES
+    texts = [text.format(sig=sig, code=str(482913)[:length], min=5) for text, length in VERIFICATION_TEMPLATES
+             for sig in SIGNATURES["verification"]]
+    events = [SmsEvent(f"v{i}", DAY_10H + i, "10690001", f"r{i}", text, category="verification")
+              for i, text in enumerate(texts)]
+    engine = Engine(settings, MemoryStore(), scorer)
+    assert [text for text, ctx in zip(texts, engine._contexts(events, {})) if not ctx.is_code or ctx.marketing] == []
+    decisions = asyncio.run(engine.process(events)).decisions
+    assert all(d.action == "allow" and not d.reasons for d in decisions), [d for d in decisions if d.reasons][:3]
+
+
 @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.integration)])
 def test_codes_flooding_one_number_from_many_sites_are_flagged_and_their_ports_are_not(settings, scorer, backend,
                                                                                        request):

@@ -32,7 +32,7 @@ class MessageContext:
     registered_signatures: frozenset[str] | None = None   # None: the port has no registry entry
     explanation: tuple[tuple[str, float], ...] = ()
     lure: str | None = None         # a job-scam lure in the text (detector.signals.content.scam_lure), or None
-    is_code: bool = False           # a one-time code: declared "verification", or undeclared and worded as one
+    is_code: bool = False           # a one-time code: worded as one, not selling; declared "verification" or undeclared
     may_mask: bool = True           # the content may hold a phone-like number to mask for display (privacy.may_mask)
     offer: str | None = None        # a prohibited offer in the text (detector.signals.content.prohibited_offer), or None
     disguised: str | None = None    # a link or number in a disguise (detector.signals.content.disguised_contact), or None

@@ -222,6 +222,32 @@ class FakeUnsubscribe(Signal):
         return Fired(0.5, f"an unsubscribe line that is no way to refuse: {fake}")
 
 
+class DeclaredCodeMismatch(Signal):
+    """Declared a one-time code (`verification`) and read as marketing instead: not worded as a code, or selling
+    (a sign-up gift with 回T退订, hard-selling words, a lure or a prohibited offer, promotional words the model
+    scores spam). The engine gives it no code's treatment; this names the false declaration, which hid spam
+    among real codes (red team #6 (b))."""
+    name = "declared_code_mismatch"
+    only_for = "marketing"      # a declared code that does not sell keeps a code's treatment, or a notice's
+
+    def evaluate(self, ctx: MessageContext) -> Fired | None:
+        """
+        >>> from detector.events import SmsEvent
+        >>> ev = SmsEvent("m", 0, "1069", "r", "无抵押贷款当天放款", category="verification")
+        >>> ctx = MessageContext(ev, 0.9, True, True, False, 12, "k", "t", "c")
+        >>> DeclaredCodeMismatch().evaluate(ctx)
+        Fired(value=1.0, detail='declared a one-time code, reads as marketing (scored spam)')
+        >>> ctx.is_code = True          # a real code template the model scores spam: still a code
+        >>> DeclaredCodeMismatch().evaluate(ctx) is None
+        True
+        """
+        if ctx.is_code or not ctx.marketing or ctx.event.category != "verification":
+            return None
+        why = "a prohibited offer" if ctx.offer else "a scam lure" if ctx.lure else "scored spam" if ctx.is_spam \
+            else "selling words"
+        return Fired(1.0, f"declared a one-time code, reads as marketing ({why})")
+
+
 class QuietHours(Signal):
     """Marketing sent in the recipient's quiet hours (default 21:00–08:00 local)."""
     name = "quiet_hours"

@@ -69,11 +69,12 @@ def spam_share(ctx: MessageContext, min_volume: int = 20) -> tuple[float, str | 
 
 
 def noncode_spam_share(ctx: MessageContext, min_volume: int = 20) -> tuple[float, str | None]:
-    """``(share, window)`` as :func:`spam_share`, over the port's messages other than one-time codes (declared, or
-    worded as one): codes leave the count and their spam units (port_code_spam) leave the spam. A port that sends
-    1 spam in 5 and fills the rest with codes is 20% spam (spam_share's low: nothing) but 100% spam beside its codes
-    (red team #6). ``(0.0, None)`` for a port without codes, or with fewer than ``min_volume`` other messages in the
-    hour: a code port is not judged on a handful of notices.
+    """``(share, window)`` as :func:`spam_share`, over the port's messages other than one-time codes (worded as one
+    and not selling, declared or not: MessageContext.is_code): codes leave the count and their spam units
+    (port_code_spam) leave the spam. A port that sends 1 spam in 5 and fills the rest with codes is 20% spam
+    (spam_share's low: nothing) but 100% spam beside its codes (red team #6), also when the spam is declared a code.
+    ``(0.0, None)`` for a port without codes, or with fewer than ``min_volume`` other messages in the hour: a code
+    port is not judged on a handful of notices.
 
     >>> from detector.events import SmsEvent
     >>> ctx = MessageContext(SmsEvent("m", 0, "1069", "r", "x"), 0.9, True, True, False, 12, "k", "t", "c")
@@ -81,7 +82,7 @@ def noncode_spam_share(ctx: MessageContext, min_volume: int = 20) -> tuple[float
     ...              "port_code_spam": (0, 0)}
     >>> spam_share(ctx), noncode_spam_share(ctx)
     ((0.2, '10 min'), (1.0, '10 min'))
-    >>> ctx.state["port_code_spam"] = (400, 1200)      # the spam is declared a code: it leaves with the codes
+    >>> ctx.state["port_code_spam"] = (400, 1200)      # codes the model scores spam leave with the codes
     >>> noncode_spam_share(ctx)
     (0.0, '10 min')
     """

@@ -89,12 +89,13 @@ SENDER_FEEDS: dict[str, SenderFeed] = {
     # spam-scored messages of the port, over 10 minutes and the hour: a port sending under spam_share's min_volume
     # in 10 minutes is judged on its hour (fanout.recent_share)
     "port_spam": SenderFeed("port", "port", "spam", Window, 60, (600, 3600), _spam_units),
-    # its one-time codes (declared, or undeclared and worded as one) and their spam units, over the same spans:
-    # spam_share judges the port on its other traffic too, which a spammer fills with codes to dilute his spam (red
-    # team #6, fanout.noncode_spam_share). A code that reads as spam leaves that share with its code: kept in it, a
-    # code port whose few spam-scored code templates (the corpus labels some real codes spam) were the whole of its
-    # other traffic would look all spam. Codes are counted rather than the other traffic: most ports send none, and
-    # a window that is only read (amount 0) creates no key
+    # its one-time codes (worded as one and not selling, declared or not: MessageContext.is_code) and their spam
+    # units, over the same spans: spam_share judges the port on its other traffic too, which a spammer fills with
+    # codes to dilute his spam (red team #6, fanout.noncode_spam_share). A code that reads as spam leaves that share
+    # with its code: kept in it, a code port whose few spam-scored code templates (the corpus labels some real codes
+    # spam) were the whole of its other traffic would look all spam. Spam merely declared a code is no code (#6 (b)).
+    # Codes are counted rather than the other traffic: most ports send none, and a window that is only read
+    # (amount 0) creates no key
     "port_codes": SenderFeed("port", "port", "code", Window, 60, (600, 3600), codes_only=True),
     "port_code_spam": SenderFeed("port", "port", "cspam", Window, 60, (600, 3600), _spam_units, codes_only=True),
     # its marketing without signature or unsubscribe text, over 10 minutes only: judged on the hour as well, 31 of
