@@ -390,6 +390,8 @@ DECLARED_CODES = [
     # a real code template the model scores spam: declared, still a code (undeclared, the score decides, as before)
     ("您正在开通快捷验证银行卡信息，验证码：435294(为了您的资金安全，请勿将验证码告知他人)【财付通】", "verification", True, True),
     ("您正在开通快捷验证银行卡信息，验证码：435294(为了您的资金安全，请勿将验证码告知他人)【财付通】", None, False, True),
+    # banks' tokens name themselves otherwise
+    ("【工商银行】您的动态口令为802341，5分钟内有效，请勿告知他人。", "verification", True, False),
     # a real code with promotional words (免费) the model does not call spam
     ("【115网盘】验证码58111，感谢你注册，激活后即可拥有150GB超大免费网盘。", "verification", True, False),
     # spam declared a code (red team #6 (b)): not worded as one, or worded as one and promoting (贷款, 领取)
