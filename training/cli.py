@@ -243,7 +243,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @click.option("--evasions", is_flag=True,
                   help="Also the recall on the spam rows rewritten as a spammer would (signature + 回T退订, disguised "
-                       "links and numbers, separators, strike-through, all at once; training.evasions).")
+                       "links and numbers, separators, strike-through, look-alikes, all at once; training.evasions).")
     def evaluate(model, data, split, seed, compare, models_dir, as_json, evasions):
         """Precision, recall, F1, PR AUC, accuracy and FPR of the spam class at the model's threshold."""
         from detector.errors import ConfigError
