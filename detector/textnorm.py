@@ -111,12 +111,12 @@ UNSUBSCRIBE_INSTRUCTION = re.compile(
     r"(?:短信|本?服务|信息)?|退订(?:请)?(?:回复?|发送?)?\s*[\"“]?[a-z0-9]{1,4}[\"”]?(?![a-z])|拒收请?回复?\s*[a-z]{1,2}(?![a-z]))[\])]?")
 # --- version 3 (models from zh-linear-v7 on): what the red team found version 2 left (docs/redteam.md).
 #: Variant characters that are neither traditional forms (the T2S table) nor in use in Chinese text: Japanese
-#: shinjitai and Taiwan / Hong Kong variants (恵 for 惠, 楽 for 乐, 娯楽 = 娱乐, 銭 for 钱) read as their simplified
+#: shinjitai and Taiwan / Hong Kong variants (恵 for 惠, 楽 for 乐, 増 for 增, 銭 for 钱) read as their simplified
 #: character. Frozen from OpenCC's JPVariants, TWVariants and HKVariants (reversed, then through the T2S table)
 #: minus every variant that is itself a key of TSCharacters or STCharacters or that jieba's dictionary counts 100
 #: times or more as a one-character word (著 予 欠 疏 抬 醋 浜 効 変: Chinese characters) and 糸 (a Chinese character,
-#: and spammers write it for 系, not 丝: 联糸); a literal, so an OpenCC
-#: update cannot change version 3's output. Then two variants of 款 spammers use for it (贷歀, 贷窾).
+#: and spammers write it for 系, not 丝: 联糸); a literal, so an OpenCC update cannot change version 3's output. Then
+#: two variants of 款 spammers use for it (贷歀, 贷窾).
 _VARIANTS = "両乗亀亜仏仮伝価倹児円処剣剤労勅勧勲単厳収呉呪唖営噛団囲図圏圧塁塩増壌壱売奨嬢実寛対専巌巣巻帯帰庁広廃弐弾従徳徴応恵悩悪懐戸戻払抜択拝拠拡挙挿捜掲掻揺摂撃敍斉斎暁暦曁曽枱栄桜桝桟検楡楽様権歓歩歯歳歴毎気汚沢浄渇済渉渋渓溌滝潀瀬焔焼犠猟獣畳痩痺発皐県睪砕稲穂穏穣竃竜簷粋粛粧糭経絵継続総縁縄縦繊繋繍缶聡聴脳臓舎舗茘荘蔵薫薬蛍蝋衞覇覚覧観訳読譲豊賛転軽輌辺逓遅郷酔醗醤醸釈鉄鉱銭鋳錬関闘陥険隠雑霊頼顕駅駆騒験髄髪鴎鶏鹸黒黙鼈齢"
 _VARIANTS_SIMPLIFIED = "两乘龟亚佛假传价俭儿圆处剑剂劳敕劝勋单严收吴咒哑营啮团围图圈压垒盐增壤壹卖奖娘实宽对专岩巢卷带归厅广废贰弹从德徵应惠恼恶怀户戾拂拔择拜据扩举插搜揭搔摇摄击叙齐斋晓历暨曾台荣樱枡栈检榆乐样权欢步齿岁历每气污泽净渴济涉涩溪泼泷潨濑焰烧牺猎兽叠瘦痹发皋县睾碎稻穗稳穰灶龙檐粹肃妆粽经绘继续总缘绳纵纤系绣罐聪听脑脏舍铺荔庄藏薰药萤蜡卫霸觉览观译读让丰赞转轻辆边递迟乡醉酦酱酿释铁鑛钱铸炼关斗陷险隐杂灵赖显驿驱骚验髓发鸥鸡碱黑默鳖龄"
 _VARIANT_OF = {**dict(zip(_VARIANTS, _VARIANTS_SIMPLIFIED)), "歀": "款", "窾": "款"}
@@ -130,8 +130,9 @@ _LOOKALIKE_WORD_OF = {"袋款": "贷款", "夭": "天"}
 #: latin word made only of digits (or dev.tsv's masked x), o, l and i is a number when it ends in a digit or
 #: before an amount's unit (万 元 块 千 亿 w) and starts with a digit, or is phone-like (7 characters, 4 digits:
 #: l38…, lxxlxxolool in dev.tsv's masking), and has a real digit, two x or the unit: so 5o万, xo元 (dev.tsv's masking
-#: of 50元), 3o0, but not o2o, i5, i9300 (a phone model), xxl, xxxl, xoxo, lol. Masked and real digits do not mix (dev.tsv masks every digit of a
-#: message), so x beside a real digit is a letter: ix35, xl1 stay. URLs and WeChat ids are typed before this step.
+#: of 50元), 3o0, but not o2o, i5, i9300 (a phone model), xxl, xxxl, xoxo, lol. Masked and real digits do not mix
+#: (dev.tsv masks every digit of a message), so x beside a real digit is a letter: ix35, xl1 stay. URLs and WeChat
+#: ids are typed before this step.
 # every such number has one of o l i beside a digit or x (a pattern that starts with the rarer letters: 3x faster)
 _DIGIT_LOOKALIKE_NEAR = re.compile("[oil](?:(?<=[0-9x].)|(?=[0-9x]))")
 _DIGIT_LOOKALIKE_WORD = re.compile(r"(?<![a-z0-9])[0-9xoil]+(?:(?![a-z0-9])|(?=w(?![a-z0-9])))")
@@ -365,7 +366,7 @@ def _variant_of(match: re.Match) -> str:
 
 
 def _dotted_label(match: re.Match) -> str:
-    """A disguised dot after a domain label (version 3): a label with a letter or three digits, not a clock time.
+    """A disguised dot after a domain label (version 3): a label with a letter, or a number above 24 (not an hour).
 
     >>> _DISGUISED_DOT_3.sub(_dotted_label, "vns88点com 今晚8点tv直播 163 点 com 58点com 1-2点cn")
     'vns88.com 今晚8点tv直播 163.com 58.com 1-2点cn'
@@ -379,8 +380,10 @@ def _dotted_label(match: re.Match) -> str:
 def _digits_of_lookalikes(match: re.Match) -> str:
     """A number with letters written for digits (version 3, :data:`_DIGIT_LOOKALIKE_WORD`), its letters made digits.
 
-    >>> _DIGIT_LOOKALIKE_WORD.sub(_digits_of_lookalikes, "5o万 1o0元 xo元 xxoo元 3o0人 lxxlxxolool o2o i5 xxl xoxo lol 5ow ix35 i9300")
-    '50万 100元 x0元 xx00元 300人 1xx1xx01001 o2o i5 xxl xoxo lol 50w ix35 i9300'
+    >>> _DIGIT_LOOKALIKE_WORD.sub(_digits_of_lookalikes, "5o万 1o0元 xo元 xxoo元 3o0人 lxxlxxolool 5ow")
+    '50万 100元 x0元 xx00元 300人 1xx1xx01001 50w'
+    >>> _DIGIT_LOOKALIKE_WORD.sub(_digits_of_lookalikes, "o2o i5 xxl xoxo lol ix35 i9300")
+    'o2o i5 xxl xoxo lol ix35 i9300'
     """
     word = match.group()
     end = match.end()

@@ -3,9 +3,9 @@
 Each *evasion* rewrites a spam message the way the red team found spammers do: it wraps the spam in a
 signature and an unsubscribe line (the cheapest way past a model trained on data whose normal class carries
 them), writes its links and numbers so that no pattern sees them, puts separators and combining marks
-between its Chinese characters, or writes look-alikes for its characters and digits (贷歀, 当夭, 5O万). The rows are the held-out spam of the documented protocol (20 % of dev.tsv,
-30 % of raw_dev.tsv by template), so a model trained with ``--holdout`` (and no ``--refit-all``) has never
-seen them. The figure is the recall at the model's own threshold, beside the recall on the rows as they are.
+between its Chinese characters, or writes look-alikes for its characters and digits (贷歀, 当夭, 5O万). The
+rows are the held-out spam of the documented protocol (20 % of dev.tsv, 30 % of raw_dev.tsv by template), so
+a model trained with ``--holdout`` (and no ``--refit-all``) has never seen them. The figure is the recall at the model's own threshold, beside the recall on the rows as they are.
 
     smsguard evaluate --evasions --data raw_dev.tsv --split template:0.3 [--model A --compare B]
     python -m training.evasions MODEL_DIR [MODEL_DIR …]      # both held-out splits, any number of model folders
