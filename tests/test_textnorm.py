@@ -148,7 +148,20 @@ def _skip_claims():
             (tn._DOTTED_MOBILE, lambda t: "000.0000.0000" in t), (tn._BRACKETED_HAN, lambda t: "(" in t),
             (tn._DISGUISED_DOT, lambda t: tn._ANY_TLD.search(t) is not None),
             (tn._ENCLOSED_DIGITS, lambda t: tn._ENCLOSED_DIGITS.search(t) is not None),
-            (tn.UNSUBSCRIBE_INSTRUCTION, lambda t: _may_instruct(t))]
+            (tn.UNSUBSCRIBE_INSTRUCTION, lambda t: _may_instruct(t)),
+            (tn._VARIANT_CHANGES, lambda t: tn._VARIANT_CHANGES.search(t) is not None),
+            (tn._LOOKALIKE_WORD, lambda t: "夭" in t or "袋款" in t),
+            (tn._DISGUISED_DOT_3, lambda t: tn._ANY_TLD.search(t) is not None),
+            (_LookalikeDigits(), lambda t: tn._DIGIT_LOOKALIKE_NEAR.search(t) is not None)]
+
+
+class _LookalikeDigits:
+    """Version 3's letters-for-digits step as a pattern that "matches" where it changes the text."""
+    pattern = "_DIGIT_LOOKALIKE_WORD"
+
+    def search(self, text):
+        from detector import textnorm as tn
+        return tn._DIGIT_LOOKALIKE_WORD.sub(tn._digits_of_lookalikes, text) != text or None
 
 
 def _may_instruct(text: str) -> bool:
@@ -159,7 +172,8 @@ def _may_instruct(text: str) -> bool:
 _NUMBERISH = st.lists(st.sampled_from(["0", "00000", "0000000", " ", "-", ".", "q", "qq", "扣扣", "企鹅", "号", "群",
                                        ":", "：", "¥", "$", "元", "块", "万", "亿", "千元", "w", "wx", "a", "验",
                                        "000.0000.0000", "(", ")", "点", "。", "com", "c", "n", "回", "t", "退订",
-                                       "拒收", "回复", "【.】", "加", "微",
+                                       "拒收", "回复", "【.】", "加", "微", "o", "i", "l", "x", "万", "夭", "今",
+                                       "袋款", "歀", "恵", "tv", "8点", "ぁ",
                                        "\u200b", "\U0001f600", "\ue000"]), max_size=25).map("".join)
 
 
@@ -227,4 +241,74 @@ def test_version_2_model_text_leaves_the_unsubscribe_instruction_to_the_rules():
 def test_an_unknown_normaliser_version_is_refused():
     from detector.textnorm import clean
     with pytest.raises(ValueError, match="version"):
-        clean("你好", 3)
+        clean("你好", 4)
+
+
+# -- version 3 (zh-linear-v7): what version 2 left (docs/redteam.md, "Text normalisation issues") ------------------
+
+@pytest.mark.parametrize("trick, plain", [
+    # look-alike characters that are neither traditional forms nor in use: the red team's 贷歀, and dev.tsv's spam
+    ("无抵押贷歀，当天放歀", "无抵押贷款，当天放款"), ("可办理xx-xxxW信用貸歀，可当天放歀", "可办理xx-xxxW信用贷款，可当天放款"),
+    ("无抵压无担保信用贷窾", "无抵压无担保信用贷款"), ("礼恵山城", "礼惠山城"), ("佰佳楽", "佰佳乐"), ("下午扛銭回家", "下午扛钱回家"),
+    ("《増》∷《扣》", "《增》∷《扣》"), ("溢水生茶荘急转", "溢水生茶庄急转"),
+    # real characters, only in the words they fake
+    ("无抵押袋款，今夭到账", "无抵押贷款，今天到账"), ("当夭放款", "当天放款"), ("明夭截止", "明天截止"),
+    # letters for digits: the red team's, and dev.tsv's (its spam digits are masked as x)
+    ("最高可贷5O万", "最高可贷50万"), ("注册送1O0元", "注册送100元"), ("最高5Ow", "最高50w"), ("额度5l万", "额度51万"),
+    ("吊牌满xOO元减xo元", "吊牌满x00元减x0元"), ("学费xxoo元", "学费xx00元"), ("xOxx年，开年大戏", "xxxx年，开年大戏"),
+    ("电话：lxxxxxxxxxx：见货给钱", "电话：xxxxxxxxxxx：见货给钱"), ("漂↓付 lxxlxxOlOOl 刘", "漂↓付 xxxxxxxxxxx 刘"),
+    ("详询l3812345678", "详询13812345678"), ("办正xxxxOxxxOxx", "办正xxxxxxxxxxx"),
+])
+def test_version_3_undoes_what_version_2_left(trick, plain):
+    assert normalize(trick, 3) == normalize(plain, 3)
+    assert normalize(trick, 2) != normalize(plain, 2)       # version 2 (zh-linear-v5, v6) reads them as it did
+
+
+@pytest.mark.parametrize("text", [
+    "逃之夭夭", "夭折的计划", "夭寿啦", "新款手袋款式多样", "口袋款式", "o2o平台", "i5处理器", "三星I9300手机", "xxl码", "XXXL",
+    "xoxo", "lol", "现代ix35", "大众XL1", "mp3", "win10", "10l水", "2o2o年", "DatewithNanain有楽町です", "楽しかった",
+    "今晚8点TV直播", "9点la", "晚上10点cn", "1-2点cn",
+])
+def test_version_3_leaves_real_words_numbers_and_clock_times_as_version_2_reads_them(text):
+    assert URL not in normalize(text, 3)
+    if URL not in normalize(text, 2):           # the clock times were version 2's false links
+        assert normalize(text, 3) == normalize(text, 2)
+
+
+def test_version_3_reads_a_clock_time_before_a_domain_word_as_text_and_keeps_real_disguised_links():
+    assert normalize("今晚8点TV直播", 2) == f"今晚 {URL} 直播"           # version 2's false link (review of session 15)
+    assert normalize("今晚8点TV直播", 3) == "今晚0点tv直播"
+    for link in ("vns88点com", "vns88【.】com", "vns88。com", "vns88(.)com", "www点vns88点com", "vns88 . com",
+                 "www点163点com", "163点com", "58点com", "dk88 dot cn"):
+        assert normalize(f"注册送彩金 {link}", 3) == f"注册送彩金 {URL}", link
+
+
+# Every message of both files and the red team's tricks, as versions 1 and 2 read them before version 3 existed
+# (main at ca40c7e): what zh-linear-v1..v6 read must not change by a byte. The digests depend on OpenCC's table.
+_MODEL_TEXT_SHA256 = {1: "24979404874e48fc8f26d1b40a0d9499a910e1d5e9309a8143639efb59551152",
+                      2: "d6a426275a3762d21361aadd984596910139088ad997b194abb1b8bcdc1751ba"}
+_V3_TRICKS_AS_READ_BEFORE = [       # (text, version 1, version 2): version 3 reads each otherwise than 2
+    ("无抵押贷歀，当夭放歀", "无抵押贷歀,当夭放歀", "无抵押贷歀,当夭放歀"),
+    ("无抵押袋款，今夭到账", "无抵押袋款,今夭到账", "无抵押袋款,今夭到账"),
+    ("最高可贷5O万", "最高可贷0o万", "最高可贷0o万"), ("注册送1O0元", "注册送0o<money>", "注册送0o<money>"),
+    ("满xOO元减xo元", "满xoo元减xo元", "满xoo元减xo元"), ("详询l3812345678", "详询l<phone>", "详询l<phone>"),
+    ("礼恵山城", "礼恵山城", "礼恵山城"), ("今晚8点TV直播", "今晚0点tv直播", "今晚 <url> 直播"), ("9点la", "0点la", "<url>"),
+]
+
+
+def test_versions_1_and_2_read_every_message_as_before_version_3():
+    import hashlib
+
+    from detector.model import model_text
+    from detector.textnorm import _T2S
+    for text, one, two in _V3_TRICKS_AS_READ_BEFORE:
+        assert (normalize(text, 1), normalize(text, 2)) == (one, two), text
+        assert normalize(text, 3) != two, text
+    if not DATA_DIR.exists() or not _T2S:
+        pytest.skip("shared data or OpenCC not present")
+    texts = [line.rstrip("\n").split("\t")[-1]
+             for name in ("dev.tsv", "raw_dev.tsv")
+             for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines()]
+    for version, digest in _MODEL_TEXT_SHA256.items():
+        read = "\n".join(model_text(t, version) for t in texts)
+        assert hashlib.sha256(read.encode()).hexdigest() == digest, version

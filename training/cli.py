@@ -134,7 +134,9 @@ def register(main: click.Group, bench: click.Group) -> None:
                        "(outside URLs and numbers), which dev.tsv's normal class lost too.")
     @click.option("--normalizer", type=click.Choice([str(v) for v in VERSIONS]), default=str(LATEST), show_default=True,
                   help="Text normaliser version the model reads with (detector.textnorm): 1 up to zh-linear-v4; 2 also "
-                       "undoes the red team's text tricks and leaves the unsubscribe instruction out of the model text.")
+                       "undoes the red team's text tricks and leaves the unsubscribe instruction out of the model text; 3 "
+                       "(zh-linear-v7) also reads look-alike characters and letters written for digits (贷歀, 5O万) and no "
+                       "longer reads a clock time before a domain word (8点TV) as a link.")
     @click.option("--augment-unsubscribe", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                   metavar="SHARE",
                   help="Fit this share of the spam rows once more with an unsubscribe clause taken from a normal row "
@@ -241,7 +243,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @click.option("--evasions", is_flag=True,
                   help="Also the recall on the spam rows rewritten as a spammer would (signature + 回T退订, disguised "
-                       "links and numbers, separators, strike-through, all at once; training.evasions).")
+                       "links and numbers, separators, strike-through, look-alikes, all at once; training.evasions).")
     def evaluate(model, data, split, seed, compare, models_dir, as_json, evasions):
         """Precision, recall, F1, PR AUC, accuracy and FPR of the spam class at the model's threshold."""
         from detector.errors import ConfigError

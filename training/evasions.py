@@ -2,10 +2,10 @@
 
 Each *evasion* rewrites a spam message the way the red team found spammers do: it wraps the spam in a
 signature and an unsubscribe line (the cheapest way past a model trained on data whose normal class carries
-them), writes its links and numbers so that no pattern sees them, or puts separators and combining marks
-between its Chinese characters. The rows are the held-out spam of the documented protocol (20 % of dev.tsv,
-30 % of raw_dev.tsv by template), so a model trained with ``--holdout`` (and no ``--refit-all``) has never
-seen them. The figure is the recall at the model's own threshold, beside the recall on the rows as they are.
+them), writes its links and numbers so that no pattern sees them, puts separators and combining marks
+between its Chinese characters, or writes look-alikes for its characters and digits (贷歀, 当夭, 5O万). The
+rows are the held-out spam of the documented protocol (20 % of dev.tsv, 30 % of raw_dev.tsv by template), so
+a model trained with ``--holdout`` (and no ``--refit-all``) has never seen them. The figure is the recall at the model's own threshold, beside the recall on the rows as they are.
 
     smsguard evaluate --evasions --data raw_dev.tsv --split template:0.3 [--model A --compare B]
     python -m training.evasions MODEL_DIR [MODEL_DIR …]      # both held-out splits, any number of model folders
@@ -14,6 +14,8 @@ seen them. The figure is the recall at the model's own threshold, beside the rec
 '加〡微〡信〡领〡红〡包'
 >>> EVASIONS["links and numbers"]("详询13812345678 或 www.dk88.com")
 '详询❶❸❽❶❷❸❹❺❻❼❽ 或 dk88点com'
+>>> EVASIONS["look-alikes (贷歀, 恵, 当夭, 5O万)"]("无抵押贷款，当天放款，最高50万，优惠xx元")
+'无抵押贷歀，当夭放歀，最高5O万，优恵xO元'
 >>> EVASIONS["signature + 回T退订"]("无抵押贷款【鑫融】")
 '【优选生活】无抵押贷款【鑫融】，回T退订'
 """
@@ -44,6 +46,16 @@ def _strike(text: str) -> str:
     return re.sub(r"([\u4e00-\u9fff])", "\\1\u0336", text)
 
 
+_AMOUNT_DIGIT = re.compile(r"[0-9xX](?=[万元wW])")
+_LOOKALIKE_WORDS = str.maketrans({"款": "歀", "惠": "恵", "乐": "楽", "钱": "銭"})
+
+
+def _lookalikes(text: str) -> str:
+    """Look-alike characters and letters for digits, as dev.tsv's spam has them (textnorm version 3 reads them)."""
+    text = text.translate(_LOOKALIKE_WORDS).replace("今天", "今夭").replace("当天", "当夭")
+    return _AMOUNT_DIGIT.sub("O", text)
+
+
 def _wrapped(line: str) -> Callable[[str], str]:
     return lambda text: f"【优选生活】{text}，{line}"
 
@@ -59,6 +71,7 @@ EVASIONS: dict[str, Callable[[str], str]] = {
     "links and numbers": _links_and_numbers,
     "separators": _separators,
     "strike-through": _strike,
+    "look-alikes (贷歀, 恵, 当夭, 5O万)": _lookalikes,
     "all of them": lambda t: _wrapped("回T退订")(_separators(_links_and_numbers(t))),
 }
 
