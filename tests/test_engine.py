@@ -420,6 +420,27 @@ def test_a_declared_code_is_a_code_only_when_it_is_worded_as_one_and_does_not_se
     assert named == [category == "verification" and mkt and not code for _, category, code, mkt in DECLARED_CODES]
 
 
+# Real one-time codes worded outside the first list: Google's (raw_dev.tsv holds 4) and Microsoft's Chinese codes, and a
+# bilingual bank code whose English says OTP while its Chinese says 密码 (a 码 that is no code wording)
+CODES_WORDED_OTHERWISE = [
+    "【G.CN】您的 Google 验证代码为 493431",
+    "Microsoft 帐户安全代码为 8842，请勿泄露",
+    "[HSBC] Your OTP is 123456. 请勿向任何人透露此密码",
+]
+
+
+def test_real_codes_worded_otherwise_keep_a_codes_treatment_when_declared():
+    """Review: since a declared code needs code wording (red team #6 (b)), these real codes lost a code's treatment
+    (judged as notices: no code_flood count, counted in the port's non-code share); a spam-scored one was named
+    declared_code_mismatch. _worded_as_code knew 验证码 but not Google's 验证代码 nor Microsoft's 安全代码, and a text
+    with any 码 in it (密码) was never read for its English wording (OTP)."""
+    for category in ("verification", None):
+        events = [sms(i * 10_001, content=text, **({"category": category} if category else {}))
+                  for i, text in enumerate(CODES_WORDED_OTHERWISE)]
+        contexts = engine()._contexts(events, {})
+        assert [(c.is_code, c.marketing) for c in contexts] == [(True, False)] * len(events), category
+
+
 def test_a_gambling_ad_wrapped_as_compliant_marketing_is_flagged_and_counts_as_abusive_spam_for_its_port():
     """Red team case 5: a signature and 回T退订 pull the model's score down (FixedScorer: not spam here), and the
     message went out allowed with its port normal. A prohibited offer flags on its own and counts as spam."""
