@@ -372,7 +372,8 @@ def _dotted_label(match: re.Match) -> str:
     'vns88.com 今晚8点tv直播 163.com 58.com 1-2点cn'
     """
     label = match.group(1)
-    if _LATIN_LETTER.search(label) is not None or (label.isdigit() and int(label) > 24):
+    # len() first: int() refuses a string of over 4,300 digits (a hostile label), and any 3-digit number is over 24
+    if _LATIN_LETTER.search(label) is not None or (label.isdigit() and (len(label) > 2 or int(label) > 24)):
         return label + "."
     return match.group()
 

@@ -6,8 +6,8 @@ import unicodedata
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from detector.textnorm import (_T2S, MONEY, PHONE, QQ, URL, WECHAT, nfkc, normalize, split_signature, template_key,
-                               to_simplified)
+from detector.textnorm import (_T2S, MONEY, PHONE, QQ, URL, WECHAT, clean, nfkc, normalize, split_signature,
+                               template_key, to_simplified)
 from conftest import DATA_DIR
 
 
@@ -312,3 +312,14 @@ def test_versions_1_and_2_read_every_message_as_before_version_3():
     for version, digest in _MODEL_TEXT_SHA256.items():
         read = "\n".join(model_text(t, version) for t in texts)
         assert hashlib.sha256(read.encode()).hexdigest() == digest, version
+
+
+def test_version_3_reads_a_hostile_run_of_digits_before_a_disguised_dot():
+    """Review: version 3's disguised dot converted the label before it with int(), which refuses a string of over
+    4,300 digits (Python's integer string limit): clean() raised ValueError on such a text, which a model reading
+    version 3 scores (SMSGUARD_MAX_CONTENT_CHARS may be raised above 4,300; training and evaluate read any file).
+    A number that long is no hour: its dot is a dot, as version 2 reads it."""
+    label = "1" * 5_000
+    assert clean(f"{label}点com", version=3) == clean(f"{label}点com", version=2)
+    assert clean(f"详询 0{label}点cn", version=3) == clean(f"详询 0{label}点cn", version=2)
+    assert clean("今晚08点tv直播", version=3) == "今晚0点tv直播"       # an hour written with a leading zero stays text
