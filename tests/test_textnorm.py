@@ -323,3 +323,16 @@ def test_version_3_reads_a_hostile_run_of_digits_before_a_disguised_dot():
     assert clean(f"{label}点com", version=3) == clean(f"{label}点com", version=2)
     assert clean(f"详询 0{label}点cn", version=3) == clean(f"详询 0{label}点cn", version=2)
     assert clean("今晚08点tv直播", version=3) == "今晚0点tv直播"       # an hour written with a leading zero stays text
+
+
+def test_version_3_look_alikes_are_not_given_up_for_one_kana_in_a_chinese_ad():
+    """Review: version 3 read no look-alike at all in a text holding any kana (kept for Japanese posts, where 恵 and
+    楽 are the right characters), so one の, which Chinese ads write for 的, undid it: 贷歀 and 优恵 stayed as
+    written. dev.tsv's spam has such lone kana (xxろ起, xxxxえ/坪). A text is now read as Japanese when kana are a
+    quarter of its kana and Chinese characters, and 歀 / 窾 (no Japanese character) are read as 款 in any text."""
+    assert clean("无抵押贷歀の，优恵多多，当夭放款", version=3) == clean("无抵押贷款の，优惠多多，当天放款", version=3)
+    assert clean("我の店，楽享优恵", version=3) == "我の店,乐享优惠"
+    # Japanese stays as written, but for 歀
+    assert clean("楽しかった", version=3) == "楽しかった"
+    assert clean("AKB48の楽屋は、もっと、汗臭くて", version=3) == clean("AKB48の楽屋は、もっと、汗臭くて", version=2)
+    assert "款" in clean("楽しかった贷歀", version=3)
