@@ -390,7 +390,7 @@ class Engine:
         sms = [e for e in events if type(e) is SmsEvent]
         ports = sorted({e.port for e in events})     # a repeat's port too: read needlessly, and harmlessly
         fresh, registry = await self._claim(sms, ports, result)
-        contexts = self._contexts(fresh, registry)
+        contexts = self._contexts(fresh, registry or {})
         by_msg = {id(c.event): c for c in contexts}
 
         # A port's state is judged on its last message of the batch (its counters are then the newest)
@@ -428,7 +428,7 @@ class Engine:
                 target[name] = value
         self._port_cache.update(states)
 
-        port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms)
+        port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms, registry is None)
         decided_from = dict(states)     # the records this batch is decided from
         changed_at: dict[str, int] = {}
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states,
@@ -606,7 +606,7 @@ class Engine:
         return ops, slots, shared, groups, complaints
 
     async def _claim(self, sms: list[SmsEvent], ports: list[str],
-                     result: EngineResult) -> tuple[list[SmsEvent], dict[str, frozenset[str]]]:
+                     result: EngineResult) -> tuple[list[SmsEvent], dict[str, frozenset[str]] | None]:
         """The batch's messages to decide: neither repeated in the batch nor decided by an earlier one; and the
         signature registry entries of ``ports`` (签名报备), read concurrently with the marks.
 
@@ -614,8 +614,9 @@ class Engine:
         (feeds._recipient_day: marketing under a signature registered to its port is not counted per port); read
         beside the marks it costs no round trip of its own. Every message of the batch is counted and judged with
         this one reading: an entry edited meanwhile (``smsguard signatures``, the dashboard) holds from the next
-        batch on. When the store fails here, the batch is degraded and read as if no port had an entry (a store back
-        by the time the counters run then counts this batch's registered merchants' ads per port too).
+        batch on. When the store fails here, the registry is None: the batch is degraded and counted as if no port
+        had an entry (a store back by the time the counters run then counts this batch's registered merchants' ads
+        per port too), and the signals that read the registry (``Signal.reads_registry``) are skipped and named.
 
         A msg_id's mark (``sg:msg:{id}``, a Counter) is 1 once its counters are written (in the same ordered
         store call) and 2 once its decision is (``_persist``). A mark of 1 is the crash window, a worker that
@@ -633,7 +634,7 @@ class Engine:
                 self.store.registered_signatures(ports))
         except StateUnavailable:
             result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
-            marks, registry = [0] * len(sms), {}
+            marks, registry = [0] * len(sms), None
         fresh, seen, decided_before = [], set(), []
         for event, mark in zip(sms, marks):
             if event.msg_id in seen:
@@ -737,8 +738,8 @@ class Engine:
                     reason.detail = fired.detail if fired else reason.detail
 
     def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction], result: EngineResult,
-                last_of_port: dict[str, MessageContext],
-                clock_ms: int | None) -> dict[str, tuple[int, list[Reason], Any]]:
+                last_of_port: dict[str, MessageContext], clock_ms: int | None,
+                registry_unread: bool = False) -> dict[str, tuple[int, list[Reason], Any]]:
         """Message decisions; returns each port's latest port-level reasons, with the event time they hold at and the
         port's volume feed (port_rate: its messages over the last minute, 10 minutes and hour).
 
@@ -763,7 +764,8 @@ class Engine:
             else:
                 judges = judge_sets[judge_port][ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code]
             for name, signal, weight, port_weight, hard in judges:
-                if check_feeds and signal.feeds and not signal.available(ctx):
+                if check_feeds and ((signal.feeds and not signal.available(ctx))
+                                    or (registry_unread and signal.reads_registry)):
                     skipped.append(name)
                     continue
                 fired = signal.evaluate(ctx)

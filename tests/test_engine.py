@@ -271,6 +271,36 @@ def test_a_registry_edited_while_a_batch_is_decided_holds_from_the_next_batch():
     assert not any(fired(d) or fired(d, "unregistered_signature") for d in after) and marketing_counted(store) == 12
 
 
+class RegistryUnreadOnce(MemoryStore):
+    """A real MemoryStore whose registry read fails once (a Redis blip at the batch's claim, gone by its counters)."""
+    failures = 1
+
+    async def registered_signatures(self, ports):
+        if self.failures:
+            self.failures -= 1
+            raise StateUnavailable("redis: timeout")
+        return await super().registered_signatures(ports)
+
+
+def test_a_batch_whose_registry_read_failed_skips_and_names_the_signals_that_read_it():
+    """Review: since the registry is read at the claim, a claim that failed left the batch judged as if no port had
+    an entry, even when the store answered again for the counters: a platform port's 40 registered merchants in an
+    hour fired port_signatures (value 1, weight 4: every ad flagged) and marketing_frequency, and no decision said
+    the registry was missing (before, the registry was read beside the counters). Without the registry the signals
+    that read it are skipped and named in the degraded reason, as signals without their feeds are."""
+    store = RegistryUnreadOnce()
+    merchants = [f"店{i:02d}" for i in range(40)]
+    run(store.register_signatures("10690001", merchants))
+    batch = run(engine(store).process([ad(i, merchants[i]) for i in range(40)]))
+    assert batch.degraded
+    fired_names = {r.signal for d in batch.decisions for r in d.reasons if r.signal != "degraded"}
+    assert not fired_names & {"port_signatures", "marketing_frequency", "unregistered_signature"}, fired_names
+    assert all(d.action == "allow" for d in batch.decisions), [d.action for d in batch.decisions]
+    for d in batch.decisions:
+        (degraded,) = [r for r in d.reasons if r.signal == "degraded"]
+        assert all(name in degraded.detail for name in ("unregistered_signature", "port_signatures")), degraded.detail
+
+
 def test_messages_after_a_blocks_expiry_are_not_blocked_by_it():
     """Review (older than session 14): a batch's messages after an operator's block had expired were still
     blocked, though gateways read an expired record as normal and let them through."""
