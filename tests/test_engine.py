@@ -459,6 +459,16 @@ CODES_WORDED_OTHERWISE = [
 ]
 
 
+def test_otp_written_against_chinese_characters_is_code_wording():
+    """Review: OTP was matched between word boundaries, and between 的 (a word character to re) and OTP there is none,
+    so 您的OTP为123456 was not worded as a code, and a declared one lost a code's treatment. Only Latin letters and
+    digits around it make it part of another word now."""
+    from detector.engine import _rule_text, _worded_as_code
+    for text in ("【工商银行】您的OTP为123456，5分钟内有效", "本次交易OTP：123456", "您的OTP码是123456"):
+        assert _worded_as_code(_rule_text(text)), text
+    assert not _worded_as_code(_rule_text("hotpot 火锅 otpx 优惠"))
+
+
 def test_real_codes_worded_otherwise_keep_a_codes_treatment_when_declared():
     """Review: since a declared code needs code wording (red team #6 (b)), these real codes lost a code's treatment
     (judged as notices: no code_flood count, counted in the port's non-code share); a spam-scored one was named
