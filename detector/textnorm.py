@@ -340,8 +340,6 @@ def _clean(text: str, version: int = 1) -> str:
     if version >= 3:
         if _VARIANT_CHANGES.search(text) is not None:                                   # ** 贷歀 恵 楽
             text = _VARIANT_CHANGES.sub(_variant_in_japanese if _japanese(text) else _variant_of, text)
-        if "夭" in text or "袋款" in text:                                            # ** 袋款 今夭
-            text = _LOOKALIKE_WORD.sub(lambda m: _LOOKALIKE_WORD_OF[m.group()], text)
     if _INVISIBLE_OR_EMOJI.search(text) is not None:
         text = _INVISIBLE.sub("", text)
         text = _EMOJI.sub(f" {EMOJI} ", text)
@@ -356,6 +354,9 @@ def _clean(text: str, version: int = 1) -> str:
             text = _DISGUISED_DOT.sub(".", text) if version == 2 else _DISGUISED_DOT_3.sub(_dotted_label, text)
     else:
         text = _SEPARATED_HAN.sub("", text)
+    # after the separators are gone: 袋 款 and 今 夭 are 袋款 and 今夭 only from here on
+    if version >= 3 and ("夭" in text or "袋款" in text):                              # ** 袋款 今夭
+        text = _LOOKALIKE_WORD.sub(lambda m: _LOOKALIKE_WORD_OF[m.group()], text)
     if "." in text or "http" in text:  # every URL pattern needs one of them
         text = _URL.sub(f" {URL} ", text)
     text = _WECHAT.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}:{WECHAT}", text)

@@ -336,3 +336,14 @@ def test_version_3_look_alikes_are_not_given_up_for_one_kana_in_a_chinese_ad():
     assert clean("楽しかった", version=3) == "楽しかった"
     assert clean("AKB48の楽屋は、もっと、汗臭くて", version=3) == clean("AKB48の楽屋は、もっと、汗臭くて", version=2)
     assert "款" in clean("楽しかった贷歀", version=3)
+
+
+@pytest.mark.parametrize("written, meant", [("无抵押袋 款", "无抵押贷款"), ("无抵押袋\u200b款", "无抵押贷款"),
+                                            ("袋-款当日到账", "贷款当日到账"), ("今 夭放款", "今天放款"),
+                                            ("当〡夭到账", "当天到账"), ("明(夭)见", "明天见")])
+def test_version_3_reads_look_alike_words_through_the_separators_it_removes(written, meant):
+    """Review: version 3 read 袋款 and 今夭 before it removed the separators, zero-width and bracketed characters
+    between Chinese characters, so one space between them (袋 款, 今 夭) kept the look-alike, and the text the model
+    read then held 袋款 and 今夭 joined up: two tricks the red team uses together undid the step."""
+    assert clean(written, version=3) == clean(meant, version=3)
+    assert clean("手袋 款式", version=3) == "手袋款式" and clean("逃之 夭夭", version=3) == "逃之夭夭"
