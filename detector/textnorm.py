@@ -123,7 +123,8 @@ _VARIANT_OF = {**dict(zip(_VARIANTS, _VARIANTS_SIMPLIFIED)), "歀": "款", "窾"
 #: Not in Japanese (dev.tsv's normal class has Weibo posts in it), where they are the right characters, but for 歀 and
 #: 窾 (no Japanese character). Japanese is a text whose kana are a quarter or more of its kana and Chinese characters:
 #: one kana in a Chinese ad (の for 的; dev.tsv's spam has xxろ起 and xxxxえ/坪) must not undo the table.
-_KANA = re.compile("[\u3040-\u30ff]")
+#: (Kana letters only, not ー ・ ゛ of the same blocks: a line of ー around a Chinese ad is no Japanese.)
+_KANA = re.compile("[\u3041-\u3096\u30a1-\u30fa]")
 _HAN_CHAR = re.compile(f"[{_HAN}]")
 _NOT_JAPANESE = frozenset("歀窾")
 #: Look-alikes that are real characters, so only in the words they fake: 袋款 for 贷款 (not after a bag word:

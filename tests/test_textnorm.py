@@ -347,3 +347,11 @@ def test_version_3_reads_look_alike_words_through_the_separators_it_removes(writ
     read then held 袋款 and 今夭 joined up: two tricks the red team uses together undid the step."""
     assert clean(written, version=3) == clean(meant, version=3)
     assert clean("手袋 款式", version=3) == "手袋款式" and clean("逃之 夭夭", version=3) == "逃之夭夭"
+
+
+def test_version_3_does_not_take_a_line_of_prolonged_sound_marks_for_japanese():
+    """Review: ー (U+30FC) and ・ (U+30FB) sit in the katakana block but are no kana of a word: a rule line of ー
+    around a Chinese ad made it Japanese by the share of kana, and 优恵 stayed as written."""
+    line = "ー" * 16
+    assert clean(f"{line}优恵多多{line}", version=3) == clean(f"{line}优惠多多{line}", version=3)
+    assert clean("楽しかった", version=3) == "楽しかった" and clean("ゲーム楽しい", version=3) == "ゲーム楽しい"
