@@ -102,8 +102,9 @@ def _marketing_cues(folded: str) -> int:
 
 # How one-time codes name themselves: an undeclared message so worded is judged as a code, and a message declared a
 # code keeps a code's treatment only if so worded. Banks' tokens say 动态口令 or 安全码 (neither data file has them);
-# Google's and Microsoft's codes say 验证代码 and 安全代码 (raw_dev.tsv: 4 Google codes, 您的 Google 验证代码为 970157).
-_CODE_WORDING_ZH = re.compile(r"(?:验证|校验|动态|动态密|确认|激活|登录|短信|安全)代?码|动态口令")
+# Google's and Microsoft's codes say 验证代码 and 安全代码 (raw_dev.tsv: 4 Google codes, 您的 Google 验证代码为 970157),
+# carriers' login codes 随机密码 / 随机码 (中国移动网上营业厅; neither data file has one).
+_CODE_WORDING_ZH = re.compile(r"(?:验证|校验|动态|动态密|确认|激活|登录|短信|安全|随机|随机密)代?码|动态口令")
 # (OTP bounded by Latin letters and digits only: to re, 您的OTP为 has no word boundary before it)
 _CODE_WORDING_EN = re.compile(r"verification code|security code|one-time (?:pass)?code|(?<![a-z0-9])otp(?![a-z0-9])")
 

@@ -456,6 +456,9 @@ CODES_WORDED_OTHERWISE = [
     "【G.CN】您的 Google 验证代码为 493431",
     "Microsoft 帐户安全代码为 8842，请勿泄露",
     "[HSBC] Your OTP is 123456. 请勿向任何人透露此密码",
+    # carriers' own login codes (China Mobile's 网上营业厅, China Unicom's) say 随机密码 / 随机码
+    "尊敬的客户，您本次登录中国移动网上营业厅的随机密码为：482913，有效期为30分钟。【中国移动】",
+    "您的随机码为520931，请在5分钟内输入。【中国联通】",
 ]
 
 
