@@ -101,9 +101,12 @@ def _marketing_cues(folded: str) -> int:
 
 
 # How one-time codes name themselves: an undeclared message so worded is judged as a code, and a message declared a
-# code keeps a code's treatment only if so worded. Banks' tokens say 动态口令 or 安全码 (neither data file has them).
-_CODE_WORDING_ZH = re.compile(r"(?:验证|校验|动态|动态密|确认|激活|登录|短信|安全)码|动态口令")
-_CODE_WORDING_EN = re.compile(r"verification code|security code|one-time (?:pass)?code|\botp\b")
+# code keeps a code's treatment only if so worded. Banks' tokens say 动态口令 or 安全码 (neither data file has them);
+# Google's and Microsoft's codes say 验证代码 and 安全代码 (raw_dev.tsv: 4 Google codes, 您的 Google 验证代码为 970157),
+# carriers' login codes 随机密码 / 随机码 (中国移动网上营业厅; neither data file has one).
+_CODE_WORDING_ZH = re.compile(r"(?:验证|校验|动态|动态密|确认|激活|登录|短信|安全|随机|随机密)代?码|动态口令")
+# (OTP bounded by Latin letters and digits only: to re, 您的OTP为 has no word boundary before it)
+_CODE_WORDING_EN = re.compile(r"verification code|security code|one-time (?:pass)?code|(?<![a-z0-9])otp(?![a-z0-9])")
 
 
 def _worded_as_code(folded: str) -> bool:
@@ -115,8 +118,8 @@ def _worded_as_code(folded: str) -> bool:
     >>> _worded_as_code("您的动态口令为123456，5分钟内有效"), _worded_as_code("支付宝红包口令：21775944")
     (True, False)
     """
-    if "码" in folded or "口令" in folded:
-        return _CODE_WORDING_ZH.search(folded) is not None
+    if ("码" in folded or "口令" in folded) and _CODE_WORDING_ZH.search(folded) is not None:
+        return True
     lowered = folded.lower()
     if "code" not in lowered and "otp" not in lowered:
         return False
@@ -389,7 +392,7 @@ class Engine:
         sms = [e for e in events if type(e) is SmsEvent]
         ports = sorted({e.port for e in events})     # a repeat's port too: read needlessly, and harmlessly
         fresh, registry = await self._claim(sms, ports, result)
-        contexts = self._contexts(fresh, registry)
+        contexts = self._contexts(fresh, registry or {})
         by_msg = {id(c.event): c for c in contexts}
 
         # A port's state is judged on its last message of the batch (its counters are then the newest)
@@ -427,7 +430,7 @@ class Engine:
                 target[name] = value
         self._port_cache.update(states)
 
-        port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms)
+        port_reasons = self._decide(contexts, states, result, last_of_port, clock_ms, registry is None)
         decided_from = dict(states)     # the records this batch is decided from
         changed_at: dict[str, int] = {}
         changes = [] if result.degraded else self._port_transitions(events, port_reasons, complaints, states,
@@ -605,7 +608,7 @@ class Engine:
         return ops, slots, shared, groups, complaints
 
     async def _claim(self, sms: list[SmsEvent], ports: list[str],
-                     result: EngineResult) -> tuple[list[SmsEvent], dict[str, frozenset[str]]]:
+                     result: EngineResult) -> tuple[list[SmsEvent], dict[str, frozenset[str]] | None]:
         """The batch's messages to decide: neither repeated in the batch nor decided by an earlier one; and the
         signature registry entries of ``ports`` (签名报备), read concurrently with the marks.
 
@@ -613,8 +616,9 @@ class Engine:
         (feeds._recipient_day: marketing under a signature registered to its port is not counted per port); read
         beside the marks it costs no round trip of its own. Every message of the batch is counted and judged with
         this one reading: an entry edited meanwhile (``smsguard signatures``, the dashboard) holds from the next
-        batch on. When the store fails here, the batch is degraded and read as if no port had an entry (a store back
-        by the time the counters run then counts this batch's registered merchants' ads per port too).
+        batch on. When the store fails here, the registry is None: the batch is degraded and counted as if no port
+        had an entry (a store back by the time the counters run then counts this batch's registered merchants' ads
+        per port too), and the signals that read the registry (``Signal.reads_registry``) are skipped and named.
 
         A msg_id's mark (``sg:msg:{id}``, a Counter) is 1 once its counters are written (in the same ordered
         store call) and 2 once its decision is (``_persist``). A mark of 1 is the crash window, a worker that
@@ -632,7 +636,7 @@ class Engine:
                 self.store.registered_signatures(ports))
         except StateUnavailable:
             result.degraded = True          # cannot deduplicate: decide anyway (at least once beats never)
-            marks, registry = [0] * len(sms), {}
+            marks, registry = [0] * len(sms), None
         fresh, seen, decided_before = [], set(), []
         for event, mark in zip(sms, marks):
             if event.msg_id in seen:
@@ -736,8 +740,8 @@ class Engine:
                     reason.detail = fired.detail if fired else reason.detail
 
     def _decide(self, contexts: list[MessageContext], states: dict[str, PortAction], result: EngineResult,
-                last_of_port: dict[str, MessageContext],
-                clock_ms: int | None) -> dict[str, tuple[int, list[Reason], Any]]:
+                last_of_port: dict[str, MessageContext], clock_ms: int | None,
+                registry_unread: bool = False) -> dict[str, tuple[int, list[Reason], Any]]:
         """Message decisions; returns each port's latest port-level reasons, with the event time they hold at and the
         port's volume feed (port_rate: its messages over the last minute, 10 minutes and hour).
 
@@ -762,7 +766,8 @@ class Engine:
             else:
                 judges = judge_sets[judge_port][ctx.marketing + 2 * ctx.is_spam + 4 * ctx.is_code]
             for name, signal, weight, port_weight, hard in judges:
-                if check_feeds and signal.feeds and not signal.available(ctx):
+                if check_feeds and ((signal.feeds and not signal.available(ctx))
+                                    or (registry_unread and signal.reads_registry)):
                     skipped.append(name)
                     continue
                 fired = signal.evaluate(ctx)

@@ -6,8 +6,8 @@ import unicodedata
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from detector.textnorm import (_T2S, MONEY, PHONE, QQ, URL, WECHAT, nfkc, normalize, split_signature, template_key,
-                               to_simplified)
+from detector.textnorm import (_T2S, MONEY, PHONE, QQ, URL, WECHAT, clean, nfkc, normalize, split_signature,
+                               template_key, to_simplified)
 from conftest import DATA_DIR
 
 
@@ -312,3 +312,46 @@ def test_versions_1_and_2_read_every_message_as_before_version_3():
     for version, digest in _MODEL_TEXT_SHA256.items():
         read = "\n".join(model_text(t, version) for t in texts)
         assert hashlib.sha256(read.encode()).hexdigest() == digest, version
+
+
+def test_version_3_reads_a_hostile_run_of_digits_before_a_disguised_dot():
+    """Review: version 3's disguised dot converted the label before it with int(), which refuses a string of over
+    4,300 digits (Python's integer string limit): clean() raised ValueError on such a text, which a model reading
+    version 3 scores (SMSGUARD_MAX_CONTENT_CHARS may be raised above 4,300; training and evaluate read any file).
+    A number that long is no hour: its dot is a dot, as version 2 reads it."""
+    label = "1" * 5_000
+    assert clean(f"{label}点com", version=3) == clean(f"{label}点com", version=2)
+    assert clean(f"详询 0{label}点cn", version=3) == clean(f"详询 0{label}点cn", version=2)
+    assert clean("今晚08点tv直播", version=3) == "今晚0点tv直播"       # an hour written with a leading zero stays text
+
+
+def test_version_3_look_alikes_are_not_given_up_for_one_kana_in_a_chinese_ad():
+    """Review: version 3 read no look-alike at all in a text holding any kana (kept for Japanese posts, where 恵 and
+    楽 are the right characters), so one の, which Chinese ads write for 的, undid it: 贷歀 and 优恵 stayed as
+    written. dev.tsv's spam has such lone kana (xxろ起, xxxxえ/坪). A text is now read as Japanese when kana are a
+    quarter of its kana and Chinese characters, and 歀 / 窾 (no Japanese character) are read as 款 in any text."""
+    assert clean("无抵押贷歀の，优恵多多，当夭放款", version=3) == clean("无抵押贷款の，优惠多多，当天放款", version=3)
+    assert clean("我の店，楽享优恵", version=3) == "我の店,乐享优惠"
+    # Japanese stays as written, but for 歀
+    assert clean("楽しかった", version=3) == "楽しかった"
+    assert clean("AKB48の楽屋は、もっと、汗臭くて", version=3) == clean("AKB48の楽屋は、もっと、汗臭くて", version=2)
+    assert "款" in clean("楽しかった贷歀", version=3)
+
+
+@pytest.mark.parametrize("written, meant", [("无抵押袋 款", "无抵押贷款"), ("无抵押袋\u200b款", "无抵押贷款"),
+                                            ("袋-款当日到账", "贷款当日到账"), ("今 夭放款", "今天放款"),
+                                            ("当〡夭到账", "当天到账"), ("明(夭)见", "明天见")])
+def test_version_3_reads_look_alike_words_through_the_separators_it_removes(written, meant):
+    """Review: version 3 read 袋款 and 今夭 before it removed the separators, zero-width and bracketed characters
+    between Chinese characters, so one space between them (袋 款, 今 夭) kept the look-alike, and the text the model
+    read then held 袋款 and 今夭 joined up: two tricks the red team uses together undid the step."""
+    assert clean(written, version=3) == clean(meant, version=3)
+    assert clean("手袋 款式", version=3) == "手袋款式" and clean("逃之 夭夭", version=3) == "逃之夭夭"
+
+
+def test_version_3_does_not_take_a_line_of_prolonged_sound_marks_for_japanese():
+    """Review: ー (U+30FC) and ・ (U+30FB) sit in the katakana block but are no kana of a word: a rule line of ー
+    around a Chinese ad made it Japanese by the share of kana, and 优恵 stayed as written."""
+    line = "ー" * 16
+    assert clean(f"{line}优恵多多{line}", version=3) == clean(f"{line}优惠多多{line}", version=3)
+    assert clean("楽しかった", version=3) == "楽しかった" and clean("ゲーム楽しい", version=3) == "ゲーム楽しい"

@@ -79,6 +79,9 @@ class Signal(abc.ABC):
     #: "marketing" / "spam" / "code": never fires unless the context says so (``ctx.marketing`` /
     #: ``ctx.is_spam`` / ``ctx.is_code``), so the engine does not ask it about other messages
     only_for: ClassVar[str | None] = None
+    #: judges by the port's signature registry (``ctx.registered_signatures``): skipped, and named in the degraded
+    #: reason, when the engine could not read the registry (every port then reads as having no entry)
+    reads_registry: ClassVar[bool] = False
 
     @classmethod
     def may_fire(cls, marketing: bool, spam: bool, code: bool = False) -> bool:

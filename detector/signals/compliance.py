@@ -20,6 +20,7 @@ class UnregisteredSignature(Signal):
     """The port has a registry entry and this message's signature is not in it (or has none)."""
     name = "unregistered_signature"
     level = "both"
+    reads_registry = True
 
     def evaluate(self, ctx: MessageContext) -> Fired | None:
         if ctx.registered_signatures is None or ctx.signature_registered_to_port:

@@ -146,6 +146,7 @@ class PortSignatures(Signal):
     # the port: those are expected, and a signature outside the registry fires unregistered_signature anyway.
     name = "port_signatures"
     level = "both"
+    reads_registry = True
     feeds = ("port_signatures",)
     defaults = {"low": 10, "high": 30}
 

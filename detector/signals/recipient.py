@@ -80,6 +80,7 @@ class MarketingFrequency(_KindPerDay):
     """
     name = "marketing_frequency"
     only_for = "marketing"
+    reads_registry = True
     defaults = {"low": 10, "high": 50}
 
     def counted(self, ctx: MessageContext) -> bool:
