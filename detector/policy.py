@@ -102,6 +102,11 @@ class _Reader:
         return SignalConfig(cls(params), weights["weight"], weights["port_weight"], hard_block)
 
 
+def _default_signal_entries() -> Mapping[str, Any]:
+    """The packaged default policy's ``signals`` section, which names every signal (a test checks it)."""
+    return yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))["signals"]
+
+
 class Policy:
     def __init__(self, config: Mapping[str, Any], source: str = "<dict>"):
         self.source = source
@@ -139,8 +144,19 @@ class Policy:
             read.number(port, "port.min_messages_for_state", whole=True, minimum=0)
             log.warning("policy %s: port.min_messages_for_state is not used; the spam-share floor is "
                         "signals.spam_share.params.min_volume", source)
-        signals = read.keys(root["signals"], "signals", set(ALL_SIGNALS), noun="signal")
+        signals = read.keys(root["signals"], "signals", set(), set(ALL_SIGNALS), noun="signal")
         self.signals: dict[str, SignalConfig] = {name: read.signal(signals, name) for name in signals}
+        # A signal added to smsguard after this file was written takes the packaged default's entry: an operator's
+        # policy must keep loading after an upgrade (a worker that refuses to start stops the carrier's SMS), and
+        # the new signal then weighs what its release measured. Said once at load, so the file can be brought up
+        # to date; `smsguard signals` lists every signal with its weights.
+        self.defaulted_signals = tuple(name for name in ALL_SIGNALS if name not in signals)
+        if self.defaulted_signals:
+            defaults = _default_signal_entries()
+            fallback = _Reader(f"{DEFAULT_POLICY_FILE} (for {source})")
+            self.signals.update((name, fallback.signal(defaults, name)) for name in self.defaulted_signals)
+            log.warning("policy %s: no entry for signal(s) %s; the packaged defaults apply (%s)", source,
+                        ", ".join(self.defaulted_signals), DEFAULT_POLICY_FILE)
         # optional: under a policy written before it a watch never escalates by lasting, as it did not
         self.persist_after_ms: int | None = None
         self.persist_share = self.persist_value = 0.0

@@ -9,6 +9,7 @@ import yaml
 from detector.errors import ConfigError
 from detector.events import Reason
 from detector.policy import DEFAULT_POLICY_FILE, Policy, operator_action
+from detector.signals import ALL_SIGNALS
 
 MIN = 60_000
 
@@ -119,7 +120,6 @@ def test_operator_actions_validate_their_input():
 
 
 @pytest.mark.parametrize("mutate,message", [
-    (lambda c: c["signals"].pop("quiet_hours"), "missing signal"),
     (lambda c: c["signals"].update(bogus={"weight": 1}), "unknown signal"),
     (lambda c: c["port"].update(watch_at=9), "must rise"),
     (lambda c: c["signals"]["quiet_hours"].update(colour="red"), "unknown key"),
@@ -161,6 +161,30 @@ def test_bad_policy_files_are_refused_with_a_clear_error(mutate, message):
     mutate(config)
     with pytest.raises(ConfigError, match=message):
         Policy(config)
+
+
+def test_the_packaged_policy_names_every_signal():
+    """A policy file without a signal borrows the packaged default's entry, so the default must have them all."""
+    assert Policy.load().defaulted_signals == ()
+    assert set(raw_config()["signals"]) == set(ALL_SIGNALS)
+
+
+def test_a_policy_written_before_a_signal_existed_still_loads_with_the_default_entry(tmp_path, caplog):
+    """An operator's policy file from an older release has no entry for signals added since (declared_code_mismatch
+    in session 16). It was refused ("missing signal"), so an upgrade stopped every worker that used one."""
+    config = raw_config()
+    config["signals"].pop("declared_code_mismatch")
+    config["signals"]["quiet_hours"]["weight"] = 1.5          # the operator's own choices still hold
+    path = tmp_path / "ours-2025.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="detector.policy"):
+        policy = Policy.load(path)
+    default = Policy.load()
+    assert policy.defaulted_signals == ("declared_code_mismatch",)
+    assert set(policy.signals) == set(ALL_SIGNALS)
+    assert policy.signals["declared_code_mismatch"].weight == default.signals["declared_code_mismatch"].weight
+    assert policy.signals["quiet_hours"].weight == 1.5
+    assert any("declared_code_mismatch" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
 
 
 def test_policy_errors_name_the_file(tmp_path):
