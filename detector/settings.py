@@ -48,7 +48,9 @@ SETTINGS: list[Setting] = [
             "set to 16+ characters; operator tokens stay optional: without them the dashboard is read-only "
             "(operator actions are refused).", choices=("development", "production")),
     Setting("SMSGUARD_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers, comma separated."),
-    Setting("SMSGUARD_REDIS_URL", "redis://localhost:6379/0", "Redis URL for port signals, port states and the gateway buckets."),
+    Setting("SMSGUARD_REDIS_URL", "redis://localhost:6379/0", "Redis URL for port signals, port states and the gateway buckets. TLS with a password: "
+            "rediss://:PASSWORD@HOST:6379/0?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required (an ACL user goes "
+            "before the colon); logs and errors never show the password."),
     Setting("SMSGUARD_REDIS_CLUSTER", False,
             "true: SMSGUARD_REDIS_URL names one node of a Redis Cluster (database 0), and workers, dashboard, gateways "
             "and CLIs use a cluster client. A Lua script may only touch keys of one slot, so the state store then "
