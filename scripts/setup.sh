@@ -2,8 +2,9 @@
 # Prepares a fresh Debian machine (or does nothing if it is ready). Sourced by demo.sh and test.sh.
 #
 #   - Debian packages, installed with apt-get only when missing: redis-server (both), and
-#     with SMSGUARD_SETUP_TEST_TOOLS=1 chromium + chromium-driver + a CJK font (browser tests) and
-#     docker-compose (validates docker-compose.yml; no Docker engine is needed);
+#     with SMSGUARD_SETUP_TEST_TOOLS=1 chromium + chromium-driver + a CJK font (browser tests),
+#     docker-compose (validates docker-compose.yml; no Docker engine is needed) and openssl (the TLS
+#     Redis test makes its certificates with it);
 #   - .venv (python3 -m venv) with `pip install -e '.[dev]'`, redone only when pyproject.toml,
 #     the Python version or the checkout's path changed (a stamp file in .venv records them).
 #
@@ -27,6 +28,7 @@ _apt_install_missing() {
         command -v chromium >/dev/null || missing+=(chromium)
         command -v chromedriver >/dev/null || missing+=(chromium-driver)
         command -v docker-compose >/dev/null || missing+=(docker-compose)
+        command -v openssl >/dev/null || missing+=(openssl)
         # a CJK font, or the browser tests' screenshots show boxes for Chinese text
         [[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || missing+=(fonts-wqy-microhei)
     fi
