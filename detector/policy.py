@@ -102,7 +102,7 @@ class _Reader:
         return SignalConfig(cls(params), weights["weight"], weights["port_weight"], hard_block)
 
 
-def _default_signal_entries() -> Mapping[str, Any]:
+def default_signal_entries() -> Mapping[str, Any]:
     """The packaged default policy's ``signals`` section, which names every signal (a test checks it)."""
     return yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))["signals"]
 
@@ -152,7 +152,7 @@ class Policy:
         # to date; `smsguard signals` lists every signal with its weights.
         self.defaulted_signals = tuple(name for name in ALL_SIGNALS if name not in signals)
         if self.defaulted_signals:
-            defaults = _default_signal_entries()
+            defaults = default_signal_entries()
             fallback = _Reader(f"{DEFAULT_POLICY_FILE} (for {source})")
             self.signals.update((name, fallback.signal(defaults, name)) for name in self.defaulted_signals)
             log.warning("policy %s: no entry for signal(s) %s; the packaged defaults apply (%s)", source,
